@@ -1,0 +1,158 @@
+"""Frames: the trajectory container every stage of polyvae consumes.
+
+A :class:`Frames` holds positions ``(T, N, D)`` in float32 (lengths in Å unless
+``unit`` says otherwise), per-atom masses and names, and per-frame times. It is
+validated once, at construction, so that later stages can trust its shape and
+content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Frames", "as_positions", "check_finite"]
+
+
+def check_finite(positions: np.ndarray, name: str = "positions") -> None:
+    """Raise ``ValueError`` naming the first frame that holds NaN or inf.
+
+    Parameters
+    ----------
+    positions : array (T, N, D)
+        Coordinates to check.
+    name : str
+        Argument name used in the message.
+    """
+    finite = np.isfinite(positions).reshape(positions.shape[0], -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{name} contains NaN or inf coordinates: first bad frame is {bad[0]} "
+            f"({bad.size} of {positions.shape[0]} frames affected)"
+        )
+
+
+def as_positions(positions: Any, name: str = "positions", min_atoms: int = 3) -> np.ndarray:
+    """Validate and convert coordinates to a float32 array of shape (T, N, D).
+
+    A single frame ``(N, D)`` is promoted to ``(1, N, D)``.
+
+    Parameters
+    ----------
+    positions : array_like (T, N, D) or (N, D)
+        Coordinates, D = 2 or 3.
+    name : str
+        Argument name used in error messages.
+    min_atoms : int
+        Fewest atoms accepted.
+
+    Returns
+    -------
+    ndarray (T, N, D), float32
+    """
+    if isinstance(positions, Frames):
+        return positions.positions
+    try:
+        arr = np.asarray(positions)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of shape (T, N, D); got {type(positions).__name__}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array of shape (T, N, D); got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(
+            f"{name} must have shape (T, N, D) (frames, atoms, dimensions); got ndim={arr.ndim} "
+            f"with shape {arr.shape}"
+        )
+    if arr.shape[2] not in (2, 3):
+        raise ValueError(f"{name} must have D = 2 or 3 spatial dimensions (last axis); got D={arr.shape[2]}")
+    if arr.shape[1] < min_atoms:
+        raise ValueError(f"{name} must hold at least {min_atoms} atoms per frame; got N={arr.shape[1]}")
+    if arr.shape[0] < 1:
+        raise ValueError(f"{name} holds no frames (T=0)")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    check_finite(arr, name)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Frames:
+    """A validated trajectory of one molecule (or one atom selection).
+
+    Parameters
+    ----------
+    positions : array_like (T, N, D)
+        Coordinates, D = 2 or 3, stored as float32.
+    masses : array_like (N,), optional
+        Atomic masses (default 1 for every atom); must be positive.
+    names : sequence of str (N,), optional
+        Atom names (default ``"B0"``, ``"B1"``, ...).
+    times : array_like (T,), optional
+        Frame times (default 0, 1, 2, ...).
+    unit : str
+        Length unit of ``positions`` ("Å" unless the source says otherwise).
+    """
+
+    positions: np.ndarray
+    masses: np.ndarray = None  # type: ignore[assignment]
+    names: tuple[str, ...] = None  # type: ignore[assignment]
+    times: np.ndarray = None  # type: ignore[assignment]
+    unit: str = "Å"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        pos = as_positions(self.positions, "positions")
+        t, n, _ = pos.shape
+        masses = np.ones(n) if self.masses is None else np.asarray(self.masses, dtype=np.float64)
+        if masses.shape != (n,):
+            raise ValueError(f"masses must have shape (N,) = ({n},) to match positions; got {masses.shape}")
+        if not np.all(np.isfinite(masses)) or np.any(masses <= 0):
+            raise ValueError("masses must be finite and positive; got " f"min={masses.min()!r}")
+        names = tuple(f"B{i}" for i in range(n)) if self.names is None else tuple(map(str, self.names))
+        if len(names) != n:
+            raise ValueError(f"names must have one entry per atom (N={n}); got {len(names)}")
+        times = np.arange(t, dtype=np.float64) if self.times is None else np.asarray(self.times, np.float64)
+        if times.shape != (t,):
+            raise ValueError(f"times must have shape (T,) = ({t},) to match positions; got {times.shape}")
+        if not isinstance(self.unit, str) or not self.unit:
+            raise TypeError(f"unit must be a non-empty string; got {self.unit!r}")
+        object.__setattr__(self, "positions", pos)
+        object.__setattr__(self, "masses", masses)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "times", times)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames T."""
+        return self.positions.shape[0]
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms N."""
+        return self.positions.shape[1]
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension D (2 or 3)."""
+        return self.positions.shape[2]
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __getitem__(self, index) -> Frames:
+        """Frames selected by an int, slice, or index array (atoms are kept)."""
+        idx = np.arange(self.n_frames)[index]
+        idx = np.atleast_1d(idx)
+        return Frames(
+            self.positions[idx], self.masses, self.names, self.times[idx], self.unit, dict(self.metadata)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Frames(n_frames={self.n_frames}, n_atoms={self.n_atoms}, dim={self.dim}, "
+            f"unit={self.unit!r})"
+        )

@@ -1,0 +1,304 @@
+"""The VAE as pure JAX functions over a params pytree.
+
+Parameters are a nested dict::
+
+    {"encoder": [{"w": (F, H1), "b": (H1,)}, ..., {"w": (Hk, 2L), "b": (2L,)}],
+     "decoder": [{"w": (L, Hk), "b": (Hk,)}, ..., {"w": (H1, F_out), "b": (F_out,)}],
+     "log_sigma": (F,)}            # only for a Gaussian likelihood with learned sigma
+
+Hyperparameters live in the frozen :class:`VAEConfig`, never in the pytree. All
+functions work on a batch (leading axes) of feature vectors ``x`` of shape (..., F).
+Randomness always comes from an explicit keyword-only ``key``.
+
+Likelihoods
+-----------
+``"gaussian"``: independent normals per feature, decoder gives the mean; sigma is a
+fixed number (``sigma=0.1``) or a learned global per-feature vector (``sigma=None``).
+``"categorical"``: one-hot data; decoder gives class logits (softmax probabilities).
+
+The loss per frame is ``-log p(x|z) + beta * KL[q(z|x) || N(0, I)]`` with one
+reparameterized sample of z; with ``beta = 1`` it is the negative ELBO.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "LIKELIHOODS",
+    "VAEConfig",
+    "init_params",
+    "encode",
+    "decode",
+    "log_likelihood",
+    "kl_divergence",
+    "loss_terms",
+    "loss",
+    "sample",
+    "iw_log_likelihood",
+]
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+    "softplus": jax.nn.softplus,
+}
+LIKELIHOODS = ("gaussian", "categorical")
+_STD_FLOOR = 1e-6
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture and objective of a VAE.
+
+    Parameters
+    ----------
+    n_features : int
+        Input size F (N*D for Cartesian frames, the class count for one-hot data).
+    latent_dim : int
+        Size L of the latent space (>= 1).
+    hidden : tuple of int
+        Widths of the encoder's hidden layers; the decoder mirrors them.
+    activation : {"relu", "tanh", "elu", "softplus"}
+    likelihood : {"gaussian", "categorical"}
+    sigma : float or None
+        Gaussian decoder standard deviation (in standardized feature units): a fixed
+        positive number, or None to learn one global value per feature.
+    beta : float
+        Weight of the KL term (>= 0); 1 gives the ELBO.
+    """
+
+    n_features: int
+    latent_dim: int = 2
+    hidden: tuple[int, ...] = (256, 256, 256)
+    activation: str = "relu"
+    likelihood: str = "gaussian"
+    sigma: float | None = None
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_int("n_features", self.n_features, 1)
+        _check_int("latent_dim", self.latent_dim, 1)
+        hidden = self.hidden
+        if isinstance(hidden, int | np.integer):
+            hidden = (int(hidden),)
+        try:
+            hidden = tuple(hidden)
+        except TypeError:
+            raise TypeError(f"hidden must be a sequence of layer widths; got {hidden!r}") from None
+        for width in hidden:
+            _check_int("hidden", width, 1, what="every hidden layer width")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}"
+            )
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {self.likelihood!r}")
+        if self.sigma is not None:
+            if self.likelihood != "gaussian":
+                raise ValueError("sigma applies to the gaussian likelihood only; use sigma=None")
+            if not (isinstance(self.sigma, int | float) and math.isfinite(self.sigma) and self.sigma > 0):
+                raise ValueError(f"sigma must be a positive number or None (learned); got {self.sigma!r}")
+            object.__setattr__(self, "sigma", float(self.sigma))
+        if not (isinstance(self.beta, int | float) and math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0; got {self.beta!r}")
+        object.__setattr__(self, "beta", float(self.beta))
+
+    @property
+    def learned_sigma(self) -> bool:
+        return self.likelihood == "gaussian" and self.sigma is None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        d = dict(d)
+        d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+def _check_int(name: str, value: Any, minimum: int, what: str | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum} ({what or name}); got {value}")
+
+
+def _init_layers(key: jax.Array, sizes: list[int], gain: float) -> list[dict]:
+    layers = []
+    keys = jax.random.split(key, len(sizes) - 1)
+    for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True)):
+        last = i == len(sizes) - 2
+        scale = math.sqrt((1.0 if last else gain) / n_in)
+        layers.append(
+            {
+                "w": scale * jax.random.normal(k, (n_in, n_out), jnp.float32),
+                "b": jnp.zeros((n_out,), jnp.float32),
+            }
+        )
+    return layers
+
+
+def init_params(config: VAEConfig, *, key: jax.Array) -> dict:
+    """Random initial parameters (He/LeCun-normal weights, zero biases).
+
+    Parameters
+    ----------
+    config : VAEConfig
+    key : jax.Array
+        PRNG key.
+
+    Returns
+    -------
+    dict
+        The params pytree.
+    """
+    gain = 2.0 if config.activation in ("relu", "elu") else 1.0
+    k_enc, k_dec = jax.random.split(key)
+    f, latent, hidden = config.n_features, config.latent_dim, list(config.hidden)
+    params = {
+        "encoder": _init_layers(k_enc, [f, *hidden, 2 * latent], gain),
+        "decoder": _init_layers(k_dec, [latent, *hidden[::-1], f], gain),
+    }
+    if config.learned_sigma:
+        params["log_sigma"] = jnp.zeros((f,), jnp.float32)
+    return params
+
+
+def _mlp(layers: list[dict], x: jax.Array, activation: str) -> jax.Array:
+    act = ACTIVATIONS[activation]
+    for layer in layers[:-1]:
+        x = act(x @ layer["w"] + layer["b"])
+    return x @ layers[-1]["w"] + layers[-1]["b"]
+
+
+def encode(params: dict, x: jax.Array, config: VAEConfig) -> tuple[jax.Array, jax.Array]:
+    """Parameters of q(z|x): mean and standard deviation (softplus), each (..., L)."""
+    out = _mlp(params["encoder"], x, config.activation)
+    mean, raw = jnp.split(out, 2, axis=-1)
+    return mean, jax.nn.softplus(raw) + _STD_FLOOR
+
+
+def decode(params: dict, z: jax.Array, config: VAEConfig) -> dict:
+    """Parameters of p(x|z).
+
+    Returns
+    -------
+    dict
+        gaussian: ``{"mean": (..., F), "sigma": (F,)}``;
+        categorical: ``{"logits": (..., F), "probs": (..., F)}``.
+    """
+    out = _mlp(params["decoder"], z, config.activation)
+    if config.likelihood == "categorical":
+        return {"logits": out, "probs": jax.nn.softmax(out, axis=-1)}
+    if config.learned_sigma:
+        sigma = jnp.exp(params["log_sigma"])
+    else:
+        sigma = jnp.full((config.n_features,), config.sigma, out.dtype)
+    return {"mean": out, "sigma": sigma}
+
+
+def log_likelihood(params: dict, x: jax.Array, z: jax.Array, config: VAEConfig) -> jax.Array:
+    """log p(x|z) summed over features, shape (...,)."""
+    out = decode(params, z, config)
+    if config.likelihood == "categorical":
+        return jnp.sum(x * jax.nn.log_softmax(out["logits"], axis=-1), axis=-1)
+    sigma = out["sigma"]
+    resid = (x - out["mean"]) / sigma
+    return -0.5 * jnp.sum(resid**2 + 2.0 * jnp.log(sigma) + _LOG_2PI, axis=-1)
+
+
+def kl_divergence(mean: jax.Array, std: jax.Array) -> jax.Array:
+    """KL[N(mean, std^2) || N(0, 1)] summed over latent dimensions, shape (...,)."""
+    return jnp.sum(0.5 * (mean**2 + std**2) - jnp.log(std) - 0.5, axis=-1)
+
+
+def _reparameterize(mean, std, key):
+    return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def loss_terms(params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array):
+    """Per-frame reconstruction loss -log p(x|z) (one z sample) and KL term.
+
+    Returns
+    -------
+    recon, kl : jax.Array (...,) each, in nats per frame.
+    """
+    mean, std = encode(params, x, config)
+    z = _reparameterize(mean, std, key)
+    return -log_likelihood(params, x, z, config), kl_divergence(mean, std)
+
+
+def loss(params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array):
+    """Batch-mean training objective ``recon + beta * kl`` and its parts.
+
+    Returns
+    -------
+    value : scalar
+    (recon, kl) : scalars, batch means.
+    """
+    recon, kl = loss_terms(params, x, config, key=key)
+    recon, kl = jnp.mean(recon), jnp.mean(kl)
+    return recon + config.beta * kl, (recon, kl)
+
+
+def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only: bool = False):
+    """Draw ``n`` samples of the model's p(x) = ∫ p(x|z) p(z) dz.
+
+    Parameters
+    ----------
+    mean_only : bool
+        Return the decoder's mean (gaussian) or class probabilities (categorical)
+        for each prior z instead of a sample from p(x|z).
+
+    Returns
+    -------
+    x : (n, F) features (one-hot rows for a categorical sample).
+    z : (n, L) the prior draws.
+    """
+    k_z, k_x = jax.random.split(key)
+    z = jax.random.normal(k_z, (n, config.latent_dim), jnp.float32)
+    out = decode(params, z, config)
+    if config.likelihood == "categorical":
+        if mean_only:
+            return out["probs"], z
+        cls = jax.random.categorical(k_x, out["logits"], axis=-1)
+        return jax.nn.one_hot(cls, config.n_features, dtype=jnp.float32), z
+    if mean_only:
+        return out["mean"], z
+    return _reparameterize(out["mean"], jnp.broadcast_to(out["sigma"], out["mean"].shape), k_x), z
+
+
+def iw_log_likelihood(
+    params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array, n_samples: int = 64
+) -> jax.Array:
+    """Importance-weighted estimate of log p(x) with K samples from q(z|x).
+
+    ``log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)``, computed with log-sum-exp. It is a
+    lower bound that tightens as K grows (K = 1 gives the ELBO in expectation).
+
+    Returns
+    -------
+    (B,) log p(x) in nats, for x of shape (B, F), in the feature space of ``x``.
+    """
+    mean, std = encode(params, x, config)
+    eps = jax.random.normal(key, (n_samples,) + mean.shape, mean.dtype)
+    z = mean + std * eps  # (K, B, L)
+    log_px_z = log_likelihood(params, x[None], z, config)
+    log_pz = -0.5 * jnp.sum(z**2 + _LOG_2PI, axis=-1)
+    log_qz = -0.5 * jnp.sum(eps**2 + 2.0 * jnp.log(std) + _LOG_2PI, axis=-1)
+    log_w = log_px_z + log_pz - log_qz
+    return jax.scipy.special.logsumexp(log_w, axis=0) - math.log(n_samples)

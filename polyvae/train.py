@@ -1,0 +1,246 @@
+"""Training: optax Adam, one jit-compiled function per epoch.
+
+An epoch reshuffles the training rows, cuts them into full batches and runs every
+optimizer step inside a single ``jax.lax.scan``, so Python is entered once per
+epoch, not once per batch. The same seed gives bit-identical parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from polyvae.model import VAEConfig, _check_int, init_params, loss, loss_terms
+
+__all__ = ["TrainConfig", "TrainingDivergedError", "fit", "split_indices"]
+
+logger = logging.getLogger(__name__)
+
+_EVAL_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule settings.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training frames.
+    batch_size : int
+        Frames per optimizer step; the last partial batch of each (reshuffled) epoch
+        is left out of that epoch.
+    learning_rate : float
+        Adam step size (> 0).
+    seed : int
+        Seeds the initialization, the validation split, the shuffling and the
+        reparameterization noise.
+    validation_fraction : float
+        Fraction of frames held out for validation (0 <= f < 1).
+    """
+
+    epochs: int = 250
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"learning_rate must be a positive number; got {lr!r}")
+        vf = self.validation_fraction
+        if not isinstance(vf, int | float) or not 0 <= vf < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1); got {vf!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or the parameters became NaN/inf.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch in which the non-finite value appeared.
+    params : dict
+        The last finite parameters (from the end of the previous epoch).
+    history : dict
+        Per-epoch history up to the last finite epoch.
+    """
+
+    def __init__(self, epoch: int, params: dict, history: dict, saved_to=None):
+        self.epoch, self.params, self.history, self.saved_to = epoch, params, history, saved_to
+        where = f"; the last finite parameters were saved to {saved_to}" if saved_to else ""
+        super().__init__(
+            f"training diverged: the loss became NaN or inf in epoch {epoch}; the parameters "
+            f"from epoch {epoch - 1} are kept{where}. Try a smaller learning_rate."
+        )
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into training and validation indices."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(validation_fraction * n))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
+    n_batches = n_train // batch_size
+    grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
+
+    def step(carry, inputs):
+        params, opt_state, data = carry
+        idx, key = inputs
+        (_, (recon, kl)), grads = grad_fn(params, data[idx], key=key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, data), jnp.stack([recon, kl])
+
+    @jax.jit
+    def epoch(params, opt_state, data, key):
+        k_perm, k_steps = jax.random.split(key)
+        order = jax.random.permutation(k_perm, n_train)[: n_batches * batch_size]
+        batches = order.reshape(n_batches, batch_size)
+        (params, opt_state, _), metrics = jax.lax.scan(
+            step, (params, opt_state, data), (batches, jax.random.split(k_steps, n_batches))
+        )
+        finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)])
+        )
+        return params, opt_state, jnp.mean(metrics, axis=0), finite
+
+    return epoch
+
+
+def evaluate(params: dict, data: jax.Array, config: VAEConfig, *, key: jax.Array) -> tuple[float, float]:
+    """Mean reconstruction loss and KL over ``data`` (one z sample per frame)."""
+    fn = _eval_fn(config)
+    total = np.zeros(2)
+    n = data.shape[0]
+    for start in range(0, n, _EVAL_CHUNK):
+        chunk = data[start : start + _EVAL_CHUNK]
+        key, sub = jax.random.split(key)
+        total += np.asarray(fn(params, chunk, sub), dtype=np.float64) * chunk.shape[0]
+    recon, kl = total / n
+    return float(recon), float(kl)
+
+
+@partial(jax.jit, static_argnums=0)
+def _eval_impl(config, params, data, key):
+    recon, kl = loss_terms(params, data, config, key=key)
+    return jnp.stack([jnp.mean(recon), jnp.mean(kl)])
+
+
+def _eval_fn(config):
+    return partial(_eval_impl, config)
+
+
+def _record(history: dict, prefix: str, recon: float, kl: float, beta: float) -> None:
+    history.setdefault(f"{prefix}_recon", []).append(recon)
+    history.setdefault(f"{prefix}_kl", []).append(kl)
+    history.setdefault(f"{prefix}_elbo", []).append(-(recon + kl))
+    history.setdefault(f"{prefix}_loss", []).append(recon + beta * kl)
+
+
+def fit(
+    features,
+    config: VAEConfig,
+    train_config: TrainConfig = TrainConfig(),
+    *,
+    params: dict | None = None,
+    progress: bool = True,
+) -> tuple[dict, dict]:
+    """Train a VAE on a feature matrix.
+
+    Parameters
+    ----------
+    features : array (T, F)
+        Training rows (standardized coordinates, or one-hot rows).
+    config : VAEConfig
+    train_config : TrainConfig
+    params : dict, optional
+        Starting parameters (default: a fresh seeded initialization).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    params : dict
+        Trained parameters.
+    history : dict of lists
+        Per epoch: ``train_recon``, ``train_kl``, ``train_elbo``, ``train_loss`` (and the
+        same with ``val_`` when a validation split is used), in nats per frame;
+        ``epoch_time_s``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss becomes NaN/inf; it carries the last finite parameters.
+    """
+    if not isinstance(config, VAEConfig):
+        raise TypeError(f"config must be a VAEConfig; got {type(config).__name__}")
+    if not isinstance(train_config, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig; got {type(train_config).__name__}")
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != config.n_features:
+        raise ValueError(
+            f"features must have shape (T, {config.n_features}) to match the model's n_features; "
+            f"got {x.shape}"
+        )
+    if not np.all(np.isfinite(x)):
+        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise ValueError(f"features contains NaN or inf: first bad row is {bad}")
+    tc = train_config
+    train_idx, val_idx = split_indices(x.shape[0], tc.validation_fraction, tc.seed)
+    if train_idx.size < tc.batch_size:
+        raise ValueError(
+            f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
+            f"after the validation split of {x.shape[0]} frames; use a smaller batch_size or more frames"
+        )
+    key = jax.random.PRNGKey(tc.seed)
+    key, k_init, k_val = jax.random.split(key, 3)
+    if params is None:
+        params = init_params(config, key=k_init)
+    optimizer = optax.adam(tc.learning_rate)
+    opt_state = optimizer.init(params)
+    train_data = jnp.asarray(x[train_idx])
+    val_data = jnp.asarray(x[val_idx]) if val_idx.size else None
+    epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size)
+    history: dict[str, list] = {}
+    bar = tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        key, k_epoch = jax.random.split(key)
+        new_params, new_state, metrics, finite = epoch_fn(params, opt_state, train_data, k_epoch)
+        recon, kl = (float(v) for v in np.asarray(metrics))
+        if not (bool(finite) and math.isfinite(recon) and math.isfinite(kl)):
+            bar.close()
+            raise TrainingDivergedError(epoch, params, history)
+        params, opt_state = new_params, new_state
+        _record(history, "train", recon, kl, config.beta)
+        if val_data is not None:
+            _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
+        history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
+        if progress:
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
+    logger.info(
+        "trained %d epochs: train -ELBO %.4f%s",
+        tc.epochs,
+        -history["train_elbo"][-1],
+        f", validation -ELBO {-history['val_elbo'][-1]:.4f}" if "val_elbo" in history else "",
+    )
+    return params, history

@@ -1,0 +1,344 @@
+"""Frame transforms: centering, alignment, flattening and standardization.
+
+Every function here is an array kernel on positions ``(T, N, D)`` (lengths in the
+frames' unit), mass-weighted where masses apply. :class:`Pipeline` chains them, is
+fit once on training frames, applied to new frames, inverted on decoder output, and
+stored in the model file.
+
+Principal-axis alignment rotates each frame so that its mass-weighted principal axes
+(largest spread first) lie along x, y (, z). An axis is only defined up to sign; the
+sign rule used here orients each axis along the molecule's index direction: the
+mass-weighted covariance between atom index and the projection on the axis is made
+non-negative. For a chain this points the axis from the first towards the last
+atom, so a frame does not flip when its axes only turn smoothly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from polyvae.frames import as_positions
+
+__all__ = [
+    "center_of_mass",
+    "center",
+    "principal_axes",
+    "align_principal",
+    "kabsch_rotation",
+    "align_to_reference",
+    "flatten",
+    "unflatten",
+    "Pipeline",
+    "ALIGN_METHODS",
+]
+
+ALIGN_METHODS = ("principal", "kabsch", "none")
+
+
+def _weights(masses: Any, n_atoms: int) -> np.ndarray:
+    if masses is None:
+        return np.full(n_atoms, 1.0 / n_atoms)
+    m = np.asarray(masses, dtype=np.float64)
+    if m.shape != (n_atoms,):
+        raise ValueError(f"masses must have shape (N,) = ({n_atoms},); got {m.shape}")
+    if not np.all(np.isfinite(m)) or np.any(m <= 0):
+        raise ValueError("masses must be finite and positive")
+    return m / m.sum()
+
+
+def center_of_mass(positions: Any, masses: Any = None) -> np.ndarray:
+    """Mass-weighted centre of each frame.
+
+    Parameters
+    ----------
+    positions : array (T, N, D)
+    masses : array (N,), optional
+        Default: equal masses.
+
+    Returns
+    -------
+    ndarray (T, D)
+    """
+    x = as_positions(positions)
+    w = _weights(masses, x.shape[1])
+    return np.einsum("tnd,n->td", x.astype(np.float64), w)
+
+
+def center(positions: Any, masses: Any = None) -> np.ndarray:
+    """Translate each frame so that its centre of mass is at the origin.
+
+    Returns
+    -------
+    ndarray (T, N, D), float32
+    """
+    x = as_positions(positions)
+    com = center_of_mass(x, masses)
+    return (x - com[:, None, :]).astype(np.float32)
+
+
+def principal_axes(positions: Any, masses: Any = None) -> np.ndarray:
+    """Rotation matrices whose rows are the sign-fixed principal axes of each frame.
+
+    The axes are the eigenvectors of the mass-weighted gyration tensor about the
+    centre of mass, largest eigenvalue first, each oriented by the index-direction
+    sign rule (see module docstring); the last axis completes a right-handed frame.
+
+    Parameters
+    ----------
+    positions : array (T, N, D)
+    masses : array (N,), optional
+
+    Returns
+    -------
+    ndarray (T, D, D)
+        ``R[t] @ r`` gives the coordinates of ``r`` in the principal frame of frame t.
+    """
+    x = as_positions(positions).astype(np.float64)
+    t, n, d = x.shape
+    w = _weights(masses, n)
+    xc = x - np.einsum("tnd,n->td", x, w)[:, None, :]
+    gyration = np.einsum("tni,tnj,n->tij", xc, xc, w)
+    _, evecs = np.linalg.eigh(gyration)  # ascending eigenvalues, vectors in columns
+    axes = np.swapaxes(evecs[..., ::-1], 1, 2)  # rows, largest first
+    index = np.arange(n, dtype=np.float64)
+    index_c = (index - np.dot(w, index)) * w  # mass-weighted centred atom index
+    # sign of cov(index, projection) for each axis but the last
+    proj = np.einsum("tnd,tkd->tnk", xc, axes)
+    signs = np.where(np.einsum("tnk,n->tk", proj, index_c) < 0, -1.0, 1.0)
+    axes = axes * signs[:, :, None]
+    if d == 2:
+        axes[:, 1] = np.stack([-axes[:, 0, 1], axes[:, 0, 0]], axis=-1)
+    else:
+        axes[:, 2] = np.cross(axes[:, 0], axes[:, 1])
+    return axes
+
+
+def align_principal(positions: Any, masses: Any = None) -> np.ndarray:
+    """Center each frame and rotate it into its principal-axis frame.
+
+    Returns
+    -------
+    ndarray (T, N, D), float32
+    """
+    xc = center(positions, masses).astype(np.float64)
+    rot = principal_axes(xc, masses)
+    return np.einsum("tnd,tkd->tnk", xc, rot).astype(np.float32)
+
+
+def kabsch_rotation(mobile: Any, reference: Any, masses: Any = None) -> np.ndarray:
+    """Proper rotations that best superimpose centred frames onto a centred reference.
+
+    Minimizes the mass-weighted squared deviation (Kabsch algorithm, reflections
+    excluded).
+
+    Parameters
+    ----------
+    mobile : array (T, N, D)
+        Frames, already centred.
+    reference : array (N, D)
+        Reference structure, already centred.
+    masses : array (N,), optional
+
+    Returns
+    -------
+    ndarray (T, D, D)
+        ``mobile[t] @ R[t].T`` is frame t superimposed on the reference.
+    """
+    p = as_positions(mobile, "mobile").astype(np.float64)
+    q = np.asarray(reference, dtype=np.float64)
+    if q.shape != p.shape[1:]:
+        raise ValueError(f"reference must have shape (N, D) = {p.shape[1:]}; got {q.shape}")
+    w = _weights(masses, p.shape[1])
+    h = np.einsum("tni,nj,n->tij", p, q, w)  # covariance, mobile x reference
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(np.einsum("tij,tjk->tik", u, vt)))
+    d[d == 0] = 1.0
+    fix = np.ones((p.shape[0], p.shape[2]))
+    fix[:, -1] = d
+    # R = V diag(fix) U^T
+    return np.einsum("tji,tj,tkj->tik", vt, fix, u)
+
+
+def align_to_reference(positions: Any, reference: Any, masses: Any = None) -> np.ndarray:
+    """Center each frame and superimpose it on ``reference`` (centred first).
+
+    Returns
+    -------
+    ndarray (T, N, D), float32
+    """
+    xc = center(positions, masses).astype(np.float64)
+    ref = center(np.asarray(reference, dtype=np.float64)[None], masses)[0].astype(np.float64)
+    rot = kabsch_rotation(xc, ref, masses)
+    return np.einsum("tnd,tkd->tnk", xc, rot).astype(np.float32)
+
+
+def flatten(positions: Any) -> np.ndarray:
+    """(T, N, D) positions to (T, N*D) features, atom-major."""
+    x = np.asarray(positions)
+    return x.reshape(x.shape[0], -1)
+
+
+def unflatten(features: Any, n_atoms: int, dim: int):
+    """(T, N*D) features to (T, N, D) positions (works on NumPy and JAX arrays)."""
+    if features.shape[-1] != n_atoms * dim:
+        raise ValueError(
+            f"features must have N*D = {n_atoms * dim} columns; got {features.shape[-1]}"
+        )
+    return features.reshape(features.shape[:-1] + (n_atoms, dim))
+
+
+@dataclass
+class Pipeline:
+    """Center, align, flatten and standardize frames; fit once, saved with the model.
+
+    Parameters
+    ----------
+    align : {"principal", "kabsch", "none"}
+        Principal-axis alignment (the default), Kabsch superposition on ``reference``,
+        or centering only.
+    reference : array (N, D), optional
+        Reference for ``align="kabsch"``; default: the first training frame.
+    standardize : bool
+        Scale every feature to zero mean and unit variance over the training frames.
+
+    Attributes (after :meth:`fit`)
+    ------------------------------
+    masses : (N,), mean : (F,), scale : (F,), n_atoms, dim
+    """
+
+    align: str = "principal"
+    reference: np.ndarray | None = None
+    standardize: bool = True
+    masses: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    n_atoms: int | None = None
+    dim: int | None = None
+
+    _ARRAYS = ("reference", "masses", "mean", "scale")
+
+    def __post_init__(self) -> None:
+        if self.align not in ALIGN_METHODS:
+            raise ValueError(f"align must be one of {ALIGN_METHODS}; got {self.align!r}")
+
+    @property
+    def fitted(self) -> bool:
+        return self.mean is not None
+
+    @property
+    def n_features(self) -> int:
+        self._require_fit()
+        return self.n_atoms * self.dim
+
+    def _require_fit(self) -> None:
+        if not self.fitted:
+            raise RuntimeError("this Pipeline is not fitted yet: call fit(positions) first")
+
+    def _aligned(self, x: np.ndarray) -> np.ndarray:
+        if self.align == "principal":
+            return align_principal(x, self.masses)
+        if self.align == "kabsch":
+            return align_to_reference(x, self.reference, self.masses)
+        return center(x, self.masses)
+
+    def fit(self, positions: Any, masses: Any = None) -> Pipeline:
+        """Fit the reference (Kabsch) and the standardization on training frames.
+
+        Parameters
+        ----------
+        positions : array (T, N, D) or Frames
+        masses : array (N,), optional
+            Default: the Frames' masses, or equal masses.
+
+        Returns
+        -------
+        self
+        """
+        if masses is None and hasattr(positions, "masses"):
+            masses = positions.masses
+        x = as_positions(positions)
+        _, n, d = x.shape
+        self.n_atoms, self.dim = n, d
+        self.masses = np.ones(n) if masses is None else np.asarray(masses, dtype=np.float64)
+        _weights(self.masses, n)
+        if self.align == "kabsch":
+            ref = x[0] if self.reference is None else np.asarray(self.reference, np.float64)
+            if ref.shape != (n, d):
+                raise ValueError(f"reference must have shape (N, D) = ({n}, {d}); got {ref.shape}")
+            self.reference = center(ref[None], self.masses)[0].astype(np.float64)
+        feats = flatten(self._aligned(x)).astype(np.float64)
+        if self.standardize:
+            self.mean = feats.mean(axis=0)
+            std = feats.std(axis=0)
+            # features that do not vary (e.g. fixed by alignment) are left unscaled
+            self.scale = np.where(std > 1e-6 * max(std.max(), 1e-30), std, 1.0)
+        else:
+            self.mean = np.zeros(n * d)
+            self.scale = np.ones(n * d)
+        return self
+
+    def check_positions(self, positions: Any, name: str = "positions") -> np.ndarray:
+        """Validate frames against the fitted atom count and dimension."""
+        self._require_fit()
+        x = as_positions(positions, name)
+        if x.shape[1:] != (self.n_atoms, self.dim):
+            raise ValueError(
+                f"{name} has {x.shape[1]} atoms in {x.shape[2]}D but the model was trained on "
+                f"{self.n_atoms} atoms in {self.dim}D"
+            )
+        return x
+
+    def align_frames(self, positions: Any) -> np.ndarray:
+        """Center and align frames as during training. Returns (T, N, D) float32."""
+        return self._aligned(self.check_positions(positions))
+
+    def transform(self, positions: Any) -> np.ndarray:
+        """Frames (T, N, D) to standardized features (T, N*D), float32."""
+        feats = flatten(self.align_frames(positions)).astype(np.float64)
+        return ((feats - self.mean) / self.scale).astype(np.float32)
+
+    def inverse_transform(self, features: Any):
+        """Standardized features (..., F) to aligned positions (..., N, D).
+
+        Works on NumPy arrays and on JAX arrays (inside jit and grad), so decoded
+        structures stay differentiable.
+        """
+        self._require_fit()
+        import jax
+
+        xp = np
+        if isinstance(features, jax.Array):
+            import jax.numpy as xp
+        feats = features * xp.asarray(self.scale, dtype=features.dtype) + xp.asarray(
+            self.mean, dtype=features.dtype
+        )
+        return unflatten(feats, self.n_atoms, self.dim)
+
+    def to_config(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """JSON-ready settings and the fitted arrays, for the model file."""
+        self._require_fit()
+        config = {
+            "align": self.align,
+            "standardize": self.standardize,
+            "n_atoms": self.n_atoms,
+            "dim": self.dim,
+        }
+        arrays = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
+        return config, arrays
+
+    @classmethod
+    def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> Pipeline:
+        """Rebuild a fitted pipeline from :meth:`to_config` output."""
+        return cls(
+            align=config["align"],
+            standardize=config["standardize"],
+            n_atoms=int(config["n_atoms"]),
+            dim=int(config["dim"]),
+            reference=arrays.get("reference"),
+            masses=arrays["masses"],
+            mean=arrays["mean"],
+            scale=arrays["scale"],
+        )

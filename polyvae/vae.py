@@ -1,0 +1,341 @@
+"""The trained model users hold: pipeline + VAE parameters + metadata.
+
+:func:`train` turns frames into a :class:`VAEModel`; the model encodes frames to
+latent CVs, generates conformations, and saves itself to one safe file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from polyvae import model as vae
+from polyvae.checkpoint import flatten_tree, load_archive, save_archive, tree_structure, unflatten_tree
+from polyvae.frames import Frames
+from polyvae.train import TrainConfig, TrainingDivergedError, fit
+from polyvae.transforms import Pipeline
+
+__all__ = ["VAEModel", "train", "load_model"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 8192
+
+
+def _key(key: Any, seed: int | None) -> jax.Array:
+    if key is not None:
+        return key
+    return jax.random.PRNGKey(0 if seed is None else int(seed))
+
+
+@partial(jax.jit, static_argnums=0)
+def _encode(config, params, x):
+    return vae.encode(params, x, config)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 4))
+def _sample(config, params, n, key, mean_only):
+    return vae.sample(params, n, config, key=key, mean_only=mean_only)
+
+
+@partial(jax.jit, static_argnums=0)
+def _decode_mean(config, params, z):
+    return vae.decode(params, z, config)["mean"]
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _iwll(config, params, x, n_samples, key):
+    return vae.iw_log_likelihood(params, x, config, key=key, n_samples=n_samples)
+
+
+def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
+    """Apply ``fn`` to fixed-size, zero-padded chunks so each size compiles once."""
+    n = x.shape[0]
+    size = min(chunk, 1 << max(n - 1, 0).bit_length())
+    outs = []
+    for start in range(0, n, size):
+        part = x[start : start + size]
+        pad = size - part.shape[0]
+        if pad:
+            part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
+        res = fn(jnp.asarray(part))
+        res = res if isinstance(res, tuple) else (res,)
+        outs.append([np.asarray(r)[: size - pad] for r in res])
+    return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
+
+
+@dataclass
+class VAEModel:
+    """A trained VAE with the preprocessing it was trained with.
+
+    Attributes
+    ----------
+    config : VAEConfig
+    params : dict
+        The params pytree (JAX arrays).
+    pipeline : Pipeline
+        Fitted centering/alignment/standardization (None for non-coordinate data).
+    train_config : TrainConfig or None
+    history : dict of lists
+        Per-epoch training history.
+    metadata : dict
+        JSON-ready facts about the training data: unit, atom names, masses, source.
+    """
+
+    config: vae.VAEConfig
+    params: dict
+    pipeline: Pipeline | None = None
+    train_config: TrainConfig | None = None
+    history: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    # ---- shape facts -------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def n_atoms(self) -> int | None:
+        return None if self.pipeline is None else self.pipeline.n_atoms
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.pipeline is None else self.pipeline.dim
+
+    @property
+    def unit(self) -> str:
+        return self.metadata.get("unit", "Å")
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"VAEModel(n_atoms={self.n_atoms}, dim={self.dim}, latent_dim={c.latent_dim}, "
+            f"hidden={c.hidden}, activation={c.activation!r}, likelihood={c.likelihood!r}, "
+            f"beta={c.beta}, unit={self.unit!r})"
+        )
+
+    # ---- features ------------------------------------------------------------------
+    def features(self, frames: Any) -> np.ndarray:
+        """Frames (T, N, D) to the model's input features (T, F), float32."""
+        if self.pipeline is None:
+            x = np.asarray(frames, dtype=np.float32)
+            if x.ndim != 2 or x.shape[1] != self.config.n_features:
+                raise ValueError(
+                    f"data must have shape (T, {self.config.n_features}); got {x.shape}"
+                )
+            return x
+        return self.pipeline.transform(frames)
+
+    def positions(self, features: Any) -> np.ndarray:
+        """Model features (T, F) back to aligned positions (T, N, D)."""
+        if self.pipeline is None:
+            return np.asarray(features)
+        return np.asarray(self.pipeline.inverse_transform(np.asarray(features, np.float32)))
+
+    # ---- outputs ---------------------------------------------------------------------
+    def encode(self, frames: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Latent CVs of frames: the encoder mean (never a sample) and std.
+
+        Parameters
+        ----------
+        frames : Frames or array (T, N, D)
+
+        Returns
+        -------
+        mean : ndarray (T, L)
+        std : ndarray (T, L)
+        """
+        x = self.features(frames)
+        return _chunked(partial(_encode, self.config, self.params), x)
+
+    def decode(self, z: Any) -> np.ndarray:
+        """Decoder mean of latent points ``z`` (M, L) as aligned positions (M, N, D)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (M, {self.latent_dim}); got {z.shape}")
+        if self.config.likelihood != "gaussian":
+            raise ValueError("decode returns positions; this model has a categorical likelihood")
+        (mean,) = _chunked(partial(_decode_mean, self.config, self.params), z)
+        return self.positions(mean)
+
+    def generate(
+        self, n: int, *, key: jax.Array | None = None, seed: int | None = None, mean_only: bool = False
+    ) -> np.ndarray:
+        """Conformations sampled from the model: z ~ N(0, I), decoded.
+
+        Parameters
+        ----------
+        n : int
+            Number of conformations.
+        key, seed : PRNG key or int, optional
+            Randomness (default seed 0).
+        mean_only : bool
+            Leave out the decoder's noise (return the decoder mean of each z).
+
+        Returns
+        -------
+        ndarray (n, N, D) in the aligned frame, float32 (or (n, F) for non-coordinate data)
+        """
+        vae._check_int("n", n, 1)
+        x, _ = _sample(self.config, self.params, int(n), _key(key, seed), bool(mean_only))
+        return self.positions(np.asarray(x))
+
+    def reconstruct(self, frames: Any) -> np.ndarray:
+        """Decoder mean at the encoder mean of each frame, as aligned positions."""
+        mean, _ = self.encode(frames)
+        return self.decode(mean)
+
+    def iw_log_likelihood(
+        self, frames: Any, *, n_samples: int = 64, seed: int = 0
+    ) -> np.ndarray:
+        """Importance-weighted log p(x) per frame, in nats, for the model's features.
+
+        For standardized coordinates the log-density of the standardized features is
+        converted to the aligned coordinates (minus sum of log scales), so models with
+        different latent sizes but the same data can be compared directly.
+
+        Returns
+        -------
+        ndarray (T,)
+        """
+        vae._check_int("n_samples", n_samples, 1)
+        x = self.features(frames)
+        fn = partial(_iwll, self.config, self.params, n_samples=n_samples, key=jax.random.PRNGKey(seed))
+        (ll,) = _chunked(lambda c: fn(c), x, chunk=1024)
+        if self.pipeline is not None:
+            ll = ll - np.sum(np.log(self.pipeline.scale))
+        return ll
+
+    # ---- persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to one file (zip of config.json + params.npz)."""
+        arrays = {f"params/{k}": v for k, v in flatten_tree(jax.device_get(self.params)).items()}
+        config = {
+            "model": self.config.to_dict(),
+            "params_structure": tree_structure(self.params),
+            "train": None if self.train_config is None else self.train_config.to_dict(),
+            "history": self.history,
+            "metadata": self.metadata,
+            "pipeline": None,
+        }
+        if self.pipeline is not None:
+            pcfg, parrays = self.pipeline.to_config()
+            config["pipeline"] = pcfg
+            arrays.update({f"pipeline/{k}": v for k, v in parrays.items()})
+        return save_archive(path, config, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> VAEModel:
+        """Read a model file written by :meth:`save` (never executes code)."""
+        config, arrays = load_archive(path)
+        try:
+            vcfg = vae.VAEConfig.from_dict(config["model"])
+            flat = {k[7:]: v for k, v in arrays.items() if k.startswith("params/")}
+            params = jax.tree.map(jnp.asarray, unflatten_tree(flat, config["params_structure"]))
+            pipeline = None
+            if config.get("pipeline") is not None:
+                parr = {k[9:]: v for k, v in arrays.items() if k.startswith("pipeline/")}
+                pipeline = Pipeline.from_config(config["pipeline"], parr)
+            tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"model file {str(path)!r} is incomplete or inconsistent: {exc}") from exc
+        expected = jax.tree.map(lambda a: a.shape, vae.init_params(vcfg, key=jax.random.PRNGKey(0)))
+        if jax.tree.map(lambda a: a.shape, params) != expected:
+            raise ValueError(f"model file {str(path)!r}: parameter shapes do not match its config")
+        return cls(vcfg, params, pipeline, tcfg, config.get("history") or {}, config.get("metadata") or {})
+
+
+def load_model(path: str | os.PathLike) -> VAEModel:
+    """Load a model file (see :meth:`VAEModel.load`)."""
+    return VAEModel.load(path)
+
+
+def train(
+    frames: Frames | Any,
+    *,
+    latent_dim: int = 2,
+    hidden: tuple[int, ...] = (256, 256, 256),
+    activation: str = "relu",
+    sigma: float | None = None,
+    beta: float = 1.0,
+    epochs: int = 250,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    align: str = "principal",
+    reference: Any = None,
+    output: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> VAEModel:
+    """Center, align and standardize frames, then train a VAE on them.
+
+    Parameters
+    ----------
+    frames : Frames or array (T, N, D)
+        Training trajectory, lengths in Å (or the Frames' unit).
+    latent_dim, hidden, activation, sigma, beta
+        Architecture and objective, see :class:`polyvae.model.VAEConfig`. ``sigma=None``
+        learns the decoder's per-feature noise (recommended); a number fixes it, in
+        units of each feature's training standard deviation.
+    epochs, batch_size, learning_rate, seed, validation_fraction
+        See :class:`polyvae.train.TrainConfig`.
+    align : {"principal", "kabsch", "none"}
+        Alignment before flattening; ``reference`` is the Kabsch target (N, D).
+    output : path, optional
+        Save the trained model here (also the last finite model if training diverges).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    VAEModel
+    """
+    if not isinstance(frames, Frames):
+        frames = Frames(frames)
+    tconfig = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        validation_fraction=validation_fraction,
+    )
+    pipeline = Pipeline(align=align, reference=reference).fit(frames)
+    config = vae.VAEConfig(
+        n_features=pipeline.n_features,
+        latent_dim=latent_dim,
+        hidden=hidden,
+        activation=activation,
+        sigma=sigma,
+        beta=beta,
+    )
+    metadata = {
+        "unit": frames.unit,
+        "names": list(frames.names),
+        "n_frames_trained": frames.n_frames,
+        **{k: v for k, v in frames.metadata.items() if isinstance(v, str | int | float | list)},
+    }
+    features = pipeline.transform(frames)
+    try:
+        params, history = fit(features, config, tconfig, progress=progress)
+    except TrainingDivergedError as err:
+        if output is not None:
+            last = VAEModel(config, err.params, pipeline, tconfig, err.history, metadata)
+            raise TrainingDivergedError(
+                err.epoch, err.params, err.history, saved_to=last.save(output)
+            ) from None
+        raise
+    result = VAEModel(config, params, pipeline, tconfig, history, metadata)
+    if output is not None:
+        result.save(output)
+    return result
