@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_archive", "load_archive", "flatten_tree", "unflatten_tree"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "save_archive",
+    "load_archive",
+    "flatten_tree",
+    "unflatten_tree",
+]
 
 FORMAT = "polyvae-model"
 FORMAT_VERSION = 1
@@ -116,7 +123,9 @@ def load_archive(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         config = json.loads(raw_cfg.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"model file {str(path)!r}: config.json is not valid JSON ({exc})") from exc
+        raise ValueError(
+            f"model file {str(path)!r}: config.json is not valid JSON ({exc})"
+        ) from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(
             f"model file {str(path)!r} is not a polyvae model file "

@@ -58,7 +58,9 @@ def as_positions(positions: Any, name: str = "positions", min_atoms: int = 3) ->
     try:
         arr = np.asarray(positions)
     except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array of shape (T, N, D); got {type(positions).__name__}") from exc
+        raise TypeError(
+            f"{name} must be an array of shape (T, N, D); got {type(positions).__name__}"
+        ) from exc
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be a numeric array of shape (T, N, D); got dtype {arr.dtype}")
     if arr.ndim == 2:
@@ -69,9 +71,13 @@ def as_positions(positions: Any, name: str = "positions", min_atoms: int = 3) ->
             f"with shape {arr.shape}"
         )
     if arr.shape[2] not in (2, 3):
-        raise ValueError(f"{name} must have D = 2 or 3 spatial dimensions (last axis); got D={arr.shape[2]}")
+        raise ValueError(
+            f"{name} must have D = 2 or 3 spatial dimensions (last axis); got D={arr.shape[2]}"
+        )
     if arr.shape[1] < min_atoms:
-        raise ValueError(f"{name} must hold at least {min_atoms} atoms per frame; got N={arr.shape[1]}")
+        raise ValueError(
+            f"{name} must hold at least {min_atoms} atoms per frame; got N={arr.shape[1]}"
+        )
     if arr.shape[0] < 1:
         raise ValueError(f"{name} holds no frames (T=0)")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -109,15 +115,25 @@ class Frames:
         t, n, _ = pos.shape
         masses = np.ones(n) if self.masses is None else np.asarray(self.masses, dtype=np.float64)
         if masses.shape != (n,):
-            raise ValueError(f"masses must have shape (N,) = ({n},) to match positions; got {masses.shape}")
+            raise ValueError(
+                f"masses must have shape (N,) = ({n},) to match positions; got {masses.shape}"
+            )
         if not np.all(np.isfinite(masses)) or np.any(masses <= 0):
-            raise ValueError("masses must be finite and positive; got " f"min={masses.min()!r}")
-        names = tuple(f"B{i}" for i in range(n)) if self.names is None else tuple(map(str, self.names))
+            raise ValueError(f"masses must be finite and positive; got min={masses.min()!r}")
+        names = (
+            tuple(f"B{i}" for i in range(n)) if self.names is None else tuple(map(str, self.names))
+        )
         if len(names) != n:
             raise ValueError(f"names must have one entry per atom (N={n}); got {len(names)}")
-        times = np.arange(t, dtype=np.float64) if self.times is None else np.asarray(self.times, np.float64)
+        times = (
+            np.arange(t, dtype=np.float64)
+            if self.times is None
+            else np.asarray(self.times, np.float64)
+        )
         if times.shape != (t,):
-            raise ValueError(f"times must have shape (T,) = ({t},) to match positions; got {times.shape}")
+            raise ValueError(
+                f"times must have shape (T,) = ({t},) to match positions; got {times.shape}"
+            )
         if not isinstance(self.unit, str) or not self.unit:
             raise TypeError(f"unit must be a non-empty string; got {self.unit!r}")
         object.__setattr__(self, "positions", pos)
@@ -148,7 +164,12 @@ class Frames:
         idx = np.arange(self.n_frames)[index]
         idx = np.atleast_1d(idx)
         return Frames(
-            self.positions[idx], self.masses, self.names, self.times[idx], self.unit, dict(self.metadata)
+            self.positions[idx],
+            self.masses,
+            self.names,
+            self.times[idx],
+            self.unit,
+            dict(self.metadata),
         )
 
     def __repr__(self) -> str:

@@ -107,8 +107,12 @@ class VAEConfig:
         if self.sigma is not None:
             if self.likelihood != "gaussian":
                 raise ValueError("sigma applies to the gaussian likelihood only; use sigma=None")
-            if not (isinstance(self.sigma, int | float) and math.isfinite(self.sigma) and self.sigma > 0):
-                raise ValueError(f"sigma must be a positive number or None (learned); got {self.sigma!r}")
+            if not (
+                isinstance(self.sigma, int | float) and math.isfinite(self.sigma) and self.sigma > 0
+            ):
+                raise ValueError(
+                    f"sigma must be a positive number or None (learned); got {self.sigma!r}"
+                )
             object.__setattr__(self, "sigma", float(self.sigma))
         if not (isinstance(self.beta, int | float) and math.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"beta must be a finite number >= 0; got {self.beta!r}")

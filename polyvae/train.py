@@ -59,7 +59,12 @@ class TrainConfig:
         _check_int("batch_size", self.batch_size, 1)
         _check_int("seed", self.seed, 0)
         lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, int | float)
+            or not math.isfinite(lr)
+            or lr <= 0
+        ):
             raise ValueError(f"learning_rate must be a positive number; got {lr!r}")
         vf = self.validation_fraction
         if not isinstance(vf, int | float) or not 0 <= vf < 1:
@@ -126,7 +131,9 @@ def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
     return epoch
 
 
-def evaluate(params: dict, data: jax.Array, config: VAEConfig, *, key: jax.Array) -> tuple[float, float]:
+def evaluate(
+    params: dict, data: jax.Array, config: VAEConfig, *, key: jax.Array
+) -> tuple[float, float]:
     """Mean reconstruction loss and KL over ``data`` (one z sample per frame)."""
     fn = _eval_fn(config)
     total = np.zeros(2)

@@ -138,8 +138,8 @@ def kabsch_rotation(mobile: Any, reference: Any, masses: Any = None) -> np.ndarr
     ----------
     mobile : array (T, N, D)
         Frames, already centred.
-    reference : array (N, D)
-        Reference structure, already centred.
+    reference : array (N, D) or (T, N, D)
+        Reference structure (or one per frame), already centred.
     masses : array (N,), optional
 
     Returns
@@ -149,10 +149,14 @@ def kabsch_rotation(mobile: Any, reference: Any, masses: Any = None) -> np.ndarr
     """
     p = as_positions(mobile, "mobile").astype(np.float64)
     q = np.asarray(reference, dtype=np.float64)
-    if q.shape != p.shape[1:]:
-        raise ValueError(f"reference must have shape (N, D) = {p.shape[1:]}; got {q.shape}")
+    if q.shape != p.shape[1:] and q.shape != p.shape:
+        raise ValueError(
+            f"reference must have shape (N, D) = {p.shape[1:]} or (T, N, D) = {p.shape}; "
+            f"got {q.shape}"
+        )
     w = _weights(masses, p.shape[1])
-    h = np.einsum("tni,nj,n->tij", p, q, w)  # covariance, mobile x reference
+    q = np.broadcast_to(q, p.shape)
+    h = np.einsum("tni,tnj,n->tij", p, q, w)  # covariance, mobile x reference
     u, _, vt = np.linalg.svd(h)
     d = np.sign(np.linalg.det(np.einsum("tij,tjk->tik", u, vt)))
     d[d == 0] = 1.0

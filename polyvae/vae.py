@@ -18,7 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyvae import model as vae
-from polyvae.checkpoint import flatten_tree, load_archive, save_archive, tree_structure, unflatten_tree
+from polyvae.checkpoint import (
+    flatten_tree,
+    load_archive,
+    save_archive,
+    tree_structure,
+    unflatten_tree,
+)
 from polyvae.frames import Frames
 from polyvae.train import TrainConfig, TrainingDivergedError, fit
 from polyvae.transforms import Pipeline
@@ -169,7 +175,12 @@ class VAEModel:
         return self.positions(mean)
 
     def generate(
-        self, n: int, *, key: jax.Array | None = None, seed: int | None = None, mean_only: bool = False
+        self,
+        n: int,
+        *,
+        key: jax.Array | None = None,
+        seed: int | None = None,
+        mean_only: bool = False,
     ) -> np.ndarray:
         """Conformations sampled from the model: z ~ N(0, I), decoded.
 
@@ -195,9 +206,7 @@ class VAEModel:
         mean, _ = self.encode(frames)
         return self.decode(mean)
 
-    def iw_log_likelihood(
-        self, frames: Any, *, n_samples: int = 64, seed: int = 0
-    ) -> np.ndarray:
+    def iw_log_likelihood(self, frames: Any, *, n_samples: int = 64, seed: int = 0) -> np.ndarray:
         """Importance-weighted log p(x) per frame, in nats, for the model's features.
 
         For standardized coordinates the log-density of the standardized features is
@@ -210,7 +219,9 @@ class VAEModel:
         """
         vae._check_int("n_samples", n_samples, 1)
         x = self.features(frames)
-        fn = partial(_iwll, self.config, self.params, n_samples=n_samples, key=jax.random.PRNGKey(seed))
+        fn = partial(
+            _iwll, self.config, self.params, n_samples=n_samples, key=jax.random.PRNGKey(seed)
+        )
         (ll,) = _chunked(lambda c: fn(c), x, chunk=1024)
         if self.pipeline is not None:
             ll = ll - np.sum(np.log(self.pipeline.scale))
@@ -248,11 +259,31 @@ class VAEModel:
                 pipeline = Pipeline.from_config(config["pipeline"], parr)
             tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"model file {str(path)!r} is incomplete or inconsistent: {exc}") from exc
+            raise ValueError(
+                f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
+            ) from exc
         expected = jax.tree.map(lambda a: a.shape, vae.init_params(vcfg, key=jax.random.PRNGKey(0)))
         if jax.tree.map(lambda a: a.shape, params) != expected:
             raise ValueError(f"model file {str(path)!r}: parameter shapes do not match its config")
-        return cls(vcfg, params, pipeline, tcfg, config.get("history") or {}, config.get("metadata") or {})
+        return cls(
+            vcfg, params, pipeline, tcfg, config.get("history") or {}, config.get("metadata") or {}
+        )
+
+
+def training_stats(aligned: np.ndarray, masses: np.ndarray) -> dict:
+    """Structural statistics of the training frames kept in the model file."""
+    from polyvae.analysis.structure import bond_lengths, min_nonbonded_distance, radius_of_gyration
+
+    rg = radius_of_gyration(aligned, masses)
+    closest = min_nonbonded_distance(aligned)
+    bonds = bond_lengths(aligned)
+    return {
+        "rg_min": float(rg.min()),
+        "rg_mean": float(rg.mean()),
+        "min_nonbonded_p01": float(np.percentile(closest, 1.0)),
+        "bond_mean": float(bonds.mean()),
+        "bond_std": float(bonds.std()),
+    }
 
 
 def load_model(path: str | os.PathLike) -> VAEModel:
@@ -325,6 +356,7 @@ def train(
         "n_frames_trained": frames.n_frames,
         **{k: v for k, v in frames.metadata.items() if isinstance(v, str | int | float | list)},
     }
+    metadata["train_stats"] = training_stats(pipeline.align_frames(frames), pipeline.masses)
     features = pipeline.transform(frames)
     try:
         params, history = fit(features, config, tconfig, progress=progress)

@@ -37,13 +37,17 @@ def read_npz(path: str | os.PathLike, *, unit: str | None = None) -> Frames:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"path {str(path)!r}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"path {str(path)!r} is not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             content = {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(f"path {str(path)!r} is not a readable .npz file ({exc})") from exc
     except ValueError as exc:  # object arrays refused by allow_pickle=False
-        raise ValueError(f"path {str(path)!r} holds pickled objects, which polyvae does not load") from exc
+        raise ValueError(
+            f"path {str(path)!r} holds pickled objects, which polyvae does not load"
+        ) from exc
     if "positions" in content:
         positions = content["positions"]
     elif "arr" in content:

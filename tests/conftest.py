@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests that need the chapter's data skip where ../shared is absent."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import random_chain
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER_DATA = ROOT.parent / "shared" / "data" / "dmol"
+
+
+@pytest.fixture(scope="session")
+def chapter_dir() -> Path:
+    if not (CHAPTER_DATA / "long_paths.npz").exists():
+        pytest.skip(f"the chapter's polymer data is not available at {CHAPTER_DATA}")
+    return CHAPTER_DATA
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """A small model trained for a few epochs on random chains (fast)."""
+    import polyvae
+
+    x = random_chain(np.random.default_rng(7), n_frames=256, n_atoms=8)
+    return polyvae.train(x, hidden=(32, 32), epochs=20, progress=False), x

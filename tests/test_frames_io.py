@@ -1,0 +1,108 @@
+"""Frames validation and the npz readers/writer."""
+
+import numpy as np
+import pytest
+
+import polyvae
+from polyvae import Frames
+
+
+def test_frames_defaults_and_float32(rng):
+    f = Frames(rng.normal(size=(5, 4, 3)))
+    assert f.positions.dtype == np.float32
+    assert (f.n_frames, f.n_atoms, f.dim) == (5, 4, 3)
+    np.testing.assert_array_equal(f.masses, np.ones(4))
+    assert f.names == ("B0", "B1", "B2", "B3")
+    np.testing.assert_array_equal(f.times, np.arange(5))
+    assert f.unit == "Å"
+    assert len(f[1:3]) == 2 and f[2].n_frames == 1
+
+
+def test_single_frame_promoted(rng):
+    assert Frames(rng.normal(size=(4, 2))).n_frames == 1
+
+
+def test_nan_names_first_bad_frame(rng):
+    x = rng.normal(size=(10, 4, 2))
+    x[6, 1, 0] = np.nan
+    x[8, 0, 1] = np.inf
+    with pytest.raises(ValueError, match="first bad frame is 6 .2 of 10 frames"):
+        Frames(x)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((10, 4, 1), "D = 2 or 3 .*got D=1"),
+        ((2, 3, 4, 2), "must have shape \\(T, N, D\\).*ndim=4"),
+        ((2, 5, 4), "D = 2 or 3 .*got D=4"),
+        ((2, 2, 3), "at least 3 atoms.*got N=2"),
+        ((0, 5, 3), "no frames"),
+    ],
+)
+def test_shape_errors(shape, message):
+    with pytest.raises(ValueError, match=message):
+        Frames(np.zeros(shape))
+
+
+def test_type_errors():
+    with pytest.raises(TypeError, match="numeric array"):
+        Frames(np.array([["a", "b", "c"]] * 3))
+    with pytest.raises(TypeError, match="unit must be a non-empty string"):
+        Frames(np.zeros((1, 3, 2)), unit="")
+
+
+def test_metadata_errors():
+    x = np.zeros((2, 3, 2))
+    with pytest.raises(ValueError, match=r"masses must have shape \(N,\) = \(3,\).*got \(2,\)"):
+        Frames(x, masses=[1, 2])
+    with pytest.raises(ValueError, match="masses must be finite and positive"):
+        Frames(x, masses=[1, 0, 2])
+    with pytest.raises(ValueError, match="one entry per atom .N=3.; got 2"):
+        Frames(x, names=["A", "B"])
+    with pytest.raises(ValueError, match=r"times must have shape \(T,\) = \(2,\)"):
+        Frames(x, times=[0.0])
+
+
+def test_npz_roundtrip(tmp_path, rng):
+    f = Frames(rng.normal(size=(6, 5, 3)), masses=np.arange(1, 6), names=list("CNOSP"),
+               times=np.linspace(0, 5, 6), unit="nm")
+    path = polyvae.write_npz(tmp_path / "traj", f)
+    assert path.suffix == ".npz"
+    g = polyvae.read_npz(path)
+    np.testing.assert_array_equal(g.positions, f.positions)
+    np.testing.assert_array_equal(g.masses, f.masses)
+    np.testing.assert_array_equal(g.times, f.times)
+    assert g.names == f.names and g.unit == "nm"
+    assert polyvae.read_npz(path, unit="Å").unit == "Å"
+
+
+def test_chapter_format(tmp_path, rng):
+    x = rng.normal(size=(7, 12, 2))
+    np.savez(tmp_path / "chapter.npz", arr=x)
+    f = polyvae.read_frames(tmp_path / "chapter.npz")
+    np.testing.assert_allclose(f.positions, x.astype(np.float32))
+    assert f.unit == "Å"
+
+
+def test_chapter_data(chapter_dir):
+    f = polyvae.read_npz(chapter_dir / "long_paths.npz")
+    assert f.positions.shape == (2048, 12, 2)
+
+
+def test_npz_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        polyvae.read_npz(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="not a readable .npz file"):
+        polyvae.read_npz(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", coords=np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match=r"expected an array under key 'positions'.*found keys \['coords'\]"):
+        polyvae.read_npz(tmp_path / "other.npz")
+    np.savez(tmp_path / "pickled.npz", positions=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled objects"):
+        polyvae.read_npz(tmp_path / "pickled.npz")
+    with pytest.raises(ValueError, match="unsupported trajectory format '.xyz'"):
+        polyvae.read_frames(tmp_path / "traj.xyz")
+    with pytest.raises(TypeError, match="frames must be a polyvae Frames"):
+        polyvae.write_npz(tmp_path / "x.npz", np.zeros((2, 3, 2)))

@@ -1,0 +1,147 @@
+import json
+
+import numpy as np
+import pytest
+
+from polyvae.analysis import STD_REL_TOL, Marginals, distance_marginals, pairwise_distances
+
+
+def random_frames(seed=0, t=300, n=6, d=3):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(t, n, d)) + 3.0 * np.arange(n)[:, None]
+
+
+def test_identical_sets_give_zero_w1():
+    x = random_frames()
+    m = distance_marginals(x, x.copy(), bins=20)
+    assert isinstance(m, Marginals)
+    assert m.pairs.shape == (15, 2)
+    assert m.bin_edges.shape == (15, 21)
+    assert m.train_hist.shape == m.generated_hist.shape == (15, 20)
+    np.testing.assert_array_equal(m.w1, 0.0)
+    np.testing.assert_array_equal(m.w1_normalized, 0.0)
+    assert m.mean_w1_normalized == 0.0
+    np.testing.assert_array_equal(m.train_hist, m.generated_hist)
+
+
+def test_scaled_distances_match_analytic_w1():
+    # scaling every frame by c scales every distance by c; for positive X,
+    # W1(X, cX) = (c - 1) E[X] exactly (also for the empirical distributions)
+    x = random_frames(1)
+    a = 0.05
+    m = distance_marginals(x, (1 + a) * x, unit="nm")
+    d = pairwise_distances(x)
+    want = a * d.mean(axis=0)
+    np.testing.assert_allclose(m.w1, want, rtol=1e-9)
+    np.testing.assert_allclose(m.train_std, d.std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(m.w1_normalized, want / d.std(axis=0), rtol=1e-9)
+    assert m.mean_w1_normalized == pytest.approx(np.mean(want / d.std(axis=0)), rel=1e-9)
+    assert m.unit == "nm"
+
+
+def test_histograms_are_densities_on_common_edges():
+    x = random_frames(2)
+    y = random_frames(3, t=120) * 1.3
+    m = distance_marginals(x, y, bins=17)
+    widths = np.diff(m.bin_edges, axis=1)
+    np.testing.assert_allclose((m.train_hist * widths).sum(axis=1), 1.0)
+    np.testing.assert_allclose((m.generated_hist * widths).sum(axis=1), 1.0)
+    dx, dy = pairwise_distances(x), pairwise_distances(y)
+    np.testing.assert_allclose(m.bin_edges[:, 0], np.minimum(dx.min(0), dy.min(0)))
+    np.testing.assert_allclose(m.bin_edges[:, -1], np.maximum(dx.max(0), dy.max(0)))
+
+
+def test_custom_pairs():
+    x = random_frames(4)
+    m = distance_marginals(x, x * 1.1, pairs=[(0, 5), (2, 1)])
+    assert m.pairs.tolist() == [[0, 5], [2, 1]]
+    assert m.w1.shape == (2,)
+    assert m.index(1, 2) == 1
+
+
+def test_to_dict_is_json_ready():
+    x = random_frames(5)
+    m = distance_marginals(x, x * 1.1)
+    out = m.to_dict()
+    text = json.dumps(out)
+    back = json.loads(text)
+    assert back["unit"] == "Å"
+    assert back["pairs"][0] == [0, 1]
+    assert len(back["w1"]) == len(back["w1_normalized"]) == 15
+    assert back["mean_w1_normalized"] == pytest.approx(m.mean_w1_normalized)
+
+
+def test_worst_returns_largest():
+    x = random_frames(6)
+    y = x.copy()
+    y[:, 4] *= 1.5  # distorts the pairs that involve atom 4
+    m = distance_marginals(x, y)
+    worst = m.worst(3)
+    assert worst.shape == (3, 2)
+    order = np.argsort(m.w1_normalized)[::-1][:3]
+    assert worst.tolist() == m.pairs[order].tolist()
+    assert all(4 in p for p in worst.tolist())
+    assert m.worst().shape == (5, 2)
+    assert m.worst(100).shape == (15, 2)
+    with pytest.raises(ValueError, match="k must be at least 1; got 0"):
+        m.worst(0)
+    with pytest.raises(TypeError, match="k must be an int; got float"):
+        m.worst(2.0)
+
+
+def test_constant_training_distance_raises_naming_pair():
+    x = random_frames(7)
+    x[:, 3] = x[:, 2] + [1.0, 0.0, 0.0]  # rigid pair (2, 3)
+    with pytest.raises(ValueError, match=r"pair \(2, 3\) has zero standard deviation"):
+        distance_marginals(x, x)
+    # float32 round-off on a rigid distance also counts as zero, even far from the origin
+    for offset in (0.0, 100.0, 1000.0):
+        with pytest.raises(ValueError, match=r"pair \(2, 3\) has zero standard deviation"):
+            distance_marginals((x + offset).astype(np.float32), x)
+    # ... but a small genuine fluctuation does not
+    y = x.copy()
+    y[:, 3, 0] += 1e-2 * np.random.default_rng(0).normal(size=len(x))
+    m = distance_marginals(y + 1000.0, y + 1000.0)
+    assert m.train_std[m.index(2, 3)] > 5 * STD_REL_TOL * 1000.0
+    # leaving the pair out works
+    pairs = [(0, 1), (2, 4)]
+    assert distance_marginals(x, x, pairs=pairs).mean_w1_normalized == 0.0
+
+
+def test_index_unknown_pair():
+    x = random_frames(8)
+    m = distance_marginals(x, x, pairs=[(0, 1)])
+    with pytest.raises(KeyError, match=r"pair \(0, 2\) is not among the 1 pairs"):
+        m.index(0, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"bins": 0}, ValueError, "bins must be at least 1; got 0"),
+        ({"bins": 2.5}, TypeError, "bins must be an int; got float"),
+        ({"unit": 3}, TypeError, "unit must be a string or None; got int"),
+        (
+            {"pairs": [(0, 9)]},
+            ValueError,
+            r"pairs must index atoms 0 \.\. 5; got indices from 0 to 9",
+        ),
+        ({"pairs": np.zeros((0, 2), int)}, ValueError, "pairs must hold at least one pair"),
+    ],
+)
+def test_argument_validation(kwargs, exc, match):
+    x = random_frames(9, t=20)
+    with pytest.raises(exc, match=match):
+        distance_marginals(x, x, **kwargs)
+
+
+def test_position_validation():
+    x = random_frames(10, t=20)
+    with pytest.raises(
+        ValueError, match=r"same number of atoms; got 6 \(train\) and 5 \(generated\)"
+    ):
+        distance_marginals(x, x[:, :5])
+    with pytest.raises(ValueError, match=r"generated_positions must have shape \(T, N, D\)"):
+        distance_marginals(x, x[0])
+    with pytest.raises(ValueError, match="train_positions must have D = 2 or 3.*got D=4"):
+        distance_marginals(np.zeros((3, 6, 4)), x)

@@ -1,0 +1,113 @@
+"""Training: compiled epochs, determinism, history, validation split, divergence."""
+
+import jax
+import numpy as np
+import pytest
+from helpers import random_chain
+
+import polyvae
+from polyvae.model import VAEConfig, init_params
+from polyvae.train import TrainConfig, TrainingDivergedError, fit, split_indices
+
+CFG = VAEConfig(n_features=8, hidden=(16, 16))
+
+
+def _data(n=200, f=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, f)).astype(np.float32)
+
+
+def test_same_seed_identical_parameters_other_seed_differs():
+    x = _data()
+    p1, h1 = fit(x, CFG, TrainConfig(epochs=3, seed=5), progress=False)
+    p2, h2 = fit(x, CFG, TrainConfig(epochs=3, seed=5), progress=False)
+    p3, _ = fit(x, CFG, TrainConfig(epochs=3, seed=6), progress=False)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert h1["train_loss"] == h2["train_loss"]
+    assert not np.array_equal(p1["decoder"][0]["w"], p3["decoder"][0]["w"])
+
+
+def test_history_and_loss_decreases():
+    x = _data(400)
+    _, h = fit(x, CFG, TrainConfig(epochs=15, batch_size=16), progress=False)
+    for k in ("train_recon", "train_kl", "train_elbo", "train_loss", "val_recon", "val_kl", "val_elbo"):
+        assert len(h[k]) == 15, k
+    np.testing.assert_allclose(h["train_elbo"], -(np.array(h["train_recon"]) + h["train_kl"]))
+    assert h["train_loss"][-1] < h["train_loss"][0]
+    assert h["val_elbo"][-1] > h["val_elbo"][0]
+
+
+def test_beta_weights_kl_in_loss():
+    cfg = VAEConfig(n_features=8, hidden=(16,), beta=0.25)
+    _, h = fit(_data(), cfg, TrainConfig(epochs=2), progress=False)
+    np.testing.assert_allclose(h["train_loss"], np.array(h["train_recon"]) + 0.25 * np.array(h["train_kl"]))
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    tr, va = split_indices(100, 0.2, 3)
+    assert len(va) == 20 and len(tr) == 80 and not set(tr) & set(va)
+    np.testing.assert_array_equal(split_indices(100, 0.2, 3)[1], va)
+    _, h = fit(_data(), CFG, TrainConfig(epochs=2, validation_fraction=0.0), progress=False)
+    assert "val_elbo" not in h
+
+
+def test_divergence_stops_with_epoch_and_keeps_last_finite_params():
+    x = _data() * 1e19  # finite data whose squared residuals overflow float32
+    with pytest.raises(TrainingDivergedError, match="NaN or inf in epoch 1") as info:
+        fit(x, CFG, TrainConfig(epochs=5), progress=False)
+    init = init_params(CFG, key=jax.random.split(jax.random.PRNGKey(0), 3)[1])
+    for a, b in zip(jax.tree.leaves(info.value.params), jax.tree.leaves(init), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert info.value.epoch == 1 and info.value.history == {}
+
+
+def test_divergence_saves_last_finite_model_when_output_set(tmp_path):
+    x = random_chain(np.random.default_rng(0), 64, 5, 2)
+    out = tmp_path / "m.polyvae"
+    # a decoder sigma this small overflows the Gaussian log-likelihood at once
+    with pytest.raises(TrainingDivergedError, match="epoch 1.*saved to") as info:
+        polyvae.train(x, hidden=(8,), epochs=3, sigma=1e-30, output=out, progress=False)
+    assert info.value.saved_to == out
+    assert polyvae.load_model(out).latent_dim == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(learning_rate=0.0), "learning_rate must be a positive number; got 0.0"),
+        (dict(learning_rate=-1e-3), "learning_rate must be a positive number"),
+        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(batch_size=0), "batch_size must be >= 1"),
+        (dict(validation_fraction=1.0), r"validation_fraction must be in \[0, 1\)"),
+    ],
+)
+def test_train_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_fit_input_errors():
+    with pytest.raises(ValueError, match="fewer|larger than the 18 training frames"):
+        fit(_data(20), CFG, TrainConfig(batch_size=32), progress=False)
+    with pytest.raises(ValueError, match=r"features must have shape \(T, 8\).*got \(10, 5\)"):
+        fit(_data(10, 5), CFG, progress=False)
+    bad = _data()
+    bad[17, 2] = np.nan
+    with pytest.raises(ValueError, match="first bad row is 17"):
+        fit(bad, CFG, progress=False)
+    with pytest.raises(TypeError, match="config must be a VAEConfig"):
+        fit(_data(), {"n_features": 8}, progress=False)
+
+
+def test_train_errors_name_arguments():
+    x = random_chain(np.random.default_rng(0), 40, 5, 2)
+    with pytest.raises(ValueError, match="batch_size=64 is larger than the 36 training frames"):
+        polyvae.train(x, batch_size=64, progress=False)
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0; got -1"):
+        polyvae.train(x, beta=-1.0, progress=False)
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        polyvae.train(x, latent_dim=0, progress=False)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        polyvae.train(x, activation="swish", progress=False)
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        polyvae.train(x, learning_rate=0, progress=False)
