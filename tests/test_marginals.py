@@ -89,20 +89,27 @@ def test_worst_returns_largest():
         m.worst(2.0)
 
 
-def test_constant_training_distance_raises_naming_pair():
+def test_rigid_training_distance_is_flagged_and_left_out(caplog):
     x = random_frames(7)
     x[:, 3] = x[:, 2] + [1.0, 0.0, 0.0]  # rigid pair (2, 3)
-    with pytest.raises(ValueError, match=r"pair \(2, 3\) has zero standard deviation"):
-        distance_marginals(x, x)
-    # float32 round-off on a rigid distance also counts as zero, even far from the origin
+    m = distance_marginals(x, x)
+    k = m.index(2, 3)
+    assert np.isnan(m.w1_normalized[k]) and m.rigid[k] and m.rigid.sum() == 1
+    assert m.mean_w1_normalized == 0.0
+    assert m.to_dict()["rigid_pairs"] == [[2, 3]]
+    assert "rigid training distance, first (2, 3)" in caplog.text
+    # float32 round-off on a rigid distance also counts as rigid, even far from the origin
     for offset in (0.0, 100.0, 1000.0):
-        with pytest.raises(ValueError, match=r"pair \(2, 3\) has zero standard deviation"):
-            distance_marginals((x + offset).astype(np.float32), x)
+        assert distance_marginals((x + offset).astype(np.float32), x).rigid[k]
     # ... but a small genuine fluctuation does not
     y = x.copy()
     y[:, 3, 0] += 1e-2 * np.random.default_rng(0).normal(size=len(x))
     m = distance_marginals(y + 1000.0, y + 1000.0)
+    assert not m.rigid.any()
     assert m.train_std[m.index(2, 3)] > 5 * STD_REL_TOL * 1000.0
+    # all rigid: nothing can be normalized
+    with pytest.raises(ValueError, match="no pair's training distance varies"):
+        distance_marginals(np.repeat(x[:1], 5, axis=0), x)
     # leaving the pair out works
     pairs = [(0, 1), (2, 4)]
     assert distance_marginals(x, x, pairs=pairs).mean_w1_normalized == 0.0

@@ -5,12 +5,13 @@ common bin edges and compared with the Wasserstein-1 distance (in length units),
 which is then divided by the training standard deviation of that distance so that
 stiff and floppy pairs can be compared on one scale.
 
-A pair whose training distance does not vary cannot be normalized: when its
-training standard deviation (population, ``ddof=0``) is at most ``STD_REL_TOL``
-times the largest absolute training coordinate (that is zero up to float32
-round-off, as for a rigidly constrained distance), :func:`distance_marginals`
-raises a ``ValueError`` naming the pair; leave such pairs out through ``pairs``.
-No floor is applied silently, so a reported normalized W1 is never inflated by one.
+A pair whose training distance does not vary (a rigid or constrained distance)
+cannot be normalized: when its training standard deviation (population,
+``ddof=0``) is at most ``STD_REL_TOL`` times the largest absolute training
+coordinate (zero up to float32 round-off), its normalized W1 is NaN, it is listed
+in ``rigid`` and left out of the mean, and a warning names it. Its W1 in length
+units is still reported. No floor is applied, so a normalized W1 is never inflated
+by one. If every pair is rigid, :func:`distance_marginals` raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ class Marginals:
     w1_normalized : ndarray (P,)
         ``w1 / train_std`` (dimensionless).
     mean_w1_normalized : float
-        Mean of ``w1_normalized`` over pairs.
+        Mean of ``w1_normalized`` over the pairs that are not rigid.
     unit : str, optional
         Length unit of the distances.
+    rigid : ndarray (P,), bool, optional
+        Pairs whose training distance does not vary (normalized W1 is NaN).
     """
 
     pairs: np.ndarray
@@ -68,6 +71,7 @@ class Marginals:
     w1_normalized: np.ndarray
     mean_w1_normalized: float
     unit: str | None = None
+    rigid: np.ndarray | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -120,8 +124,9 @@ class Marginals:
             "mean_w1_normalized": float(self.mean_w1_normalized),
             "pairs": self.pairs.astype(int).tolist(),
             "w1": [float(v) for v in self.w1],
-            "w1_normalized": [float(v) for v in self.w1_normalized],
+            "w1_normalized": [None if np.isnan(v) else float(v) for v in self.w1_normalized],
             "train_std": [float(v) for v in self.train_std],
+            "rigid_pairs": [] if self.rigid is None else self.pairs[self.rigid].astype(int).tolist(),
         }
 
 
@@ -153,7 +158,7 @@ def distance_marginals(
     Raises
     ------
     ValueError
-        If a pair's training distance does not vary (see the module docstring).
+        If no pair's training distance varies (see the module docstring).
     """
     train, _ = _positions(train_positions, "train_positions", allow_single=False)
     gen, _ = _positions(generated_positions, "generated_positions", allow_single=False)
@@ -173,14 +178,20 @@ def distance_marginals(
     d_gen = _distances(gen, pairs)
     train_std = d_train.std(axis=0)
     tol = STD_REL_TOL * np.abs(train).max()
-    flat = np.flatnonzero(train_std <= tol)
-    if flat.size:
-        i, j = pairs[flat[0]]
+    rigid = train_std <= tol
+    if rigid.all():
         raise ValueError(
-            f"training distance of pair ({i}, {j}) has zero standard deviation "
-            f"(std={train_std[flat[0]]:.3g} <= {tol:.3g}, float32 round-off), "
-            "so its W1 cannot be normalized; "
-            f"{flat.size} pair(s) affected: leave them out with pairs="
+            f"no pair's training distance varies (every std <= {tol:.3g}, float32 round-off), "
+            "so no W1 can be normalized: the training frames are rigid copies of one structure"
+        )
+    if rigid.any():
+        i, j = pairs[np.flatnonzero(rigid)[0]]
+        logger.warning(
+            "%d pair(s) have a rigid training distance, first (%d, %d); their normalized W1 is "
+            "NaN and left out of the mean",
+            rigid.sum(),
+            i,
+            j,
         )
 
     p = pairs.shape[0]
@@ -191,11 +202,13 @@ def distance_marginals(
     for k in range(p):
         lo = min(d_train[:, k].min(), d_gen[:, k].min())
         hi = max(d_train[:, k].max(), d_gen[:, k].max())
+        if hi - lo <= 1e-9 * max(abs(hi), 1.0):  # a rigid pair reproduced exactly
+            lo, hi = lo - 1e-3 * max(abs(lo), 1.0), hi + 1e-3 * max(abs(hi), 1.0)
         edges[k] = np.linspace(lo, hi, bins + 1)
         h_train[k], _ = np.histogram(d_train[:, k], bins=edges[k], density=True)
         h_gen[k], _ = np.histogram(d_gen[:, k], bins=edges[k], density=True)
         w1[k] = wasserstein_distance(d_train[:, k], d_gen[:, k])
-    w1_norm = w1 / train_std
+    w1_norm = np.where(rigid, np.nan, w1 / np.where(rigid, 1.0, train_std))
     logger.debug(
         "distance_marginals: %d pairs, %d training, %d generated frames",
         p,
@@ -210,6 +223,7 @@ def distance_marginals(
         w1=w1,
         train_std=train_std,
         w1_normalized=w1_norm,
-        mean_w1_normalized=float(w1_norm.mean()),
+        mean_w1_normalized=float(np.nanmean(w1_norm)),
         unit=unit,
+        rigid=rigid,
     )

@@ -1,0 +1,11 @@
+"""Run every benchmark in this folder and print their JSON results."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import epoch_time  # noqa: E402
+
+if __name__ == "__main__":
+    epoch_time.main([])
