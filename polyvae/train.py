@@ -107,21 +107,21 @@ def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
     n_batches = n_train // batch_size
     grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
 
-    def step(carry, inputs):
-        params, opt_state, data = carry
-        idx, key = inputs
-        (_, (recon, kl)), grads = grad_fn(params, data[idx], key=key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, data), jnp.stack([recon, kl])
-
     @jax.jit
     def epoch(params, opt_state, data, key):
+        def step(carry, inputs):
+            params, opt_state = carry
+            idx, key = inputs
+            (_, (recon, kl)), grads = grad_fn(params, data[idx], key=key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), jnp.stack([recon, kl])
+
         k_perm, k_steps = jax.random.split(key)
         order = jax.random.permutation(k_perm, n_train)[: n_batches * batch_size]
         batches = order.reshape(n_batches, batch_size)
-        (params, opt_state, _), metrics = jax.lax.scan(
-            step, (params, opt_state, data), (batches, jax.random.split(k_steps, n_batches))
+        (params, opt_state), metrics = jax.lax.scan(
+            step, (params, opt_state), (batches, jax.random.split(k_steps, n_batches))
         )
         finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)])
