@@ -13,7 +13,6 @@ import os
 import platform
 import statistics
 import time
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -56,7 +55,7 @@ def time_loop(x, config, batch_size, epochs, jit_update: bool) -> float:
     data = jnp.asarray(x)
     key = jax.random.PRNGKey(1)
     times = []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         t0 = time.perf_counter()
         key, k_perm = jax.random.split(key)
         shuffled = data[jax.random.permutation(k_perm, data.shape[0])]

@@ -50,8 +50,10 @@ def main() -> None:
     report = compare_structures(aligned, generated)
     print(f"mean normalized W1 over {len(marg.pairs)} pairs: {marg.mean_w1_normalized:.3f}")
     print(f"worst pairs: {marg.worst(3).tolist()}")
-    print(f"bond length, training {report.bond_mean_train:.3f} ± {report.bond_std_train:.3f}, "
-          f"generated {report.bond_mean_generated:.3f} ± {report.bond_std_generated:.3f} {frames.unit}")
+    print(
+        f"bond length, training {report.bond_mean_train:.3f} ± {report.bond_std_train:.3f}, "
+        f"generated {report.bond_mean_generated:.3f} ± {report.bond_std_generated:.3f} {frames.unit}"
+    )
 
     # the most compact structure the decoder can make without overlapping beads
     compact = optimize_latent(model, "rg")

@@ -156,6 +156,23 @@ def _eval_fn(config):
     return partial(_eval_impl, config)
 
 
+def _check_onehot(x: np.ndarray, name: str) -> None:
+    """Raise ValueError naming the first row of ``x`` (T, C) that is not one-hot (0/1, sum 1)."""
+    binary = (x == 0) | (x == 1)
+    good = binary.all(axis=1) & (x.sum(axis=1) == 1)
+    if good.all():
+        return
+    row = int(np.flatnonzero(~good)[0])
+    if binary[row].all():
+        why = f"sum {float(x[row].sum())}"
+    else:
+        col = int(np.flatnonzero(~binary[row])[0])
+        why = f"entry {float(x[row, col])} in column {col}"
+    raise ValueError(
+        f"{name} must be one-hot rows for the categorical likelihood: row {row} is not ({why})"
+    )
+
+
 def _record(history: dict, prefix: str, recon: float, kl: float, beta: float) -> None:
     history.setdefault(f"{prefix}_recon", []).append(recon)
     history.setdefault(f"{prefix}_kl", []).append(kl)
@@ -203,6 +220,10 @@ def fit(
     if not isinstance(train_config, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig; got {type(train_config).__name__}")
     x = np.asarray(features, dtype=np.float32)
+    if config.likelihood == "categorical" and x.ndim == 2 and x.shape[1] != config.n_features:
+        raise ValueError(
+            f"features have {x.shape[1]} classes but the model expects {config.n_features}"
+        )
     if x.ndim != 2 or x.shape[1] != config.n_features:
         raise ValueError(
             f"features must have shape (T, {config.n_features}) to match the model's n_features; "
@@ -211,6 +232,8 @@ def fit(
     if not np.all(np.isfinite(x)):
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise ValueError(f"features contains NaN or inf: first bad row is {bad}")
+    if config.likelihood == "categorical":
+        _check_onehot(x, "features")
     tc = train_config
     train_idx, val_idx = split_indices(x.shape[0], tc.validation_fraction, tc.seed)
     if train_idx.size < tc.batch_size:

@@ -26,7 +26,7 @@ from polyvae.checkpoint import (
     unflatten_tree,
 )
 from polyvae.frames import Frames
-from polyvae.train import TrainConfig, TrainingDivergedError, fit
+from polyvae.train import TrainConfig, TrainingDivergedError, _check_onehot, fit
 from polyvae.transforms import Pipeline
 
 __all__ = ["VAEModel", "train", "load_model"]
@@ -133,10 +133,17 @@ class VAEModel:
         """Frames (T, N, D) to the model's input features (T, F), float32."""
         if self.pipeline is None:
             x = np.asarray(frames, dtype=np.float32)
+            categorical = self.config.likelihood == "categorical"
+            if categorical and x.ndim == 2 and x.shape[1] != self.config.n_features:
+                raise ValueError(
+                    f"data have {x.shape[1]} classes but the model expects {self.config.n_features}"
+                )
             if x.ndim != 2 or x.shape[1] != self.config.n_features:
                 raise ValueError(
                     f"data must have shape (T, {self.config.n_features}); got {x.shape}"
                 )
+            if categorical:
+                _check_onehot(x, "data")
             return x
         return self.pipeline.transform(frames)
 

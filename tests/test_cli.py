@@ -25,18 +25,45 @@ def workspace(tmp_path_factory):
 
 def test_train_writes_model_with_options(workspace, capsys):
     d = workspace
-    code = main(["-q", "train", str(d / "traj.npz"), "-o", str(d / "m2.polyvae"), "--latent-dim", "3",
-                 "--activation", "tanh", "--beta", "0.5", "--sigma", "0.2", "--lr", "2e-3",
-                 "--align", "kabsch", *FAST])
+    code = main(
+        [
+            "-q",
+            "train",
+            str(d / "traj.npz"),
+            "-o",
+            str(d / "m2.polyvae"),
+            "--latent-dim",
+            "3",
+            "--activation",
+            "tanh",
+            "--beta",
+            "0.5",
+            "--sigma",
+            "0.2",
+            "--lr",
+            "2e-3",
+            "--align",
+            "kabsch",
+            *FAST,
+        ]
+    )
     assert code == 0 and "model written to" in capsys.readouterr().out
     m = polyvae.load_model(d / "m2.polyvae")
-    assert (m.latent_dim, m.config.activation, m.config.beta, m.config.sigma) == (3, "tanh", 0.5, 0.2)
+    assert (m.latent_dim, m.config.activation, m.config.beta, m.config.sigma) == (
+        3,
+        "tanh",
+        0.5,
+        0.2,
+    )
     assert m.pipeline.align == "kabsch" and m.train_config.learning_rate == 2e-3
 
 
 def test_encode(workspace):
     d = workspace
-    assert main(["-q", "encode", str(d / "m.polyvae"), str(d / "traj.npz"), "-o", str(d / "cv.npz")]) == 0
+    assert (
+        main(["-q", "encode", str(d / "m.polyvae"), str(d / "traj.npz"), "-o", str(d / "cv.npz")])
+        == 0
+    )
     out = np.load(d / "cv.npz")
     model = polyvae.load_model(d / "m.polyvae")
     np.testing.assert_array_equal(out["latent"], model.encode(np.load(d / "traj.npz")["arr"])[0])
@@ -45,25 +72,84 @@ def test_encode(workspace):
 
 def test_generate_with_and_without_noise(workspace):
     d = workspace
-    assert main(["-q", "generate", str(d / "m.polyvae"), "-n", "40", "--seed", "1", "-o", str(d / "g.npz")]) == 0
-    assert main(["-q", "generate", str(d / "m.polyvae"), "-n", "40", "--seed", "1", "--mean-only",
-                 "-o", str(d / "gm.npz")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "generate",
+                str(d / "m.polyvae"),
+                "-n",
+                "40",
+                "--seed",
+                "1",
+                "-o",
+                str(d / "g.npz"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "generate",
+                str(d / "m.polyvae"),
+                "-n",
+                "40",
+                "--seed",
+                "1",
+                "--mean-only",
+                "-o",
+                str(d / "gm.npz"),
+            ]
+        )
+        == 0
+    )
     g, gm = np.load(d / "g.npz")["positions"], np.load(d / "gm.npz")["positions"]
     assert g.shape == gm.shape == (40, 6, 2) and not np.allclose(g, gm)
 
 
 def test_optimize(workspace):
     d = workspace
-    assert main(["-q", "optimize", str(d / "m.polyvae"), "--objective", "rg", "--starts", "4",
-                 "--steps", "50", "-o", str(d / "opt.npz")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "optimize",
+                str(d / "m.polyvae"),
+                "--objective",
+                "rg",
+                "--starts",
+                "4",
+                "--steps",
+                "50",
+                "-o",
+                str(d / "opt.npz"),
+            ]
+        )
+        == 0
+    )
     out = np.load(d / "opt.npz")
     assert out["positions"].shape == (4, 6, 2) and np.all(np.diff(out["objective"]) >= 0)
 
 
 def test_marginals(workspace):
     d = workspace
-    assert main(["-q", "marginals", str(d / "m.polyvae"), str(d / "traj.npz"), "-n", "200",
-                 "-o", str(d / "marg")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "marginals",
+                str(d / "m.polyvae"),
+                str(d / "traj.npz"),
+                "-n",
+                "200",
+                "-o",
+                str(d / "marg"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((d / "marg" / "marginals.json").read_text())
     assert len(res["pairs"]) == 15 and res["mean_w1_normalized"] > 0
     assert (d / "marg" / "marginals.png").stat().st_size > 1000
@@ -73,8 +159,18 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["-q", "demo", "--data", str(workspace / "traj.npz"), "-o", str(out), *FAST]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    for name in ("model.polyvae", "latent.npz", "generated.npz", "marginals.json", "optimized.npz",
-                 "loss.png", "latent.png", "marginals.png", "overlay.png", "optimization.png"):
+    for name in (
+        "model.polyvae",
+        "latent.npz",
+        "generated.npz",
+        "marginals.json",
+        "optimized.npz",
+        "loss.png",
+        "latent.png",
+        "marginals.png",
+        "overlay.png",
+        "optimization.png",
+    ):
         assert (out / name).exists(), name
     assert summary["n_atoms"] == 6 and 0 < summary["mean_w1_normalized"] < 10
     assert str(out.resolve()) in capsys.readouterr().out
@@ -85,11 +181,26 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
     [
         (["encode", "{d}/nothing.polyvae", "{d}/traj.npz", "-o", "{d}/x.npz"], "does not exist"),
         (["train", "{d}/missing.npz", "-o", "{d}/x.polyvae"], "no such file"),
-        (["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--lr", "0"], "learning_rate must be a positive"),
-        (["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--latent-dim", "0"], "latent_dim must be >= 1"),
-        (["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--activation", "gelu"], "activation must be one of"),
-        (["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--batch-size", "500"], "batch_size=500 is larger"),
-        (["encode", "{d}/m.polyvae", "{d}/other.npz", "-o", "{d}/x.npz"], "has 7 atoms in 2D but the model"),
+        (
+            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--lr", "0"],
+            "learning_rate must be a positive",
+        ),
+        (
+            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--latent-dim", "0"],
+            "latent_dim must be >= 1",
+        ),
+        (
+            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--activation", "gelu"],
+            "activation must be one of",
+        ),
+        (
+            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--batch-size", "500"],
+            "batch_size=500 is larger",
+        ),
+        (
+            ["encode", "{d}/m.polyvae", "{d}/other.npz", "-o", "{d}/x.npz"],
+            "has 7 atoms in 2D but the model",
+        ),
         (["generate", "{d}/m.polyvae", "-n", "0", "-o", "{d}/x.npz"], "n must be >= 1"),
     ],
 )
@@ -110,11 +221,35 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_real_entry_point_help_and_error(tmp_path):
-    help_out = subprocess.run([sys.executable, "-m", "polyvae.cli", "--help"], capture_output=True, text=True)
+    help_out = subprocess.run(
+        [sys.executable, "-m", "polyvae.cli", "--help"], capture_output=True, text=True
+    )
     assert help_out.returncode == 0
     for word in ("train", "encode", "generate", "marginals", "optimize", "demo", "Å"):
         assert word in help_out.stdout
-    bad = subprocess.run([sys.executable, "-m", "polyvae.cli", "encode", str(tmp_path / "m"), "x.npz", "-o", "o.npz"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyvae.cli",
+            "encode",
+            str(tmp_path / "m"),
+            "x.npz",
+            "-o",
+            "o.npz",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
+
+
+def test_toy_subcommand(tmp_path, capsys):
+    assert main(["-q", "toy", "regression", "--learn-sigma", "--out", str(tmp_path)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["toy"] == "regression" and metrics["sigma"] == "learned"
+    assert metrics["pearson_r"] >= 0.95
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "histograms.png").exists()
+    assert main(["-q", "toy", "discrete", "--learn-sigma"]) == 2
+    assert "learn_sigma applies to the regression toy only" in capsys.readouterr().err

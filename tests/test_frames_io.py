@@ -65,8 +65,13 @@ def test_metadata_errors():
 
 
 def test_npz_roundtrip(tmp_path, rng):
-    f = Frames(rng.normal(size=(6, 5, 3)), masses=np.arange(1, 6), names=list("CNOSP"),
-               times=np.linspace(0, 5, 6), unit="nm")
+    f = Frames(
+        rng.normal(size=(6, 5, 3)),
+        masses=np.arange(1, 6),
+        names=list("CNOSP"),
+        times=np.linspace(0, 5, 6),
+        unit="nm",
+    )
     path = polyvae.write_npz(tmp_path / "traj", f)
     assert path.suffix == ".npz"
     g = polyvae.read_npz(path)
@@ -97,7 +102,9 @@ def test_npz_errors(tmp_path):
     with pytest.raises(ValueError, match="not a readable .npz file"):
         polyvae.read_npz(tmp_path / "junk.npz")
     np.savez(tmp_path / "other.npz", coords=np.zeros((2, 3, 2)))
-    with pytest.raises(ValueError, match=r"expected an array under key 'positions'.*found keys \['coords'\]"):
+    with pytest.raises(
+        ValueError, match=r"expected an array under key 'positions'.*found keys \['coords'\]"
+    ):
         polyvae.read_npz(tmp_path / "other.npz")
     np.savez(tmp_path / "pickled.npz", positions=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="pickled objects"):

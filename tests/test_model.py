@@ -27,8 +27,8 @@ KEY = jax.random.PRNGKey(0)
 def test_shapes_and_positive_std(activation):
     cfg = VAEConfig(n_features=10, latent_dim=3, hidden=(16, 8), activation=activation)
     p = init_params(cfg, key=KEY)
-    assert [l["w"].shape for l in p["encoder"]] == [(10, 16), (16, 8), (8, 6)]
-    assert [l["w"].shape for l in p["decoder"]] == [(3, 8), (8, 16), (16, 10)]
+    assert [layer["w"].shape for layer in p["encoder"]] == [(10, 16), (16, 8), (8, 6)]
+    assert [layer["w"].shape for layer in p["decoder"]] == [(3, 8), (8, 16), (16, 10)]
     x = jax.random.normal(KEY, (5, 10))
     mean, std = encode(p, x, cfg)
     assert mean.shape == std.shape == (5, 3) and bool(jnp.all(std > 0))
@@ -100,7 +100,9 @@ def test_iw_log_likelihood_exact_when_q_equals_prior():
     x = jnp.array([[0.0, 0.0, 0.0], [1.0, -1.0, 3.0]])
     exact = stats.norm(np.asarray(bias), np.exp(np.asarray(log_sigma))).logpdf(np.asarray(x)).sum(1)
     for k in (1, 16):
-        np.testing.assert_allclose(iw_log_likelihood(p, x, cfg, key=KEY, n_samples=k), exact, rtol=1e-4)
+        np.testing.assert_allclose(
+            iw_log_likelihood(p, x, cfg, key=KEY, n_samples=k), exact, rtol=1e-4
+        )
 
 
 def test_iw_bound_tightens_with_more_samples():
@@ -147,5 +149,7 @@ def test_config_errors(kwargs, exc, message):
 
 
 def test_config_roundtrip():
-    cfg = VAEConfig(n_features=4, latent_dim=3, hidden=[8, 4], activation="tanh", sigma=0.1, beta=0.5)
+    cfg = VAEConfig(
+        n_features=4, latent_dim=3, hidden=[8, 4], activation="tanh", sigma=0.1, beta=0.5
+    )
     assert VAEConfig.from_dict(cfg.to_dict()) == cfg

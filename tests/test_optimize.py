@@ -11,7 +11,9 @@ def test_rg_decreases_from_the_starts(small_model):
     model, _ = small_model
     res = optimize_latent(model, "rg", n_starts=8, steps=150, min_distance=None)
     start = res.trace[:, 0]
-    assert res.z.shape == (8, 2) and res.positions.shape == (8, 8, 2) and res.trace.shape == (8, 150)
+    assert (
+        res.z.shape == (8, 2) and res.positions.shape == (8, 8, 2) and res.trace.shape == (8, 150)
+    )
     assert np.all(res.objective <= start + 1e-6)
     np.testing.assert_allclose(res.objective, radius_of_gyration(res.positions), rtol=1e-4)
     assert np.all(np.diff(res.objective) >= 0)  # best first
@@ -56,7 +58,9 @@ def test_min_distance_from_training_stats(small_model):
 
 def test_optimize_errors(small_model):
     model, _ = small_model
-    with pytest.raises(ValueError, match="objective must be one of \\['rg'\\] or a callable; got 'volume'"):
+    with pytest.raises(
+        ValueError, match="objective must be one of \\['rg'\\] or a callable; got 'volume'"
+    ):
         optimize_latent(model, "volume")
     with pytest.raises(TypeError, match="objective must be a name or a callable; got int"):
         optimize_latent(model, 3)

@@ -30,7 +30,15 @@ def test_same_seed_identical_parameters_other_seed_differs():
 def test_history_and_loss_decreases():
     x = _data(400)
     _, h = fit(x, CFG, TrainConfig(epochs=15, batch_size=16), progress=False)
-    for k in ("train_recon", "train_kl", "train_elbo", "train_loss", "val_recon", "val_kl", "val_elbo"):
+    for k in (
+        "train_recon",
+        "train_kl",
+        "train_elbo",
+        "train_loss",
+        "val_recon",
+        "val_kl",
+        "val_elbo",
+    ):
         assert len(h[k]) == 15, k
     np.testing.assert_allclose(h["train_elbo"], -(np.array(h["train_recon"]) + h["train_kl"]))
     assert h["train_loss"][-1] < h["train_loss"][0]
@@ -40,7 +48,9 @@ def test_history_and_loss_decreases():
 def test_beta_weights_kl_in_loss():
     cfg = VAEConfig(n_features=8, hidden=(16,), beta=0.25)
     _, h = fit(_data(), cfg, TrainConfig(epochs=2), progress=False)
-    np.testing.assert_allclose(h["train_loss"], np.array(h["train_recon"]) + 0.25 * np.array(h["train_kl"]))
+    np.testing.assert_allclose(
+        h["train_loss"], np.array(h["train_recon"]) + 0.25 * np.array(h["train_kl"])
+    )
 
 
 def test_validation_split_is_seeded_and_disjoint():

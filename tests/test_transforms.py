@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import random_chain
 from scipy.spatial.transform import Rotation
 
 from polyvae.transforms import (
@@ -13,8 +14,6 @@ from polyvae.transforms import (
     kabsch_rotation,
     principal_axes,
 )
-
-from helpers import random_chain
 
 
 def _rotations(rng, t, dim):
@@ -83,7 +82,9 @@ def test_sign_rule_smoothly_rotated_trajectory_has_no_flips(rng):
 
 def test_sign_rule_in_3d_smooth_rotation(rng):
     base = random_chain(rng, 1, 10, 3)[0]
-    rots = Rotation.from_rotvec(np.linspace(0, 4 * np.pi, 300)[:, None] * np.array([0.3, 0.5, 0.81]))
+    rots = Rotation.from_rotvec(
+        np.linspace(0, 4 * np.pi, 300)[:, None] * np.array([0.3, 0.5, 0.81])
+    )
     traj = _rigid(np.repeat(base[None], 300, 0), rots.as_matrix(), np.zeros((300, 3)))
     assert np.abs(np.diff(align_principal(traj), axis=0)).max() < 1e-4
 
@@ -152,7 +153,9 @@ def test_pipeline_errors(rng):
     with pytest.raises(RuntimeError, match="not fitted yet"):
         Pipeline().transform(np.zeros((1, 3, 2)))
     p = Pipeline().fit(random_chain(rng, 10, 5, 2))
-    with pytest.raises(ValueError, match="has 6 atoms in 2D but the model was trained on 5 atoms in 2D"):
+    with pytest.raises(
+        ValueError, match="has 6 atoms in 2D but the model was trained on 5 atoms in 2D"
+    ):
         p.transform(random_chain(rng, 3, 6, 2))
     with pytest.raises(ValueError, match="reference must have shape"):
         Pipeline(align="kabsch", reference=np.zeros((4, 2))).fit(random_chain(rng, 10, 5, 2))

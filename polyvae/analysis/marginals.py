@@ -126,7 +126,9 @@ class Marginals:
             "w1": [float(v) for v in self.w1],
             "w1_normalized": [None if np.isnan(v) else float(v) for v in self.w1_normalized],
             "train_std": [float(v) for v in self.train_std],
-            "rigid_pairs": [] if self.rigid is None else self.pairs[self.rigid].astype(int).tolist(),
+            "rigid_pairs": []
+            if self.rigid is None
+            else self.pairs[self.rigid].astype(int).tolist(),
         }
 
 
