@@ -47,6 +47,10 @@ def test_steric_guard_keeps_contacts(small_model):
     guarded = optimize_latent(model, "rg", n_starts=8, steps=200, min_distance=d_min, stiffness=1e3)
     assert min_nonbonded_distance(guarded.positions[0]) >= d_min
     assert guarded.objective[0] >= free.objective[0]
+    # feasible structures are listed first, and the flag tells them apart
+    closest = min_nonbonded_distance(guarded.positions)
+    np.testing.assert_array_equal(guarded.feasible, closest >= d_min)
+    assert np.all(np.diff(guarded.feasible.astype(int)) <= 0)
 
 
 def test_min_distance_from_training_stats(small_model):
@@ -74,3 +78,12 @@ def test_optimize_errors(small_model):
         optimize_latent(model, min_distance="data")
     with pytest.raises(ValueError, match="min_distance must be a positive number"):
         optimize_latent(model, min_distance=-0.5)
+
+
+def test_starts_are_screened_from_candidates(small_model):
+    model, _ = small_model
+    one = optimize_latent(model, "rg", n_starts=1, steps=1, n_candidates=1, min_distance=None)
+    many = optimize_latent(model, "rg", n_starts=1, steps=1, n_candidates=4096, min_distance=None)
+    assert many.trace[0, 0] <= one.trace[0, 0]  # the best of many draws starts lower
+    with pytest.raises(ValueError, match="n_candidates must be >= 4 .at least n_starts."):
+        optimize_latent(model, n_starts=4, n_candidates=2)

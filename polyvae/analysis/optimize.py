@@ -1,7 +1,8 @@
 """Structure optimization in latent space.
 
 Any differentiable function of a decoded structure is minimized over z with optax,
-from several prior draws at once (vmapped, one compiled scan). Two optional guards
+from several starts at once (vmapped, one compiled scan); the starts are the best of
+many prior draws. Two optional guards
 keep the answer physical:
 
 - a prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
@@ -15,6 +16,7 @@ keep the answer physical:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +29,8 @@ from polyvae.analysis.structure import chain_bonds, nonbonded_pairs, radius_of_g
 from polyvae.model import _check_int, decode
 
 __all__ = ["OptimizationResult", "optimize_latent", "OBJECTIVES"]
+
+logger = logging.getLogger(__name__)
 
 
 def _rg_objective(masses):
@@ -50,12 +54,16 @@ class OptimizationResult:
         Objective of each structure (prior penalty not included).
     trace : ndarray (S, steps)
         Objective at every step of every start.
+    feasible : ndarray (S,), bool
+        Whether each structure keeps the steric guard's ``min_distance`` (all True
+        when the guard is off). Feasible structures come first.
     """
 
     z: np.ndarray
     positions: np.ndarray
     objective: np.ndarray
     trace: np.ndarray
+    feasible: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return {"objective": self.objective.tolist(), "z": self.z.tolist()}
@@ -67,6 +75,7 @@ def optimize_latent(
     *,
     n_starts: int = 64,
     steps: int = 1000,
+    n_candidates: int = 8192,
     learning_rate: float = 0.05,
     prior_weight: float = 0.0,
     min_distance: float | str | None = "train",
@@ -84,7 +93,9 @@ def optimize_latent(
         ``"rg"``: mass-weighted radius of gyration. A callable takes one structure
         (N, D) as a JAX array and returns a scalar; it must be differentiable.
     n_starts : int
-        Independent starts drawn from the prior.
+        Independent starts: the best of ``n_candidates`` prior draws.
+    n_candidates : int
+        Prior draws screened with the objective (and penalties) to pick the starts.
     steps : int
         Adam steps per start.
     learning_rate : float
@@ -105,7 +116,7 @@ def optimize_latent(
     Returns
     -------
     OptimizationResult
-        Sorted by objective, best first.
+        Structures that keep ``min_distance`` first, each group sorted by objective.
     """
     if model.pipeline is None or model.config.likelihood != "gaussian":
         raise ValueError("model must be a coordinate model with a gaussian likelihood")
@@ -121,6 +132,7 @@ def optimize_latent(
         raise TypeError(f"objective must be a name or a callable; got {type(objective).__name__}")
     _check_int("n_starts", n_starts, 1)
     _check_int("steps", steps, 1)
+    _check_int("n_candidates", n_candidates, n_starts, what="at least n_starts")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive; got {learning_rate!r}")
     if not prior_weight >= 0:
@@ -161,7 +173,11 @@ def optimize_latent(
         (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None, length=steps)
         return z, trace
 
-    z0 = jax.random.normal(jax.random.PRNGKey(seed), (n_starts, config.latent_dim), jnp.float32)
+    # screen many prior draws with the (penalized) objective and refine the best ones:
+    # the guarded landscape has many local minima, and a broad look costs one batched pass
+    pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, config.latent_dim))
+    scores = jax.jit(jax.vmap(penalized))(pool)
+    z0 = pool[jnp.argsort(jnp.where(jnp.isfinite(scores), scores, jnp.inf))[:n_starts]]
     z, trace = jax.jit(jax.vmap(run_one))(z0)
     positions = jax.vmap(structure)(z)
     values = jax.vmap(fn)(positions)
@@ -170,8 +186,19 @@ def optimize_latent(
         raise FloatingPointError(
             "latent optimization produced non-finite objective values; lower learning_rate"
         )
-    order = np.argsort(values)
-    return OptimizationResult(z[order], positions[order], values[order], trace[order])
+    feasible = np.ones(len(values), bool)
+    if d_min is not None:
+        d = np.linalg.norm(positions[:, pairs[:, 0]] - positions[:, pairs[:, 1]], axis=-1)
+        feasible = d.min(axis=1) >= d_min
+        if not feasible.any():
+            logger.warning(
+                "no start kept the closest non-bonded contact >= %.4g; raise stiffness or n_starts",
+                d_min,
+            )
+    order = np.lexsort((values, ~feasible))  # feasible first, then by objective
+    return OptimizationResult(
+        z[order], positions[order], values[order], trace[order], feasible[order]
+    )
 
 
 def _resolve_min_distance(model, min_distance) -> float | None:
