@@ -75,7 +75,7 @@ def optimize_latent(
     *,
     n_starts: int = 64,
     steps: int = 1000,
-    n_candidates: int = 8192,
+    n_candidates: int = 32768,
     learning_rate: float = 0.05,
     prior_weight: float = 0.0,
     min_distance: float | str | None = "train",
@@ -176,7 +176,7 @@ def optimize_latent(
     # screen many prior draws with the (penalized) objective and refine the best ones:
     # the guarded landscape has many local minima, and a broad look costs one batched pass
     pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, config.latent_dim))
-    scores = jax.jit(jax.vmap(penalized))(pool)
+    scores = jax.jit(lambda zs: jax.lax.map(penalized, zs, batch_size=4096))(pool)
     z0 = pool[jnp.argsort(jnp.where(jnp.isfinite(scores), scores, jnp.inf))[:n_starts]]
     z, trace = jax.jit(jax.vmap(run_one))(z0)
     positions = jax.vmap(structure)(z)
