@@ -75,8 +75,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--hidden",
         type=_hidden,
-        default=(256, 256, 256),
-        help="hidden layer widths of the encoder, mirrored in the decoder (default 256,256,256)",
+        default=(128, 128, 128),
+        help="hidden layer widths of the encoder, mirrored in the decoder (default 128,128,128)",
     )
     g.add_argument(
         "--activation", default="relu", help="relu, tanh, elu or softplus (default relu)"

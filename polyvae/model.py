@@ -79,7 +79,7 @@ class VAEConfig:
 
     n_features: int
     latent_dim: int = 2
-    hidden: tuple[int, ...] = (256, 256, 256)
+    hidden: tuple[int, ...] = (128, 128, 128)
     activation: str = "relu"
     likelihood: str = "gaussian"
     sigma: float | None = None

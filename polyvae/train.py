@@ -252,7 +252,13 @@ def fit(
     val_data = jnp.asarray(x[val_idx]) if val_idx.size else None
     epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size)
     history: dict[str, list] = {}
-    bar = tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress)
+    bar = tqdm(
+        range(1, tc.epochs + 1),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        mininterval=1.0,
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         key, k_epoch = jax.random.split(key)

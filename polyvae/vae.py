@@ -302,7 +302,7 @@ def train(
     frames: Frames | Any,
     *,
     latent_dim: int = 2,
-    hidden: tuple[int, ...] = (256, 256, 256),
+    hidden: tuple[int, ...] = (128, 128, 128),
     activation: str = "relu",
     sigma: float | None = None,
     beta: float = 1.0,
