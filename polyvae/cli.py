@@ -65,6 +65,36 @@ def _min_distance(text: str):
         ) from None
 
 
+def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
+    g = p.add_argument_group("trajectory input")
+    g.add_argument(
+        "--top",
+        metavar="TOP",
+        default=None,
+        help="topology for MD trajectories (PSF, TPR, PDB, GRO, ...); not needed for .npz",
+    )
+    if select:
+        g.add_argument(
+            "--select",
+            default="all",
+            help="MDAnalysis atom selection, e.g. 'name CA' or 'protein' (default all)",
+        )
+    g.add_argument("--start", type=int, default=None, help="first frame to read")
+    g.add_argument("--stop", type=int, default=None, help="frame to stop before")
+    g.add_argument("--step", type=int, default=None, help="read every STEP-th frame")
+    g.add_argument(
+        "--unwrap",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make molecules whole across periodic boundaries (default: when the "
+        "trajectory has a box)",
+    )
+
+
+def _slice(a) -> dict:
+    return dict(start=a.start, stop=a.stop, step=a.step, unwrap=a.unwrap)
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--latent-dim", type=int, default=2, help="number of latent CVs (default 2)")
@@ -152,9 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
         "and save it (architecture, preprocessing, units) to one file.",
     )
     p.add_argument(
-        "data", metavar="DATA", help="trajectory (.npz: polyvae's or key 'arr' (T, N, D))"
+        "data",
+        metavar="TRAJ",
+        nargs="+",
+        help="trajectories of one molecule: .npz (polyvae's, or key 'arr' (T, N, D)) or any "
+        "format MDAnalysis reads (DCD, XTC, TRR, ...; several are concatenated)",
     )
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    _add_data_options(p, select=True)
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="PDB|FRAME",
+        help="with --align kabsch: superpose on this structure file (same atoms) or frame "
+        "number (default: the first frame)",
+    )
     _add_train_options(p)
 
     p = sub.add_parser(
@@ -164,8 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         "'latent' (T, L), the encoder mean, and 'latent_std' (T, L).",
     )
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
+    p.add_argument(
+        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    _add_data_options(p, select=False)
+    p.add_argument(
+        "--chunk-size", type=int, default=4096, help="frames read at a time (default 4096)"
+    )
 
     p = sub.add_parser(
         "generate",
@@ -179,7 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mean-only", action="store_true", help="decoder mean only, without the decoder's noise"
     )
-    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="OUT.npz (key 'positions'), or OUT.pdb, OUT.dcd, OUT.xtc with the model's atoms",
+    )
 
     p = sub.add_parser(
         "marginals",
@@ -189,10 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         "standard deviation); writes marginals.json and PNGs to DIR.",
     )
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
+    p.add_argument(
+        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
+    )
     p.add_argument("-n", type=int, default=2048, help="conformations to generate (default 2048)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
+    _add_data_options(p, select=False)
 
     p = sub.add_parser(
         "optimize",
@@ -266,29 +323,38 @@ def _run(a) -> int:
 
     progress = not a.quiet
     if a.command == "train":
-        model = train(
-            io.read_frames(a.data), output=a.output, progress=progress, **_train_kwargs(a)
-        )
+        frames = io.read_trajectories(a.data, topology=a.top, select=a.select, **_slice(a))
+        kwargs = _train_kwargs(a)
+        if a.reference is not None:
+            kwargs["reference"] = io.load_reference(a.reference, frames)
+        model = train(frames, output=a.output, progress=progress, **kwargs)
         print(
             f"model written to {a.output} ({model.config.latent_dim} latent CVs, "
             f"final validation ELBO {model.history.get('val_elbo', [float('nan')])[-1]:.3f})"
         )
     elif a.command == "encode":
         model = load_model(a.model)
-        frames = io.read_frames(a.data)
-        mean, std = model.encode(frames)
-        np.savez(a.output, latent=mean, latent_std=std, times=frames.times)
+        chunks = io.iter_trajectories(
+            a.data,
+            topology=a.top,
+            atoms=io.model_atoms(model),
+            chunk_size=a.chunk_size,
+            **_slice(a),
+        )
+        mean, std, times = model.encode_chunks(chunks)
+        np.savez(a.output, latent=mean, latent_std=std, times=times)
         print(f"latent CVs of {len(mean)} frames written to {a.output}")
     elif a.command == "generate":
         model = load_model(a.model)
         pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only)
-        np.savez(a.output, positions=pos, unit=np.array(model.unit))
+        io.write_positions(a.output, pos, atoms=io.model_atoms(model), unit=model.unit)
         print(f"{len(pos)} conformations written to {a.output}")
     elif a.command == "marginals":
         from polyvae.job import write_marginals
 
         model = load_model(a.model)
-        res = write_marginals(model, io.read_frames(a.data), a.output, n=a.n, seed=a.seed)
+        frames = io.read_for_model(a.data, model, topology=a.top, **_slice(a))
+        res = write_marginals(model, frames, a.output, n=a.n, seed=a.seed)
         print(
             f"mean normalized W1 over {len(res['pairs'])} distance pairs: "
             f"{res['mean_w1_normalized']:.3f}; results in {a.output}"
@@ -306,7 +372,13 @@ def _run(a) -> int:
             min_distance=a.min_distance,
             seed=a.seed,
         )
-        np.savez(a.output, positions=res.positions, objective=res.objective, z=res.z)
+        io.write_positions(
+            a.output,
+            res.positions,
+            atoms=io.model_atoms(model),
+            unit=model.unit,
+            extra={"objective": res.objective, "z": res.z},
+        )
         print(f"best {a.objective} = {res.objective[0]:.4f} {model.unit}; written to {a.output}")
     elif a.command == "toy":
         from polyvae.toys import run_toy

@@ -169,6 +169,31 @@ class VAEModel:
         x = self.features(frames)
         return _chunked(partial(_encode, self.config, self.params), x)
 
+    def encode_chunks(self, chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latent CVs of frames that arrive in chunks (e.g. a long trajectory streamed).
+
+        Only the CVs are kept, so memory does not grow with the positions of all frames.
+
+        Parameters
+        ----------
+        chunks : iterable of Frames
+
+        Returns
+        -------
+        mean : ndarray (T, L)
+        std : ndarray (T, L)
+        times : ndarray (T,)
+        """
+        means, stds, times = [], [], []
+        for chunk in chunks:
+            mean, std = self.encode(chunk)
+            means.append(mean)
+            stds.append(std)
+            times.append(chunk.times)
+        if not means:
+            raise ValueError("chunks held no frames to encode")
+        return np.concatenate(means), np.concatenate(stds), np.concatenate(times)
+
     def decode(self, z: Any) -> np.ndarray:
         """Decoder mean of latent points ``z`` (M, L) as aligned positions (M, N, D)."""
         z = np.asarray(z, dtype=np.float32)
@@ -361,7 +386,7 @@ def train(
         "unit": frames.unit,
         "names": list(frames.names),
         "n_frames_trained": frames.n_frames,
-        **{k: v for k, v in frames.metadata.items() if isinstance(v, str | int | float | list)},
+        **{k: frames.metadata[k] for k in ("source", "atoms") if k in frames.metadata},
     }
     metadata["train_stats"] = training_stats(pipeline.align_frames(frames), pipeline.masses)
     features = pipeline.transform(frames)

@@ -1,8 +1,26 @@
 """Readers and writers. The only subpackage that touches trajectory file formats."""
 
 from polyvae.io.npz import read_npz, write_npz
+from polyvae.io.trajectories import (
+    iter_trajectories,
+    load_reference,
+    model_atoms,
+    read_for_model,
+    read_trajectories,
+    write_positions,
+)
 
-__all__ = ["read_npz", "write_npz", "read_frames"]
+__all__ = [
+    "read_npz",
+    "write_npz",
+    "read_frames",
+    "read_trajectories",
+    "iter_trajectories",
+    "read_for_model",
+    "load_reference",
+    "write_positions",
+    "model_atoms",
+]
 
 
 def read_frames(path, **kwargs):
