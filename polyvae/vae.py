@@ -173,6 +173,7 @@ class VAEModel:
         """Latent CVs of frames that arrive in chunks (e.g. a long trajectory streamed).
 
         Only the CVs are kept, so memory does not grow with the positions of all frames.
+        Each block is encoded asynchronously while the next chunk is read and aligned.
 
         Parameters
         ----------
@@ -185,13 +186,29 @@ class VAEModel:
         times : ndarray (T,)
         """
         means, stds, times = [], [], []
+        pending = None
         for chunk in chunks:
-            mean, std = self.encode(chunk)
-            means.append(mean)
-            stds.append(std)
+            x = self.features(chunk)  # NumPy alignment runs while the last chunk encodes
+            size = min(_CHUNK, 1 << max(x.shape[0] - 1, 0).bit_length())
+            for start in range(0, x.shape[0], size):
+                part = x[start : start + size]
+                n = part.shape[0]
+                if n < size:
+                    part = np.concatenate(
+                        [part, np.zeros((size - n,) + part.shape[1:], part.dtype)]
+                    )
+                launched = (_encode(self.config, self.params, jnp.asarray(part)), n)
+                if pending is not None:
+                    (mean, std), m = pending
+                    means.append(np.asarray(mean)[:m])
+                    stds.append(np.asarray(std)[:m])
+                pending = launched
             times.append(chunk.times)
-        if not means:
+        if pending is None:
             raise ValueError("chunks held no frames to encode")
+        (mean, std), m = pending
+        means.append(np.asarray(mean)[:m])
+        stds.append(np.asarray(std)[:m])
         return np.concatenate(means), np.concatenate(stds), np.concatenate(times)
 
     def decode(self, z: Any) -> np.ndarray:

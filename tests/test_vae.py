@@ -140,3 +140,15 @@ def test_bad_model_files(small_model, tmp_path):
     mismatch = _rewrite(good, tmp_path / "shape.polyvae", json.dumps(cfg2))
     with pytest.raises(ValueError, match="parameter shapes do not match its config"):
         polyvae.load_model(mismatch)
+
+
+def test_encode_chunks_streams_to_the_same_cvs(small_model):
+    model, x = small_model
+    frames = polyvae.Frames(x, times=np.arange(len(x)) * 2.0)
+    mean, std = model.encode(frames)
+    chunked = model.encode_chunks(frames[i : i + 37] for i in range(0, len(x), 37))
+    np.testing.assert_allclose(chunked[0], mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(chunked[1], std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(chunked[2], frames.times)
+    with pytest.raises(ValueError, match="chunks held no frames"):
+        model.encode_chunks(iter([]))
