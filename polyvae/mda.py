@@ -33,6 +33,7 @@ from MDAnalysis.exceptions import NoDataError
 from MDAnalysis.transformations.base import TransformationBase
 
 from polyvae.encoder_numpy import encode_numpy, numpy_params
+from polyvae.io.pbc import Unwrapper, resolve_unwrap
 from polyvae.model import _check_int
 from polyvae.transforms import center, kabsch_rotation, principal_axes
 from polyvae.vae import VAEModel, load_model
@@ -56,46 +57,6 @@ def _as_atomgroup(atomgroup: Any, name: str = "atomgroup") -> AtomGroup:
     if atomgroup.n_atoms == 0:
         raise ValueError(f"{name} is empty (0 atoms)")
     return atomgroup
-
-
-def resolve_unwrap(atomgroup: AtomGroup, unwrap: bool | None) -> bool:
-    """Decide whether molecules are made whole across periodic boundaries.
-
-    ``unwrap=None`` unwraps when the current frame has a box (positive lengths)
-    and the topology has bonds; ``unwrap=True`` requires both; ``unwrap=False`` never unwraps.
-
-    Parameters
-    ----------
-    atomgroup : AtomGroup
-    unwrap : bool or None
-
-    Returns
-    -------
-    bool
-    """
-    if unwrap is not None and not isinstance(unwrap, bool | np.bool_):
-        raise TypeError(f"unwrap must be True, False or None; got {unwrap!r}")
-    box = atomgroup.dimensions
-    has_box = box is not None and bool(np.all(np.asarray(box[:3]) > 0))
-    has_bonds = hasattr(atomgroup, "bonds")
-    if unwrap is None:
-        return has_box and has_bonds
-    if unwrap and not has_bonds:
-        raise ValueError(
-            "unwrap=True needs bonds in the topology but the atomgroup has none; guess them "
-            "with Universe(..., guess_bonds=True) or pass unwrap=False"
-        )
-    if unwrap and not has_box:
-        raise ValueError(
-            "unwrap=True needs a periodic box but the trajectory has none; pass unwrap=None or False"
-        )
-    return bool(unwrap)
-
-
-def _whole_fragments(atomgroup: AtomGroup) -> tuple[AtomGroup, np.ndarray]:
-    """All atoms of the fragments the group touches, and where the group's atoms sit in it."""
-    ix = np.unique(np.concatenate([frag.ix for frag in atomgroup.fragments]))
-    return atomgroup.universe.atoms[ix], np.searchsorted(ix, atomgroup.ix)
 
 
 def _as_model(model: Any) -> VAEModel:
@@ -129,9 +90,9 @@ class LatentCV(AnalysisBase):
         A model trained on 3D positions of N atoms (lengths in Å), or its file.
     unwrap : bool or None
         Make molecules whole across periodic boundaries before encoding; None
-        (default) does so when the trajectory has a box and the topology has bonds
-        (see :func:`resolve_unwrap`). Whole fragments are unwrapped, so a selection
-        such as ``"name CA"`` works.
+        (default) does so when the trajectory has a box, and then needs bonds in the
+        topology (the same rule and code as polyvae's readers, :mod:`polyvae.io.pbc`).
+        Whole molecules are unwrapped, so a selection such as ``"name CA"`` works.
     chunk_size : int
         Frames encoded together (memory: ``chunk_size * N * 3`` float32 positions).
     **kwargs
@@ -187,9 +148,9 @@ class LatentCV(AnalysisBase):
         _check_int("chunk_size", chunk_size, 1)
         super().__init__(atomgroup.universe.trajectory, **kwargs)
         self._ag = atomgroup
-        self.unwrap = resolve_unwrap(atomgroup, unwrap)
-        if self.unwrap:
-            self._whole, self._whole_index = _whole_fragments(atomgroup)
+        self.unwrap = resolve_unwrap(atomgroup.dimensions, unwrap)
+        # built here so that a missing-bonds error comes at once; it pickles (NumPy only)
+        self._unwrapper = Unwrapper(atomgroup, False, "the trajectory") if self.unwrap else None
         # NumPy only from here on: this object travels to worker processes
         self._pipeline = model.pipeline
         self._params = numpy_params({"encoder": model.params["encoder"]})
@@ -200,9 +161,8 @@ class LatentCV(AnalysisBase):
 
     def _positions(self) -> np.ndarray:
         """Current positions of the group (N, 3), Å, unwrapped if requested."""
-        if self.unwrap:
-            whole = self._whole.unwrap(compound="fragments", inplace=False)
-            return whole[self._whole_index]
+        if self._unwrapper is not None:
+            return self._unwrapper(self._unwrapper.atoms.positions, self._ag.dimensions)
         return self._ag.positions
 
     def run(self, *args: Any, **kwargs: Any) -> LatentCV:

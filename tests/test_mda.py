@@ -200,7 +200,7 @@ def test_errors(mda, adk, model):
         LatentCV(ag.positions, model)
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         LatentCV(ag, model, chunk_size=0)
-    with pytest.raises(ValueError, match="unwrap=True needs a periodic box"):
+    with pytest.raises(ValueError, match="unwrap=True but the trajectory has no periodic box"):
         LatentCV(ag, model, unwrap=True)
     with pytest.raises(ValueError, match="backend"):
         LatentCV(ag, model).run(backend="threads", n_workers=2)
@@ -230,6 +230,22 @@ def test_unwrap_makes_fragments_whole(mda):
         wrapped = LatentCV(sel, m, unwrap=False).run().results.latent
         assert not np.allclose(wrapped, expect, atol=1e-3)
     np.testing.assert_allclose(u.atoms.positions, whole % 10.0, atol=1e-5)  # not in place
+
+
+def test_box_without_bonds_is_an_error_not_garbage(mda):
+    """A periodic box and no bonds: split molecules cannot be made whole, so refuse."""
+    from polyvae.mda import LatentCV
+
+    u = mda.Universe.empty(6, trajectory=True)
+    u.add_TopologyAttr("masses", np.full(6, 12.0))
+    u.dimensions = [10.0, 10.0, 10.0, 90.0, 90.0, 90.0]
+    u.atoms.positions = np.random.default_rng(0).uniform(0, 10, (6, 3))
+    pipe = polyvae.Pipeline().fit(np.random.default_rng(1).normal(size=(16, 6, 3)))
+    config = vae.VAEConfig(n_features=18, hidden=(8,))
+    m = polyvae.VAEModel(config, vae.init_params(config, key=jax.random.PRNGKey(1)), pipe)
+    with pytest.raises(ValueError, match="periodic box but the topology has no bonds"):
+        LatentCV(u.atoms, m)
+    assert LatentCV(u.atoms, m, unwrap=False).run().results.latent.shape == (1, 2)
 
 
 # ---- transformations ----------------------------------------------------------------
