@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +91,17 @@ def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
         help="make molecules whole across periodic boundaries (default: when the "
         "trajectory has a box)",
     )
+    g.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="if a file ends inside a frame, go on with the frames before it",
+    )
 
 
 def _slice(a) -> dict:
-    return dict(start=a.start, stop=a.stop, step=a.step, unwrap=a.unwrap)
+    return dict(
+        start=a.start, stop=a.stop, step=a.step, unwrap=a.unwrap, allow_truncated=a.allow_truncated
+    )
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -415,16 +424,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format="polyvae: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("polyvae: %(message)s"))
+    log = logging.getLogger("polyvae")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    # the engines' own notices (file-format hints, deprecations) are not for this command's
+    # user; MDAnalysis installs its own warning filter on import, so filter at display time
+    shown = warnings.showwarning
+
+    def _show(message, category, filename, *rest):
+        if not any(f"{os.sep}{m}{os.sep}" in str(filename) for m in ("MDAnalysis", "mdtraj")):
+            shown(message, category, filename, *rest)
+
+    warnings.showwarning = _show
+    logging.getLogger("MDAnalysis").setLevel(logging.ERROR)
     import matplotlib
 
     matplotlib.use("Agg")
     try:
         return _run(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError, OSError) as exc:
-        print(f"polyvae: error: {exc}", file=sys.stderr)
+        hint = ""
+        if type(exc).__name__ == "TruncatedTrajectoryError":
+            hint = " (pass --allow-truncated to go on with them)"
+        print(f"polyvae: error: {exc}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("polyvae: interrupted", file=sys.stderr)

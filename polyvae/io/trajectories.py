@@ -9,6 +9,7 @@ stored atom indices select the same atoms again at encoding time
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ __all__ = [
     "write_positions",
     "model_atoms",
 ]
+
+logger = logging.getLogger(__name__)
 
 _NPZ = ".npz"
 
@@ -83,6 +86,7 @@ def read_trajectories(
     stop: int | None = None,
     step: int | None = None,
     unwrap: bool | None = None,
+    allow_truncated: bool = False,
 ) -> Frames:
     """Read and concatenate trajectories of one molecule.
 
@@ -100,6 +104,9 @@ def read_trajectories(
         Frame slice over the concatenated trajectory.
     unwrap : bool, optional
         Make molecules whole across periodic boundaries; default: when there is a box.
+    allow_truncated : bool
+        When a file ends inside a frame, keep the frames read before it (with a
+        warning) instead of raising :class:`polyvae.io.mda.TruncatedTrajectoryError`.
 
     Returns
     -------
@@ -112,12 +119,18 @@ def read_trajectories(
         if select != "all":
             raise ValueError("select applies to MD trajectories; .npz files hold one molecule")
         return _npz_frames(files, start, stop, step)
-    from polyvae.io.mda import read_universe
+    from polyvae.io.mda import TruncatedTrajectoryError, read_universe
 
     top = files[0] if topology is None else topology
-    frames = read_universe(
-        files, topology=top, select=select, start=start, stop=stop, step=step, unwrap=unwrap
-    )
+    try:
+        frames = read_universe(
+            files, topology=top, select=select, start=start, stop=stop, step=step, unwrap=unwrap
+        )
+    except TruncatedTrajectoryError as err:
+        if not allow_truncated or err.frames is None:
+            raise
+        logger.warning("%s; going on with those %d frames", err, err.frames.n_frames)
+        frames = err.frames
     frames.metadata["source"] = ", ".join(map(str, files))
     return frames
 
@@ -137,6 +150,7 @@ def iter_trajectories(
     step: int | None = None,
     unwrap: bool | None = None,
     chunk_size: int = 4096,
+    allow_truncated: bool = False,
 ) -> Iterator[Frames]:
     """Stream frames chunk by chunk, selecting the atoms a model was trained on.
 
@@ -149,6 +163,8 @@ def iter_trajectories(
         the atoms from the topology and its ``names`` are checked against them.
     chunk_size : int
         Frames per chunk.
+    allow_truncated : bool
+        As in :func:`read_trajectories`.
 
     Yields
     ------
@@ -172,6 +188,11 @@ def iter_trajectories(
                 f"{len(universe.atoms)} atoms: is this the topology the model was trained with?"
             )
         group = universe.atoms[indices]
+        if not hasattr(group, "names"):
+            raise ValueError(
+                f"topology {str(topology or files[0])!r} has no atom names; give the topology the "
+                "model was trained with (e.g. PSF, TPR, PDB, GRO)"
+            )
         names = [str(n) for n in group.names]
         if names != list(atoms["names"]):
             bad = next(
@@ -181,9 +202,18 @@ def iter_trajectories(
                 f"atom {int(indices[bad])} of this topology is named {names[bad]!r} but the model "
                 f"was trained on {atoms['names'][bad]!r} there: different topology"
             )
-    yield from iter_chunks(
-        group, start=start, stop=stop, step=step, unwrap=unwrap, chunk_size=chunk_size
-    )
+    from polyvae.io.mda import TruncatedTrajectoryError
+
+    try:
+        yield from iter_chunks(
+            group, start=start, stop=stop, step=step, unwrap=unwrap, chunk_size=chunk_size
+        )
+    except TruncatedTrajectoryError as err:
+        if not allow_truncated:
+            raise
+        logger.warning("%s; going on with the %d frames read", err, err.n_frames_read)
+        if err.frames is not None:
+            yield err.frames
 
 
 def write_positions(
