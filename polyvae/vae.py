@@ -74,8 +74,50 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
             part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
         res = fn(jnp.asarray(part))
         res = res if isinstance(res, tuple) else (res,)
-        outs.append([np.asarray(r)[: size - pad] for r in res])
+        outs.append([np.array(r[: size - pad]) for r in res])
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
+
+
+def _prefetch(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
+
+    Exceptions raised by the iterable are re-raised here, after the items before them.
+    """
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterable:
+                if stop.is_set():
+                    return
+                items.put((item, None))
+        except BaseException as exc:  # handed over to the consumer
+            items.put((None, exc))
+            return
+        items.put((done, None))
+
+    thread = threading.Thread(target=work, name="polyvae-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = items.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 @dataclass
@@ -173,7 +215,8 @@ class VAEModel:
         """Latent CVs of frames that arrive in chunks (e.g. a long trajectory streamed).
 
         Only the CVs are kept, so memory does not grow with the positions of all frames.
-        Each block is encoded asynchronously while the next chunk is read and aligned.
+        The next chunks are read in a background thread while this one is aligned, and
+        each block is encoded asynchronously, so reading, alignment and encoding overlap.
 
         Parameters
         ----------
@@ -187,7 +230,7 @@ class VAEModel:
         """
         means, stds, times = [], [], []
         pending = None
-        for chunk in chunks:
+        for chunk in _prefetch(chunks):
             x = self.features(chunk)  # NumPy alignment runs while the last chunk encodes
             size = min(_CHUNK, 1 << max(x.shape[0] - 1, 0).bit_length())
             for start in range(0, x.shape[0], size):
@@ -200,15 +243,16 @@ class VAEModel:
                 launched = (_encode(self.config, self.params, jnp.asarray(part)), n)
                 if pending is not None:
                     (mean, std), m = pending
-                    means.append(np.asarray(mean)[:m])
-                    stds.append(np.asarray(std)[:m])
+                    # copies: a NumPy view would keep the whole XLA output allocation alive
+                    means.append(np.array(mean[:m]))
+                    stds.append(np.array(std[:m]))
                 pending = launched
             times.append(chunk.times)
         if pending is None:
             raise ValueError("chunks held no frames to encode")
         (mean, std), m = pending
-        means.append(np.asarray(mean)[:m])
-        stds.append(np.asarray(std)[:m])
+        means.append(np.array(mean[:m]))
+        stds.append(np.array(std[:m]))
         return np.concatenate(means), np.concatenate(stds), np.concatenate(times)
 
     def decode(self, z: Any) -> np.ndarray:
@@ -311,7 +355,8 @@ class VAEModel:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
             ) from exc
-        expected = jax.tree.map(lambda a: a.shape, vae.init_params(vcfg, key=jax.random.PRNGKey(0)))
+        template = jax.eval_shape(partial(vae.init_params, vcfg), key=jax.random.PRNGKey(0))
+        expected = jax.tree.map(lambda a: a.shape, template)
         if jax.tree.map(lambda a: a.shape, params) != expected:
             raise ValueError(f"model file {str(path)!r}: parameter shapes do not match its config")
         return cls(

@@ -371,13 +371,8 @@ def iter_chunks(
             reason, broken, limit = f"{type(exc).__name__}: {exc}", None, -1
             break
         raw = whole.positions
-        if not np.all(np.isfinite(raw)):
-            atom = int(np.flatnonzero(~np.isfinite(raw).all(axis=1))[0])
-            raise ValueError(
-                f"positions contains NaN or inf coordinates: first bad frame is {ts.frame} "
-                f"(trajectory frame index in {label}; atom index {int(whole.indices[atom])})"
-            )
         if do_unwrap:
+            _check_finite_frame(raw, ts.frame, label, whole)
             if not has_box(ts.dimensions):
                 raise ValueError(
                     f"unwrap is on but trajectory frame {ts.frame} of {label} has no periodic box"
@@ -388,6 +383,7 @@ def iter_chunks(
         indices.append(int(ts.frame))
         n_read += 1
         if len(indices) == size:
+            _check_finite_chunk(buf, indices, label, group)
             yield chunk(buf, times, indices)
             size = min(chunk_size, len(requested) - n_read)
             buf, times, indices = np.empty((max(size, 1), group.n_atoms, 3), np.float32), [], []
@@ -398,9 +394,28 @@ def iter_chunks(
                 f"the reader stopped after {n_read} of {len(requested)} frames: the file ends early"
             )
             broken = None
+        if indices:
+            _check_finite_chunk(buf[: len(indices)], indices, label, group)
         partial = chunk(buf[: len(indices)], times, indices) if indices else None
         path = broken or _file_of(traj, missing)
         raise TruncatedTrajectoryError(path, missing, n_read, reason, partial)
+
+
+def _check_finite_frame(raw: np.ndarray, frame: int, label: str, atoms: Any) -> None:
+    """NaN/inf in one frame: name the trajectory frame and the first bad atom."""
+    if not np.isfinite(raw).all():
+        atom = int(np.flatnonzero(~np.isfinite(raw).all(axis=1))[0])
+        raise ValueError(
+            f"positions contains NaN or inf coordinates: first bad frame is {frame} "
+            f"(trajectory frame index in {label}; atom index {int(atoms.indices[atom])})"
+        )
+
+
+def _check_finite_chunk(buf: np.ndarray, indices: list, label: str, atoms: Any) -> None:
+    """The same check for a whole chunk at once (one vectorized pass)."""
+    if not np.isfinite(buf).all():
+        bad = int(np.flatnonzero(~np.isfinite(buf).all(axis=(1, 2)))[0])
+        _check_finite_frame(buf[bad], indices[bad], label, atoms)
 
 
 def _concat(chunks: Sequence[Frames]) -> Frames:
