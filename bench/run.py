@@ -5,7 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import encode_throughput  # noqa: E402
 import epoch_time  # noqa: E402
 
 if __name__ == "__main__":
     epoch_time.main([])
+    encode_throughput.main([])
