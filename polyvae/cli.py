@@ -145,6 +145,20 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "first frame (kabsch), or not at all (none)",
     )
     g.add_argument(
+        "--features",
+        default="positions",
+        choices=["positions", "distances"],
+        help="what the encoder reads: aligned coordinates (default) or interatomic distances, "
+        "which MD engines can compute (needed for the Colvars/PLUMED distance export)",
+    )
+    g.add_argument(
+        "--pairs",
+        default=None,
+        metavar="FILE|K",
+        help="with --features distances: a file of atom pairs (two columns of 0-based indices "
+        "into the selection; .npy or text), or K for every K-th pair (default: all pairs)",
+    )
+    g.add_argument(
         "--validation-fraction",
         type=float,
         default=0.1,
@@ -165,7 +179,26 @@ def _train_kwargs(a) -> dict:
         sigma=a.sigma,
         align=a.align,
         validation_fraction=a.validation_fraction,
+        features=a.features,
+        pairs=_pairs(a.pairs),
     )
+
+
+def _pairs(text: str | None):
+    """--pairs: None, a stride K, or a file of index pairs."""
+    if text is None or text.isdigit():
+        return None if text is None else int(text)
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"--pairs file {text!r}: no such file")
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    try:
+        return np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except ValueError as exc:
+        raise ValueError(
+            f"--pairs file {text!r} must hold two columns of integers ({exc})"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

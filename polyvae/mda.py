@@ -206,7 +206,7 @@ class LatentCV(AnalysisBase):
         k = self._n_buffered
         if k == 0:
             return
-        x = self._pipeline.transform(self._buffer[:k])
+        x = self._pipeline.encoder_inputs(self._buffer[:k])
         mean, std = encode_numpy(self._params, x, self._activation)
         sl = slice(self._n_done, self._n_done + k)
         self.results.latent[sl] = mean

@@ -75,6 +75,10 @@ class VAEConfig:
         positive number, or None to learn one global value per feature.
     beta : float
         Weight of the KL term (>= 0); 1 gives the ELBO.
+    n_inputs : int, optional
+        Encoder input size when the encoder sees other features than the decoder
+        reconstructs (e.g. interatomic distances in, Cartesian coordinates out);
+        None: the encoder reads the same F features.
     """
 
     n_features: int
@@ -84,9 +88,12 @@ class VAEConfig:
     likelihood: str = "gaussian"
     sigma: float | None = None
     beta: float = 1.0
+    n_inputs: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("n_features", self.n_features, 1)
+        if self.n_inputs is not None:
+            _check_int("n_inputs", self.n_inputs, 1)
         _check_int("latent_dim", self.latent_dim, 1)
         hidden = self.hidden
         if isinstance(hidden, int | np.integer):
@@ -173,8 +180,9 @@ def init_params(config: VAEConfig, *, key: jax.Array) -> dict:
     gain = 2.0 if config.activation in ("relu", "elu") else 1.0
     k_enc, k_dec = jax.random.split(key)
     f, latent, hidden = config.n_features, config.latent_dim, list(config.hidden)
+    f_in = f if config.n_inputs is None else config.n_inputs
     params = {
-        "encoder": _init_layers(k_enc, [f, *hidden, 2 * latent], gain),
+        "encoder": _init_layers(k_enc, [f_in, *hidden, 2 * latent], gain),
         "decoder": _init_layers(k_dec, [latent, *hidden[::-1], f], gain),
     }
     if config.learned_sigma:
@@ -234,19 +242,25 @@ def _reparameterize(mean, std, key):
     return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
 
 
-def loss_terms(params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array):
+def loss_terms(
+    params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array, x_in: jax.Array | None = None
+):
     """Per-frame reconstruction loss -log p(x|z) (one z sample) and KL term.
+
+    ``x_in`` is the encoder's input when it differs from the reconstructed ``x``.
 
     Returns
     -------
     recon, kl : jax.Array (...,) each, in nats per frame.
     """
-    mean, std = encode(params, x, config)
+    mean, std = encode(params, x if x_in is None else x_in, config)
     z = _reparameterize(mean, std, key)
     return -log_likelihood(params, x, z, config), kl_divergence(mean, std)
 
 
-def loss(params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array):
+def loss(
+    params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array, x_in: jax.Array | None = None
+):
     """Batch-mean training objective ``recon + beta * kl`` and its parts.
 
     Returns
@@ -254,7 +268,7 @@ def loss(params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array):
     value : scalar
     (recon, kl) : scalars, batch means.
     """
-    recon, kl = loss_terms(params, x, config, key=key)
+    recon, kl = loss_terms(params, x, config, key=key, x_in=x_in)
     recon, kl = jnp.mean(recon), jnp.mean(kl)
     return recon + config.beta * kl, (recon, kl)
 
@@ -287,7 +301,13 @@ def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only
 
 
 def iw_log_likelihood(
-    params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array, n_samples: int = 64
+    params: dict,
+    x: jax.Array,
+    config: VAEConfig,
+    *,
+    key: jax.Array,
+    n_samples: int = 64,
+    x_in: jax.Array | None = None,
 ) -> jax.Array:
     """Importance-weighted estimate of log p(x) with K samples from q(z|x).
 
@@ -298,7 +318,7 @@ def iw_log_likelihood(
     -------
     (B,) log p(x) in nats, for x of shape (B, F), in the feature space of ``x``.
     """
-    mean, std = encode(params, x, config)
+    mean, std = encode(params, x if x_in is None else x_in, config)
     eps = jax.random.normal(key, (n_samples,) + mean.shape, mean.dtype)
     z = mean + std * eps  # (K, B, L)
     log_px_z = log_likelihood(params, x[None], z, config)

@@ -112,7 +112,9 @@ def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
         def step(carry, inputs):
             params, opt_state = carry
             idx, key = inputs
-            (_, (recon, kl)), grads = grad_fn(params, data[idx], key=key)
+            batch = [a[idx] for a in data]  # (targets,) or (targets, encoder inputs)
+            x_in = batch[1] if len(batch) > 1 else None
+            (_, (recon, kl)), grads = grad_fn(params, batch[0], key=key, x_in=x_in)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, opt_state), jnp.stack([recon, kl])
@@ -133,23 +135,28 @@ def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
 
 
 def evaluate(
-    params: dict, data: jax.Array, config: VAEConfig, *, key: jax.Array
+    params: dict, data: tuple, config: VAEConfig, *, key: jax.Array
 ) -> tuple[float, float]:
-    """Mean reconstruction loss and KL over ``data`` (one z sample per frame)."""
+    """Mean reconstruction loss and KL over ``data`` (one z sample per frame).
+
+    ``data`` is ``(targets,)`` or ``(targets, encoder_inputs)``.
+    """
     fn = _eval_fn(config)
     total = np.zeros(2)
-    n = data.shape[0]
+    n = data[0].shape[0]
     for start in range(0, n, _EVAL_CHUNK):
-        chunk = data[start : start + _EVAL_CHUNK]
+        chunk = tuple(a[start : start + _EVAL_CHUNK] for a in data)
         key, sub = jax.random.split(key)
-        total += np.asarray(fn(params, chunk, sub), dtype=np.float64) * chunk.shape[0]
+        total += np.asarray(fn(params, chunk, sub), dtype=np.float64) * chunk[0].shape[0]
     recon, kl = total / n
     return float(recon), float(kl)
 
 
 @partial(jax.jit, static_argnums=0)
 def _eval_impl(config, params, data, key):
-    recon, kl = loss_terms(params, data, config, key=key)
+    recon, kl = loss_terms(
+        params, data[0], config, key=key, x_in=data[1] if len(data) > 1 else None
+    )
     return jnp.stack([jnp.mean(recon), jnp.mean(kl)])
 
 
@@ -186,6 +193,7 @@ def fit(
     config: VAEConfig,
     train_config: TrainConfig = TrainConfig(),
     *,
+    inputs=None,
     params: dict | None = None,
     progress: bool = True,
 ) -> tuple[dict, dict]:
@@ -197,6 +205,9 @@ def fit(
         Training rows (standardized coordinates, or one-hot rows).
     config : VAEConfig
     train_config : TrainConfig
+    inputs : array (T, n_inputs), optional
+        Encoder inputs when they differ from the reconstructed features
+        (``config.n_inputs`` set), e.g. standardized interatomic distances.
     params : dict, optional
         Starting parameters (default: a fresh seeded initialization).
     progress : bool
@@ -233,6 +244,26 @@ def fit(
     if not np.all(np.isfinite(x)):
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise ValueError(f"features contains NaN or inf: first bad row is {bad}")
+    arrays = [x]
+    if config.n_inputs is not None:
+        if inputs is None:
+            raise ValueError(
+                f"inputs (T, {config.n_inputs}) are required: the model's encoder reads "
+                f"n_inputs={config.n_inputs} features other than the {config.n_features} it "
+                "reconstructs"
+            )
+        x_in = np.asarray(inputs, dtype=np.float32)
+        if x_in.shape != (x.shape[0], config.n_inputs):
+            raise ValueError(
+                f"inputs must have shape (T, n_inputs) = ({x.shape[0]}, {config.n_inputs}); "
+                f"got {x_in.shape}"
+            )
+        if not np.all(np.isfinite(x_in)):
+            bad = int(np.flatnonzero(~np.isfinite(x_in).all(axis=1))[0])
+            raise ValueError(f"inputs contains NaN or inf: first bad row is {bad}")
+        arrays.append(x_in)
+    elif inputs is not None:
+        raise ValueError("inputs given but config.n_inputs is None: the encoder reads features")
     if config.likelihood == "categorical":
         _check_onehot(x, "features")
     tc = train_config
@@ -248,8 +279,8 @@ def fit(
         params = init_params(config, key=k_init)
     optimizer = optax.adam(tc.learning_rate)
     opt_state = optimizer.init(params)
-    train_data = jnp.asarray(x[train_idx])
-    val_data = jnp.asarray(x[val_idx]) if val_idx.size else None
+    train_data = tuple(jnp.asarray(a[train_idx]) for a in arrays)
+    val_data = tuple(jnp.asarray(a[val_idx]) for a in arrays) if val_idx.size else None
     epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size)
     history: dict[str, list] = {}
     bar = tqdm(

@@ -33,9 +33,11 @@ __all__ = [
     "unflatten",
     "Pipeline",
     "ALIGN_METHODS",
+    "FEATURES",
 ]
 
 ALIGN_METHODS = ("principal", "kabsch", "none")
+FEATURES = ("positions", "distances")
 
 
 def _weights(masses: Any, n_atoms: int) -> np.ndarray:
@@ -202,6 +204,22 @@ def align_to_reference(positions: Any, reference: Any, masses: Any = None) -> np
     return _rotate(xc, _kabsch(xc, _centered(ref[None], w)[0], w)).astype(np.float32)
 
 
+def _resolve_pairs(pairs: Any, n_atoms: int) -> np.ndarray:
+    from polyvae.analysis.structure import _pairs, all_pairs
+
+    if pairs is None:
+        return all_pairs(n_atoms)
+    if isinstance(pairs, int | np.integer) and not isinstance(pairs, bool):
+        if pairs < 1:
+            raise ValueError(f"pairs as a stride must be >= 1 (every k-th pair); got {pairs}")
+        return all_pairs(n_atoms)[:: int(pairs)]
+    return _pairs(pairs, n_atoms, "pairs")
+
+
+def _pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1)
+
+
 def flatten(positions: Any) -> np.ndarray:
     """(T, N, D) positions to (T, N*D) features, atom-major."""
     x = np.asarray(positions)
@@ -230,10 +248,18 @@ class Pipeline:
         Reference for ``align="kabsch"``; default: the first training frame.
     standardize : bool
         Scale every feature to zero mean and unit variance over the training frames.
+    features : {"positions", "distances"}
+        What the encoder reads: the aligned coordinates (the default), or interatomic
+        distances, which need no alignment, so MD engines can compute them. The
+        decoder always reconstructs aligned coordinates.
+    pairs : array (P, 2) or int, optional
+        Atom pairs for ``features="distances"``: explicit pairs, or ``k`` for every
+        k-th pair of all pairs (large selections); default all pairs.
 
     Attributes (after :meth:`fit`)
     ------------------------------
-    masses : (N,), mean : (F,), scale : (F,), n_atoms, dim
+    masses : (N,), mean : (F,), scale : (F,), n_atoms, dim; for distances also
+    pairs : (P, 2), in_mean : (P,), in_scale : (P,)
     """
 
     align: str = "principal"
@@ -244,12 +270,26 @@ class Pipeline:
     scale: np.ndarray | None = None
     n_atoms: int | None = None
     dim: int | None = None
+    features: str = "positions"
+    pairs: Any = None
+    in_mean: np.ndarray | None = None
+    in_scale: np.ndarray | None = None
 
-    _ARRAYS = ("reference", "masses", "mean", "scale")
+    _ARRAYS = ("reference", "masses", "mean", "scale", "pairs", "in_mean", "in_scale")
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_METHODS:
             raise ValueError(f"align must be one of {ALIGN_METHODS}; got {self.align!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}; got {self.features!r}")
+        if self.pairs is not None and self.features != "distances":
+            raise ValueError('pairs applies to features="distances" only')
+
+    @property
+    def n_inputs(self) -> int:
+        """Size of the encoder's input."""
+        self._require_fit()
+        return self.n_features if self.features == "positions" else len(self.pairs)
 
     @property
     def fitted(self) -> bool:
@@ -305,6 +345,19 @@ class Pipeline:
         else:
             self.mean = np.zeros(n * d)
             self.scale = np.ones(n * d)
+        if self.features == "distances":
+            self.pairs = _resolve_pairs(self.pairs, n)
+            if len(self.pairs) == 0:
+                raise ValueError("pairs must hold at least one atom pair; got none")
+            dist = _pair_distances(x.astype(np.float64), self.pairs)
+            self.in_mean = dist.mean(axis=0)
+            std = dist.std(axis=0)
+            rigid = std <= 1e-6 * max(float(np.abs(dist).max()), 1e-30)
+            if rigid.all():
+                raise ValueError("no pair distance varies over the training frames")
+            self.in_scale = np.where(rigid, 1.0, std) if self.standardize else np.ones_like(std)
+            if not self.standardize:
+                self.in_mean = np.zeros_like(self.in_mean)
         return self
 
     def check_positions(self, positions: Any, name: str = "positions") -> np.ndarray:
@@ -326,6 +379,15 @@ class Pipeline:
         """Frames (T, N, D) to standardized features (T, N*D), float32."""
         feats = flatten(self.align_frames(positions)).astype(np.float64)
         return ((feats - self.mean) / self.scale).astype(np.float32)
+
+    def encoder_inputs(self, positions: Any) -> np.ndarray:
+        """What the encoder reads, (T, n_inputs) float32: the standardized aligned
+        coordinates, or the standardized pair distances."""
+        if self.features == "positions":
+            return self.transform(positions)
+        x = self.check_positions(positions).astype(np.float64)
+        dist = _pair_distances(x, self.pairs)
+        return ((dist - self.in_mean) / self.in_scale).astype(np.float32)
 
     def inverse_transform(self, features: Any):
         """Standardized features (..., F) to aligned positions (..., N, D).
@@ -352,6 +414,7 @@ class Pipeline:
             "standardize": self.standardize,
             "n_atoms": self.n_atoms,
             "dim": self.dim,
+            "features": self.features,
         }
         arrays = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
         return config, arrays
@@ -368,4 +431,8 @@ class Pipeline:
             masses=arrays["masses"],
             mean=arrays["mean"],
             scale=arrays["scale"],
+            features=config.get("features", "positions"),
+            pairs=arrays.get("pairs"),
+            in_mean=arrays.get("in_mean"),
+            in_scale=arrays.get("in_scale"),
         )

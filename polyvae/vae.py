@@ -59,7 +59,10 @@ def _decode_mean(config, params, z):
 
 @partial(jax.jit, static_argnums=(0, 3))
 def _iwll(config, params, x, n_samples, key):
-    return vae.iw_log_likelihood(params, x, config, key=key, n_samples=n_samples)
+    """``x``: features, followed by the encoder inputs when they differ (n_inputs set)."""
+    f = config.n_features
+    x_in = None if config.n_inputs is None else x[:, f:]
+    return vae.iw_log_likelihood(params, x[:, :f], config, key=key, n_samples=n_samples, x_in=x_in)
 
 
 def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
@@ -189,6 +192,13 @@ class VAEModel:
             return x
         return self.pipeline.transform(frames)
 
+    def inputs(self, frames: Any) -> np.ndarray:
+        """What the encoder reads for frames: the features, or (distance-feature models)
+        the standardized pair distances; (T, n_inputs) float32."""
+        if self.pipeline is None or self.config.n_inputs is None:
+            return self.features(frames)
+        return self.pipeline.encoder_inputs(frames)
+
     def positions(self, features: Any) -> np.ndarray:
         """Model features (T, F) back to aligned positions (T, N, D)."""
         if self.pipeline is None:
@@ -208,7 +218,7 @@ class VAEModel:
         mean : ndarray (T, L)
         std : ndarray (T, L)
         """
-        x = self.features(frames)
+        x = self.inputs(frames)
         return _chunked(partial(_encode, self.config, self.params), x)
 
     def encode_chunks(self, chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,7 +241,7 @@ class VAEModel:
         means, stds, times = [], [], []
         pending = None
         for chunk in _prefetch(chunks):
-            x = self.features(chunk)  # NumPy alignment runs while the last chunk encodes
+            x = self.inputs(chunk)  # NumPy alignment runs while the last chunk encodes
             size = min(_CHUNK, 1 << max(x.shape[0] - 1, 0).bit_length())
             for start in range(0, x.shape[0], size):
                 part = x[start : start + size]
@@ -312,6 +322,8 @@ class VAEModel:
         """
         vae._check_int("n_samples", n_samples, 1)
         x = self.features(frames)
+        if self.config.n_inputs is not None:
+            x = np.concatenate([x, self.inputs(frames)], axis=1)
         fn = partial(
             _iwll, self.config, self.params, n_samples=n_samples, key=jax.random.PRNGKey(seed)
         )
@@ -400,6 +412,8 @@ def train(
     validation_fraction: float = 0.1,
     align: str = "principal",
     reference: Any = None,
+    features: str = "positions",
+    pairs: Any = None,
     output: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> VAEModel:
@@ -417,6 +431,10 @@ def train(
         See :class:`polyvae.train.TrainConfig`.
     align : {"principal", "kabsch", "none"}
         Alignment before flattening; ``reference`` is the Kabsch target (N, D).
+    features : {"positions", "distances"}
+        Encoder input: aligned coordinates, or interatomic distances (``pairs``: (P, 2)
+        atom pairs, or k for every k-th pair; default all), which MD engines can compute
+        without alignment. The decoder reconstructs aligned coordinates either way.
     output : path, optional
         Save the trained model here (also the last finite model if training diverges).
     progress : bool
@@ -435,7 +453,8 @@ def train(
         seed=seed,
         validation_fraction=validation_fraction,
     )
-    pipeline = Pipeline(align=align, reference=reference).fit(frames)
+    pipeline = Pipeline(align=align, reference=reference, features=features, pairs=pairs)
+    pipeline.fit(frames)
     config = vae.VAEConfig(
         n_features=pipeline.n_features,
         latent_dim=latent_dim,
@@ -443,6 +462,7 @@ def train(
         activation=activation,
         sigma=sigma,
         beta=beta,
+        n_inputs=None if features == "positions" else pipeline.n_inputs,
     )
     metadata = {
         "unit": frames.unit,
@@ -451,9 +471,10 @@ def train(
         **{k: frames.metadata[k] for k in ("source", "atoms") if k in frames.metadata},
     }
     metadata["train_stats"] = training_stats(pipeline.align_frames(frames), pipeline.masses)
-    features = pipeline.transform(frames)
+    targets = pipeline.transform(frames)
     try:
-        params, history = fit(features, config, tconfig, progress=progress)
+        inputs = None if config.n_inputs is None else pipeline.encoder_inputs(frames)
+        params, history = fit(targets, config, tconfig, inputs=inputs, progress=progress)
     except TrainingDivergedError as err:
         if output is not None:
             last = VAEModel(config, err.params, pipeline, tconfig, err.history, metadata)

@@ -1,0 +1,150 @@
+"""What an MD engine needs to compute a model's CV: the encoder-mean network and its inputs.
+
+:func:`encoder_spec` reduces a trained model to an :class:`EncoderSpec`: the input
+features as an engine defines them (atom positions after superposition on a
+reference, or interatomic distances), the standardization of those inputs, the
+dense layers of the encoder that produce the latent mean, and the activation. The
+writers in this package (COLVAR, PLUMED, Colvars, TorchScript) all start from it, so
+they agree on feature order, units and weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EncoderSpec", "encoder_spec", "ExportError"]
+
+
+class ExportError(ValueError):
+    """The model cannot be expressed in the requested target."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder mean, ready to be written for an engine.
+
+    Attributes
+    ----------
+    kind : {"positions", "distances"}
+        Input features: aligned Cartesian positions of the model's atoms, or
+        interatomic distances.
+    features : list of tuple
+        One per input, in input order: ``("position", atom, component)`` with
+        ``component`` in "xyz", or ``("distance", atom_i, atom_j)``; atoms are indices
+        into the model's atom list (0..N-1).
+    atom_indices : ndarray (N,), int
+        0-based indices of the model's atoms in the topology (engine atom number is
+        ``index + 1``).
+    atom_names : list of str
+    masses : ndarray (N,)
+    reference : ndarray (N, D) or None
+        Centred superposition reference for position inputs (the model's Kabsch
+        reference), in ``unit``.
+    mean, scale : ndarray (F,)
+        Input standardization: the network sees ``(feature - mean) / scale``.
+    layers : list of (W (n_in, n_out), b (n_out,))
+        Dense layers; the last has ``latent_dim`` outputs (the encoder mean only).
+    activation : str
+        Hidden-layer activation (relu, tanh, elu, softplus); the output is linear.
+    unit : str
+        Length unit of features, reference and standardization ("Å").
+    """
+
+    kind: str
+    features: list
+    atom_indices: np.ndarray
+    atom_names: list
+    masses: np.ndarray
+    reference: np.ndarray | None
+    mean: np.ndarray
+    scale: np.ndarray
+    layers: list
+    activation: str
+    unit: str
+
+    @property
+    def latent_dim(self) -> int:
+        return self.layers[-1][0].shape[1]
+
+    def folded_layers(self) -> list:
+        """Layers with the input standardization folded into the first one.
+
+        ``W1' = W1 / scale[:, None]``, ``b1' = b1 - (mean / scale) @ W1``, so the
+        network takes the raw features (in ``unit``).
+        """
+        (w, b), rest = self.layers[0], self.layers[1:]
+        w1 = w / self.scale[:, None]
+        b1 = b - (self.mean / self.scale) @ w
+        return [(w1, b1), *rest]
+
+    def evaluate(self, features: np.ndarray) -> np.ndarray:
+        """The CV (T, latent_dim) of raw features (T, F), in float64 NumPy."""
+        from polyvae.encoder_numpy import ACTIVATIONS_NUMPY
+
+        act = ACTIVATIONS_NUMPY[self.activation]
+        h = np.asarray(features, dtype=np.float64)
+        layers = self.folded_layers()
+        for w, b in layers[:-1]:
+            h = act(h @ w + b)
+        w, b = layers[-1]
+        return h @ w + b
+
+
+def _layers(params: dict, latent_dim: int) -> list:
+    enc = params["encoder"]
+    layers = [(np.asarray(x["w"], np.float64), np.asarray(x["b"], np.float64)) for x in enc]
+    w, b = layers[-1]
+    layers[-1] = (w[:, :latent_dim], b[:latent_dim])  # the mean half of the output
+    return layers
+
+
+def encoder_spec(model) -> EncoderSpec:
+    """Reduce a trained coordinate model to what an engine needs for its CV.
+
+    Raises
+    ------
+    ExportError
+        The model has no coordinate pipeline, lacks the topology atom indices, or
+        uses principal-axis alignment with position inputs (engines superpose on a
+        reference: retrain with ``align="kabsch"`` or with distance features).
+    """
+    pipe = model.pipeline
+    if pipe is None or model.config.likelihood != "gaussian":
+        raise ExportError("only models of atom coordinates can be exported as a CV")
+    atoms = model.metadata.get("atoms")
+    if not atoms or "indices" not in atoms:
+        raise ExportError(
+            "the model file has no atom indices (it was trained on an .npz trajectory, not "
+            "through a topology), so the engine's atom numbers are unknown; retrain from an "
+            "MD trajectory with its topology, or set model.metadata['atoms'] = "
+            "{'indices': [...], 'names': [...]} with 0-based topology indices"
+        )
+    kind = getattr(pipe, "features", "positions")
+    n, d = pipe.n_atoms, pipe.dim
+    if kind == "positions":
+        if pipe.align != "kabsch":
+            raise ExportError(
+                f"a position-input encoder aligned by {pipe.align!r} cannot be reproduced by an "
+                "engine, which superposes on a reference structure: retrain with "
+                "align='kabsch' (--align kabsch) or with distance features (--features distances)"
+            )
+        features = [("position", i, "xyz"[c]) for i in range(n) for c in range(d)]
+        mean, scale, reference = pipe.mean, pipe.scale, pipe.reference
+    else:
+        features = [("distance", int(i), int(j)) for i, j in pipe.pairs]
+        mean, scale, reference = pipe.in_mean, pipe.in_scale, None
+    return EncoderSpec(
+        kind=kind,
+        features=features,
+        atom_indices=np.asarray(atoms["indices"], dtype=np.int64),
+        atom_names=[str(s) for s in atoms.get("names", model.metadata.get("names", []))],
+        masses=np.asarray(pipe.masses, dtype=np.float64),
+        reference=None if reference is None else np.asarray(reference, np.float64),
+        mean=np.asarray(mean, np.float64),
+        scale=np.asarray(scale, np.float64),
+        layers=_layers(model.params, model.latent_dim),
+        activation=model.config.activation,
+        unit=model.unit,
+    )
