@@ -22,6 +22,7 @@ _EPILOG = """examples:
   polyvae generate model.polyvae -n 2048 --seed 1 -o generated.npz
   polyvae marginals model.polyvae traj.npz -o marginals/
   polyvae optimize model.polyvae --objective rg -o compact.npz
+  polyvae export plumed model.polyvae -o plumed/
   polyvae toy discrete --beta 0.2 --out toy/
 
 Lengths are in Å unless the trajectory file states another unit; the model file
@@ -326,6 +327,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
 
     p = sub.add_parser(
+        "export",
+        help="write the latent CV for an MD engine (Colvars, PLUMED, TorchScript) or a COLVAR file",
+        description="Export the encoder mean as a collective variable: 'colvars' writes a "
+        "Colvars configuration with a NeuralNetwork component (distance-feature models), "
+        "'plumed' a PLUMED input with an ANN action (tanh models), 'torchscript' a module "
+        "for PLUMED's PYTORCH_MODEL (needs torch), 'colvar' the CVs of a trajectory as a "
+        "PLUMED-style COLVAR file. Lengths are in Å.",
+    )
+    p.add_argument("target", choices=["colvars", "plumed", "torchscript", "colvar"])
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="TRAJ", nargs="*", help="colvar: trajectories to encode")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="folder, FILE.pt or COLVAR file"
+    )
+    _add_data_options(p, select=False)
+
+    p = sub.add_parser(
         "toy",
         help="the method's validation cases: discrete classes, 1D regression",
         description="Train the VAE on a 1D two-Gaussian mixture, either binned into 32 one-hot "
@@ -422,6 +440,27 @@ def _run(a) -> int:
             extra={"objective": res.objective, "z": res.z},
         )
         print(f"best {a.objective} = {res.objective[0]:.4f} {model.unit}; written to {a.output}")
+    elif a.command == "export":
+        from polyvae import export
+
+        model = load_model(a.model)
+        if a.target == "colvar":
+            if not a.data:
+                raise ValueError("export colvar needs the trajectories to encode (TRAJ ...)")
+            chunks = io.iter_trajectories(
+                a.data, topology=a.top, atoms=io.model_atoms(model), **_slice(a)
+            )
+            mean, _, times = model.encode_chunks(chunks)
+            path = export.write_colvar(a.output, times, mean)
+        elif a.data:
+            raise ValueError(f"export {a.target} takes no trajectories; got {len(a.data)}")
+        elif a.target == "colvars":
+            path = export.write_colvars(model, a.output)
+        elif a.target == "plumed":
+            path = export.write_plumed(model, a.output)
+        else:
+            path = export.write_torchscript(model, a.output)
+        print(f"{a.target} export written to {path}")
     elif a.command == "toy":
         from polyvae.toys import run_toy
 
@@ -477,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     try:
         return _run(args)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, OSError) as exc:
+    except (ValueError, TypeError, ImportError, FloatingPointError, OSError) as exc:
         hint = ""
         if type(exc).__name__ == "TruncatedTrajectoryError":
             hint = " (pass --allow-truncated to go on with them)"
