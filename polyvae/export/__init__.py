@@ -1,5 +1,20 @@
 """Exports of a model's latent CV to enhanced-sampling engines (PLUMED, Colvars) and files."""
 
+from polyvae.export.colvar import colvar_for_model, read_colvar, write_colvar
+from polyvae.export.colvars import COLVARS_ACTIVATIONS, write_colvars
+from polyvae.export.plumed import evaluate_plumed, read_plumed_ann, write_plumed
 from polyvae.export.spec import EncoderSpec, ExportError, encoder_spec
 
-__all__ = ["EncoderSpec", "ExportError", "encoder_spec"]
+__all__ = [
+    "COLVARS_ACTIVATIONS",
+    "EncoderSpec",
+    "ExportError",
+    "colvar_for_model",
+    "encoder_spec",
+    "evaluate_plumed",
+    "read_colvar",
+    "read_plumed_ann",
+    "write_colvar",
+    "write_colvars",
+    "write_plumed",
+]
