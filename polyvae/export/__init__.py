@@ -4,6 +4,7 @@ from polyvae.export.colvar import colvar_for_model, read_colvar, write_colvar
 from polyvae.export.colvars import COLVARS_ACTIVATIONS, write_colvars
 from polyvae.export.plumed import evaluate_plumed, read_plumed_ann, write_plumed
 from polyvae.export.spec import EncoderSpec, ExportError, encoder_spec
+from polyvae.export.torchscript import write_torchscript
 
 __all__ = [
     "COLVARS_ACTIVATIONS",
@@ -17,4 +18,5 @@ __all__ = [
     "write_colvar",
     "write_colvars",
     "write_plumed",
+    "write_torchscript",
 ]
