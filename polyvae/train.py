@@ -3,6 +3,11 @@
 An epoch reshuffles the training rows, cuts them into full batches and runs every
 optimizer step inside a single ``jax.lax.scan``, so Python is entered once per
 epoch, not once per batch. The same seed gives bit-identical parameters.
+
+With several devices (GPUs, or CPU devices from
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``) the same code trains data
+parallel: a one-axis mesh over the devices, each batch's rows sharded across it,
+parameters and optimizer state replicated; XLA inserts the gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from polyvae.model import VAEConfig, _check_int, init_params, loss, loss_terms
 
-__all__ = ["TrainConfig", "TrainingDivergedError", "fit", "split_indices"]
+__all__ = ["TrainConfig", "TrainingDivergedError", "fit", "split_indices", "data_mesh"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +110,29 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
+def data_mesh(batch_size: int, devices=None) -> Mesh:
+    """A one-axis device mesh for data-parallel training.
+
+    Every available device when the batch divides evenly among them (each device
+    then computes ``batch_size / n`` rows of every step, and the gradients are summed
+    across devices); one device otherwise, with a warning.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if len(devices) > 1 and batch_size % len(devices):
+        logger.warning(
+            "batch_size=%d does not divide among %d devices: training on one device",
+            batch_size,
+            len(devices),
+        )
+        devices = devices[:1]
+    return Mesh(np.asarray(devices), ("batch",))
+
+
+def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int, mesh=None):
     n_batches = n_train // batch_size
     grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
+    # rows of each batch are split across the mesh's devices; parameters stay replicated
+    shard_rows = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, P("batch"))
 
     @jax.jit
     def epoch(params, opt_state, data, key):
@@ -113,6 +140,8 @@ def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int):
             params, opt_state = carry
             idx, key = inputs
             batch = [a[idx] for a in data]  # (targets,) or (targets, encoder inputs)
+            if shard_rows is not None:
+                batch = [jax.lax.with_sharding_constraint(b, shard_rows) for b in batch]
             x_in = batch[1] if len(batch) > 1 else None
             (_, (recon, kl)), grads = grad_fn(params, batch[0], key=key, x_in=x_in)
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -278,10 +307,17 @@ def fit(
     if params is None:
         params = init_params(config, key=k_init)
     optimizer = optax.adam(tc.learning_rate)
-    opt_state = optimizer.init(params)
-    train_data = tuple(jnp.asarray(a[train_idx]) for a in arrays)
-    val_data = tuple(jnp.asarray(a[val_idx]) for a in arrays) if val_idx.size else None
-    epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size)
+    mesh = data_mesh(tc.batch_size)
+    if mesh.size > 1:
+        logger.info("data-parallel training on %d devices", mesh.size)
+    replicated = NamedSharding(mesh, P())
+    params = jax.device_put(params, replicated)
+    opt_state = jax.device_put(optimizer.init(params), replicated)
+    train_data = tuple(jax.device_put(a[train_idx], replicated) for a in arrays)
+    val_data = (
+        tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
+    )
+    epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size, mesh)
     history: dict[str, list] = {}
     bar = tqdm(
         range(1, tc.epochs + 1),
