@@ -245,7 +245,8 @@ class Pipeline:
         Principal-axis alignment (the default), Kabsch superposition on ``reference``,
         or centering only.
     reference : array (N, D), optional
-        Reference for ``align="kabsch"``; default: the first training frame.
+        Reference for ``align="kabsch"``; default: the first training frame. It is
+        centred and rounded to 0.001 (the resolution of a PDB file).
     standardize : bool
         Scale every feature to zero mean and unit variance over the training frames.
     features : {"positions", "distances"}
@@ -335,7 +336,9 @@ class Pipeline:
             ref = x[0] if self.reference is None else np.asarray(self.reference, np.float64)
             if ref.shape != (n, d):
                 raise ValueError(f"reference must have shape (N, D) = ({n}, {d}); got {ref.shape}")
-            self.reference = center(ref[None], self.masses)[0].astype(np.float64)
+            # rounded to PDB resolution (0.001), so the reference an engine reads from a
+            # PDB file is this one exactly; the change is far below thermal motion
+            self.reference = np.round(center(ref[None], self.masses)[0].astype(np.float64), 3)
         feats = flatten(self._aligned(x)).astype(np.float64)
         if self.standardize:
             self.mean = feats.mean(axis=0)

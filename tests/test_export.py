@@ -456,3 +456,20 @@ def test_colvars_export_in_lammps(tmp_path, activation):
     assert np.ptp(expected, axis=0).min() > 1e-3  # the CV moves along the run
     np.testing.assert_allclose(traj[:, 1:], expected, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(traj[:, 1:], model.encode(r["positions"])[0], atol=1e-5)
+
+
+def test_plumed_round_trip_of_a_trained_kabsch_model(tmp_path):
+    """Acceptance: a trained Cartesian tanh encoder, read back from plumed.dat, equals JAX."""
+    import polyvae
+    from polyvae.export.plumed import evaluate_plumed, read_plumed_ann, write_plumed
+
+    x = _frames(4, n_frames=120, n_atoms=7) * 3.0 + 11.0
+    model = polyvae.train(
+        x, align="kabsch", activation="tanh", hidden=(16, 8), epochs=5, progress=False
+    )
+    model.metadata["atoms"] = {"indices": list(range(7)), "names": [f"C{i}" for i in range(7)]}
+    write_plumed(model, tmp_path)
+    moved = _moved(x, 9)
+    got = evaluate_plumed(read_plumed_ann(tmp_path / "plumed.dat"), moved)
+    expected = model.encode(moved)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
