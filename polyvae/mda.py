@@ -25,6 +25,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from MDAnalysis.analysis.backends import BackendBase
 from MDAnalysis.analysis.base import AnalysisBase
 from MDAnalysis.analysis.results import ResultsGroup
 from MDAnalysis.core.groups import AtomGroup
@@ -77,6 +78,37 @@ def _as_model(model: Any) -> VAEModel:
             "3D positions (dim=3)"
         )
     return model
+
+
+class DaskClientBackend(BackendBase):
+    """Run each part of an MDAnalysis analysis as a task on a ``dask.distributed`` client.
+
+    MDAnalysis' own ``backend="dask"`` uses dask's local process pool; this backend
+    sends the parts to a cluster instead (``LatentCV(...).run(client=client)``).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A connected client.
+    n_workers : int, optional
+        Default: the cluster's worker count.
+    """
+
+    def __init__(self, client: Any, n_workers: int | None = None) -> None:
+        self.client = client
+        self.workers_used: set[str] = set()
+        if n_workers is None:
+            n_workers = max(1, len(client.scheduler_info()["workers"]))
+        super().__init__(n_workers=n_workers)
+
+    def apply(self, func, computations: list) -> list:
+        import distributed
+
+        futures = self.client.map(func, computations, pure=False)
+        distributed.wait(futures)
+        for where in self.client.who_has(futures).values():
+            self.workers_used.update(where)
+        return self.client.gather(futures)
 
 
 class LatentCV(AnalysisBase):
@@ -165,11 +197,15 @@ class LatentCV(AnalysisBase):
             return self._unwrapper(self._unwrapper.atoms.positions, self._ag.dimensions)
         return self._ag.positions
 
-    def run(self, *args: Any, **kwargs: Any) -> LatentCV:
+    def run(self, *args: Any, client: Any = None, **kwargs: Any) -> LatentCV:
         """Run the analysis; see :meth:`MDAnalysis.analysis.base.AnalysisBase.run`.
 
         Usual keywords: ``start``, ``stop``, ``step``, ``frames``, ``backend``
         (``"serial"``, ``"multiprocessing"``, ``"dask"``), ``n_workers``, ``n_parts``.
+        ``client``: a ``dask.distributed.Client`` of a cluster (possibly across
+        machines): the frame blocks run as tasks on its workers (see
+        :class:`DaskClientBackend`; the trajectory must be readable at the same path
+        on every worker).
         JAX's warning that ``os.fork()`` may deadlock is silenced for this call: the
         forked workers run NumPy code only.
 
@@ -177,6 +213,10 @@ class LatentCV(AnalysisBase):
         -------
         self
         """
+        if client is not None:
+            kwargs["backend"] = DaskClientBackend(client, kwargs.pop("n_workers", None))
+            kwargs["unsupported_backend"] = True
+            kwargs.setdefault("n_parts", kwargs["backend"].n_workers)
         with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
