@@ -7,7 +7,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import encode_throughput  # noqa: E402
 import epoch_time  # noqa: E402
+import flops  # noqa: E402
+import mlcolvar_compare  # noqa: E402
 
 if __name__ == "__main__":
     epoch_time.main([])
+    flops.main([])
+    mlcolvar_compare.main([])
     encode_throughput.main([])
