@@ -47,7 +47,9 @@ def polyvae_epoch(x, config, batch_size):
 
     def run():
         key[0], sub = jax.random.split(key[0])
-        state["params"], state["opt"], metrics, _ = epoch(state["params"], state["opt"], (data,), sub)
+        state["params"], state["opt"], metrics, _ = epoch(
+            state["params"], state["opt"], (data,), sub
+        )
         jax.block_until_ready(metrics)
 
     return run

@@ -97,8 +97,19 @@ def test_cli_distance_features(tmp_path, capsys):
     x = random_chain(np.random.default_rng(2), 80, 6, 3)
     np.savez(tmp_path / "t.npz", arr=x)
     np.savetxt(tmp_path / "pairs.txt", [[0, 5], [1, 4], [2, 3]], fmt="%d")
-    args = ["-q", "train", str(tmp_path / "t.npz"), "--epochs", "2", "--hidden", "8",
-            "--batch-size", "16", "--features", "distances"]
+    args = [
+        "-q",
+        "train",
+        str(tmp_path / "t.npz"),
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--features",
+        "distances",
+    ]
     assert main([*args, "--pairs", str(tmp_path / "pairs.txt"), "-o", str(tmp_path / "a")]) == 0
     assert polyvae.load_model(tmp_path / "a").config.n_inputs == 3
     assert main([*args, "--pairs", "5", "-o", str(tmp_path / "b")]) == 0
