@@ -27,18 +27,15 @@ larger than the page cache is then read at random.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from polyvae.model import VAEConfig, _check_int, init_params, loss
-from polyvae.train import TrainConfig, TrainingDivergedError, _record, evaluate, split_indices
+from polyvae.train import TrainConfig, run_epochs, split_indices
 from polyvae.vae import _prefetch
 
 __all__ = ["fit_streaming"]
@@ -270,31 +267,17 @@ def fit_streaming(
     val_data = tuple(_Rows(a, val_idx) for a in arrays) if val_idx.size else None
     n_batches = train_idx.size // tc.batch_size
     per_block = block_frames // tc.batch_size
-    history: dict[str, list] = {}
-    bar = tqdm(
-        range(1, tc.epochs + 1),
-        desc="training",
-        unit="epoch",
-        disable=not progress,
-        mininterval=1.0,
-    )
-    for epoch in bar:
-        t0 = time.perf_counter()
-        key, k_epoch = jax.random.split(key)
-        plan = _epoch_plan(k_epoch, train_idx.size, n_batches, tc.batch_size)
+
+    def run_epoch(params, opt_state, key):
+        plan = _epoch_plan(key, train_idx.size, n_batches, tc.batch_size)
         new_params, new_state, (recon, kl) = _run_epoch(
             block_fn, params, opt_state, arrays, train_idx, plan, tc.batch_size, per_block
         )
-        if not (bool(_all_finite(new_params)) and math.isfinite(recon) and math.isfinite(kl)):
-            bar.close()
-            raise TrainingDivergedError(epoch, params, history)
-        params, opt_state = new_params, new_state
-        _record(history, "train", recon, kl, config.beta)
-        if val_data is not None:
-            _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
-        history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
-        if progress:
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
+        return new_params, new_state, recon, kl, bool(_all_finite(new_params))
+
+    params, history = run_epochs(
+        run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress
+    )
     logger.info(
         "trained %d epochs on %d frames streamed in blocks of %d: train -ELBO %.4f",
         tc.epochs,

@@ -217,6 +217,41 @@ def _record(history: dict, prefix: str, recon: float, kl: float, beta: float) ->
     history.setdefault(f"{prefix}_loss", []).append(recon + beta * kl)
 
 
+def run_epochs(
+    run_epoch, params, opt_state, config: VAEConfig, tc: TrainConfig, key, val_data, k_val, progress
+) -> tuple[dict, dict]:
+    """The epoch loop shared by :func:`fit` and :func:`polyvae.streaming.fit_streaming`.
+
+    ``run_epoch(params, opt_state, key) -> (params, opt_state, recon, kl, finite)``
+    runs one epoch; this loop keys it, records the history, evaluates the validation
+    rows, shows progress, and stops with :class:`TrainingDivergedError` (carrying the
+    last finite parameters) when the loss or the parameters stop being finite.
+    """
+    history: dict[str, list] = {}
+    bar = tqdm(
+        range(1, tc.epochs + 1),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        key, k_epoch = jax.random.split(key)
+        new_params, new_state, recon, kl, finite = run_epoch(params, opt_state, k_epoch)
+        if not (finite and math.isfinite(recon) and math.isfinite(kl)):
+            bar.close()
+            raise TrainingDivergedError(epoch, params, history)
+        params, opt_state = new_params, new_state
+        _record(history, "train", recon, kl, config.beta)
+        if val_data is not None:
+            _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
+        history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
+        if progress:
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
+    return params, history
+
+
 def fit(
     features,
     config: VAEConfig,
@@ -318,29 +353,15 @@ def fit(
         tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
     )
     epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size, mesh)
-    history: dict[str, list] = {}
-    bar = tqdm(
-        range(1, tc.epochs + 1),
-        desc="training",
-        unit="epoch",
-        disable=not progress,
-        mininterval=1.0,
-    )
-    for epoch in bar:
-        t0 = time.perf_counter()
-        key, k_epoch = jax.random.split(key)
-        new_params, new_state, metrics, finite = epoch_fn(params, opt_state, train_data, k_epoch)
+
+    def run_epoch(params, opt_state, key):
+        new_params, new_state, metrics, finite = epoch_fn(params, opt_state, train_data, key)
         recon, kl = (float(v) for v in np.asarray(metrics))
-        if not (bool(finite) and math.isfinite(recon) and math.isfinite(kl)):
-            bar.close()
-            raise TrainingDivergedError(epoch, params, history)
-        params, opt_state = new_params, new_state
-        _record(history, "train", recon, kl, config.beta)
-        if val_data is not None:
-            _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
-        history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
-        if progress:
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
+        return new_params, new_state, recon, kl, bool(finite)
+
+    params, history = run_epochs(
+        run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress
+    )
     logger.info(
         "trained %d epochs: train -ELBO %.4f%s",
         tc.epochs,
