@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from polyvae.model import VAEConfig, _check_int, init_params, loss
-from polyvae.train import TrainConfig, run_epochs, split_indices
+from polyvae.model import VAEConfig, _check_int, loss
+from polyvae.train import TrainConfig, check_inputs_given, prepare_run, run_epochs
 from polyvae.vae import _prefetch
 
 __all__ = ["fit_streaming"]
@@ -238,30 +238,13 @@ def fit_streaming(
     _check_int("block_frames", block_frames, tc.batch_size, "batch_size")
     x = _as_host_matrix(features, "features", None, config.n_features)
     arrays = [x]
-    if config.n_inputs is not None:
-        if inputs is None:
-            raise ValueError(
-                f"inputs (T, {config.n_inputs}) are required: the model's encoder reads "
-                f"n_inputs={config.n_inputs} features other than the {config.n_features} it "
-                "reconstructs"
-            )
+    if check_inputs_given(config, inputs):
         arrays.append(_as_host_matrix(inputs, "inputs", x.shape[0], config.n_inputs))
-    elif inputs is not None:
-        raise ValueError("inputs given but config.n_inputs is None: the encoder reads features")
     for a, name in zip(arrays, ("features", "inputs"), strict=False):
         onehot = config.likelihood == "categorical" and name == "features"
         _check_rows(a, name, block_frames, onehot)
 
-    train_idx, val_idx = split_indices(x.shape[0], tc.validation_fraction, tc.seed)
-    if train_idx.size < tc.batch_size:
-        raise ValueError(
-            f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
-            f"after the validation split of {x.shape[0]} frames; use a smaller batch_size or more frames"
-        )
-    key = jax.random.PRNGKey(tc.seed)
-    key, k_init, k_val = jax.random.split(key, 3)
-    if params is None:
-        params = init_params(config, key=k_init)
+    train_idx, val_idx, key, k_val, params = prepare_run(x.shape[0], config, tc, params)
     optimizer, block_fn = _make_block_fn(config, float(tc.learning_rate), tc.batch_size)
     opt_state = optimizer.init(params)
     val_data = tuple(_Rows(a, val_idx) for a in arrays) if val_idx.size else None

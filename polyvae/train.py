@@ -217,6 +217,40 @@ def _record(history: dict, prefix: str, recon: float, kl: float, beta: float) ->
     history.setdefault(f"{prefix}_loss", []).append(recon + beta * kl)
 
 
+def check_inputs_given(config: VAEConfig, inputs) -> bool:
+    """Whether encoder inputs are expected; raise if that and ``inputs`` disagree."""
+    if config.n_inputs is None:
+        if inputs is not None:
+            raise ValueError("inputs given but config.n_inputs is None: the encoder reads features")
+        return False
+    if inputs is None:
+        raise ValueError(
+            f"inputs (T, {config.n_inputs}) are required: the model's encoder reads "
+            f"n_inputs={config.n_inputs} features other than the {config.n_features} it "
+            "reconstructs"
+        )
+    return True
+
+
+def prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None):
+    """Validation split, PRNG keys and initial parameters, the same for every trainer.
+
+    Returns
+    -------
+    train_idx, val_idx, key, k_val, params
+    """
+    train_idx, val_idx = split_indices(n_frames, tc.validation_fraction, tc.seed)
+    if train_idx.size < tc.batch_size:
+        raise ValueError(
+            f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
+            f"after the validation split of {n_frames} frames; use a smaller batch_size or more frames"
+        )
+    key, k_init, k_val = jax.random.split(jax.random.PRNGKey(tc.seed), 3)
+    if params is None:
+        params = init_params(config, key=k_init)
+    return train_idx, val_idx, key, k_val, params
+
+
 def run_epochs(
     run_epoch, params, opt_state, config: VAEConfig, tc: TrainConfig, key, val_data, k_val, progress
 ) -> tuple[dict, dict]:
@@ -309,13 +343,7 @@ def fit(
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise ValueError(f"features contains NaN or inf: first bad row is {bad}")
     arrays = [x]
-    if config.n_inputs is not None:
-        if inputs is None:
-            raise ValueError(
-                f"inputs (T, {config.n_inputs}) are required: the model's encoder reads "
-                f"n_inputs={config.n_inputs} features other than the {config.n_features} it "
-                "reconstructs"
-            )
+    if check_inputs_given(config, inputs):
         x_in = np.asarray(inputs, dtype=np.float32)
         if x_in.shape != (x.shape[0], config.n_inputs):
             raise ValueError(
@@ -326,21 +354,10 @@ def fit(
             bad = int(np.flatnonzero(~np.isfinite(x_in).all(axis=1))[0])
             raise ValueError(f"inputs contains NaN or inf: first bad row is {bad}")
         arrays.append(x_in)
-    elif inputs is not None:
-        raise ValueError("inputs given but config.n_inputs is None: the encoder reads features")
     if config.likelihood == "categorical":
         _check_onehot(x, "features")
     tc = train_config
-    train_idx, val_idx = split_indices(x.shape[0], tc.validation_fraction, tc.seed)
-    if train_idx.size < tc.batch_size:
-        raise ValueError(
-            f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
-            f"after the validation split of {x.shape[0]} frames; use a smaller batch_size or more frames"
-        )
-    key = jax.random.PRNGKey(tc.seed)
-    key, k_init, k_val = jax.random.split(key, 3)
-    if params is None:
-        params = init_params(config, key=k_init)
+    train_idx, val_idx, key, k_val, params = prepare_run(x.shape[0], config, tc, params)
     optimizer = optax.adam(tc.learning_rate)
     mesh = data_mesh(tc.batch_size)
     if mesh.size > 1:
