@@ -24,7 +24,7 @@ import optax
 
 import polyvae
 from polyvae.model import VAEConfig, init_params, loss
-from polyvae.train import _make_epoch
+from polyvae.train import epoch_plan, make_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT.parent / "shared" / "data" / "dmol" / "long_paths.npz"
@@ -37,18 +37,19 @@ def load_features(n_frames: int) -> tuple[np.ndarray, str]:
 
 
 def polyvae_epoch(x, config, batch_size):
-    """One call of the compiled epoch that ``polyvae.train.fit`` runs."""
+    """One epoch as ``polyvae.train.fit`` runs it: the host-side plan, then the compiled steps."""
+    _, steps = make_steps(config, 1e-3)
     opt = optax.adam(1e-3)
     state = {"params": init_params(config, key=jax.random.PRNGKey(0))}
     state["opt"] = opt.init(state["params"])
-    epoch = _make_epoch(config, opt, x.shape[0], batch_size)
-    data = jnp.asarray(x)
+    data = (jnp.asarray(x),)
     key = [jax.random.PRNGKey(1)]
 
     def run():
         key[0], sub = jax.random.split(key[0])
-        state["params"], state["opt"], metrics, _ = epoch(
-            state["params"], state["opt"], (data,), sub
+        plan = jax.device_put(epoch_plan(sub, x.shape[0], batch_size, config.latent_dim))
+        state["params"], state["opt"], metrics, _ = steps(
+            state["params"], state["opt"], data, *plan
         )
         jax.block_until_ready(metrics)
 

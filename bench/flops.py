@@ -11,7 +11,7 @@ sigma, relu, 2048 frames, Adam) at several batch sizes this script
   chain of (1024 x 1024) @ (1024 x 1024) products (the peak), and the three products
   of a 256-wide layer at the step's own shapes, (B x 256) @ (256 x 256) forward,
   ``dY W^T`` and the weight gradient ``X^T dY``;
-- times polyvae's compiled epoch (``polyvae.train._make_epoch``) and, to see where the
+- times polyvae's epoch (``polyvae.train.epoch_plan`` + ``make_steps``) and, to see where the
   time goes, the same scanned epoch with parts of the step removed: the Adam update
   replaced by plain SGD (``p - lr * g``), and the loss alone without the backward pass.
   Rates and epochs are timed in the same rounds, taking turns (min of repeats after a
@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from epoch_time import interleaved_times, load_features, polyvae_epoch  # noqa: E402
 
 from polyvae.model import VAEConfig, init_params, loss  # noqa: E402
+from polyvae.train import epoch_plan  # noqa: E402
 
 ADAM_FLOPS_PER_PARAM = (
     14  # two moment updates (7), bias corrections (2), sqrt/add/div (3), scale + apply (2)
@@ -201,35 +202,27 @@ def layer_products(batch: int, width: int, n: int) -> dict:
 
 
 def variant_epoch(x, config: VAEConfig, batch_size: int, mode: str):
-    """The scanned epoch of ``polyvae.train._make_epoch`` with parts of the step removed.
+    """The epoch of ``polyvae.train.make_steps`` with parts of the step removed.
 
     ``mode="sgd"``: forward + backward, parameters updated by ``p - lr * g`` (no Adam);
     ``mode="forward"``: the loss alone, summed over the batches (no backward pass).
+    The batch order and noise come from ``polyvae.train.epoch_plan``, as in training.
     """
-    n_train = x.shape[0]
-    n_batches = n_train // batch_size
     grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
 
     @jax.jit
-    def epoch(params, data, key):
+    def epoch(params, data, order, eps):
         def step(params, inputs):
-            idx, key = inputs
+            idx, eps_batch = inputs
             batch = data[idx]
             if mode == "forward":
-                value, _ = loss(params, batch, config, key=key)
+                value, _ = loss(params, batch, config, eps=eps_batch)
                 return params, value
-            (value, _), grads = grad_fn(params, batch, key=key)
+            (value, _), grads = grad_fn(params, batch, eps=eps_batch)
             params = jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
             return params, value
 
-        k_perm, k_steps = jax.random.split(key)
-        order = jax.random.permutation(k_perm, n_train)[: n_batches * batch_size]
-        params, values = lax.scan(
-            step,
-            params,
-            (order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)),
-            unroll=4,
-        )
+        params, values = lax.scan(step, params, (order, eps), unroll=4)
         return params, jnp.mean(values)
 
     state = {"params": init_params(config, key=jax.random.PRNGKey(0))}
@@ -238,7 +231,8 @@ def variant_epoch(x, config: VAEConfig, batch_size: int, mode: str):
 
     def run():
         key[0], sub = jax.random.split(key[0])
-        state["params"], value = epoch(state["params"], data, sub)
+        plan = jax.device_put(epoch_plan(sub, x.shape[0], batch_size, config.latent_dim))
+        state["params"], value = epoch(state["params"], data, *plan)
         jax.block_until_ready(value)
 
     return run

@@ -242,33 +242,65 @@ def _reparameterize(mean, std, key):
     return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
 
 
+def _latent_sample(mean, std, key, eps):
+    """``mean + std * eps`` with ``eps`` given, or drawn from ``key``; exactly one of the two."""
+    if (key is None) == (eps is None):
+        raise TypeError(
+            "give exactly one of key= (the noise is drawn from it) or eps= (standard-normal "
+            "draws shaped like the latent mean)"
+        )
+    if eps is None:
+        return _reparameterize(mean, std, key)
+    if eps.shape != mean.shape:
+        raise ValueError(
+            f"eps must have the shape of the latent mean, {mean.shape}; got {eps.shape}"
+        )
+    return mean + std * eps
+
+
 def loss_terms(
-    params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array, x_in: jax.Array | None = None
+    params: dict,
+    x: jax.Array,
+    config: VAEConfig,
+    *,
+    key: jax.Array | None = None,
+    eps: jax.Array | None = None,
+    x_in: jax.Array | None = None,
 ):
     """Per-frame reconstruction loss -log p(x|z) (one z sample) and KL term.
 
-    ``x_in`` is the encoder's input when it differs from the reconstructed ``x``.
+    The sample is ``z = mean + std * eps`` with ``eps`` drawn from ``key``, or given
+    directly as ``eps`` (shape (..., L)); pass exactly one of the two. ``x_in`` is the
+    encoder's input when it differs from the reconstructed ``x``.
 
     Returns
     -------
     recon, kl : jax.Array (...,) each, in nats per frame.
     """
     mean, std = encode(params, x if x_in is None else x_in, config)
-    z = _reparameterize(mean, std, key)
+    z = _latent_sample(mean, std, key, eps)
     return -log_likelihood(params, x, z, config), kl_divergence(mean, std)
 
 
 def loss(
-    params: dict, x: jax.Array, config: VAEConfig, *, key: jax.Array, x_in: jax.Array | None = None
+    params: dict,
+    x: jax.Array,
+    config: VAEConfig,
+    *,
+    key: jax.Array | None = None,
+    eps: jax.Array | None = None,
+    x_in: jax.Array | None = None,
 ):
     """Batch-mean training objective ``recon + beta * kl`` and its parts.
+
+    ``key`` or ``eps`` as in :func:`loss_terms`.
 
     Returns
     -------
     value : scalar
     (recon, kl) : scalars, batch means.
     """
-    recon, kl = loss_terms(params, x, config, key=key, x_in=x_in)
+    recon, kl = loss_terms(params, x, config, key=key, eps=eps, x_in=x_in)
     recon, kl = jnp.mean(recon), jnp.mean(kl)
     return recon + config.beta * kl, (recon, kl)
 

@@ -4,38 +4,40 @@
 validation split, same history, :class:`~polyvae.train.TrainingDivergedError` on NaN)
 but the feature matrix stays in host memory (a NumPy array or an :class:`numpy.memmap`).
 
-Shuffling is a true per-epoch shuffle, the one ``fit`` draws: every epoch draws a
-permutation of all training rows from the epoch key (on the CPU device, so it never
-takes device memory; JAX's permutation is a stable sort of random bits, so it is the
-same permutation ``fit`` draws on any device) and cuts it into full batches. Those
-batches are then taken ``block_frames // batch_size`` at a time: the rows of one block
-are gathered on the host (in a background thread, in ascending row order so that a
-memmap is read front to back), copied to the device with :func:`jax.device_put` while
-the previous block is being trained on, and one compiled ``lax.scan`` runs the block's
-optimizer steps. The device holds at most two blocks (the one being trained on and the
-next one), so its memory is O(``block_frames``), not O(T).
+Shuffling is a true per-epoch shuffle, the one ``fit`` draws: every epoch takes its
+batch order and reparameterization noise from :func:`polyvae.train.epoch_plan` (made on
+the host) and cuts the batches into blocks of ``block_frames // batch_size``. The rows
+of one block are gathered on the host (in a background thread, in ascending row order so
+that a memmap is read front to back), copied to the device with :func:`jax.device_put`
+while the previous block is being trained on, and the compiled steps of
+:func:`polyvae.train.make_steps` run the block. The device holds at most two blocks (the
+one being trained on and the next one), so its memory is O(``block_frames``), not O(T).
 
-Because the permutation, the per-step keys and the steps are those of ``fit``, the
+Because the batch order, the noise and the steps are those of ``fit``, the
 result does not depend on ``block_frames`` beyond floating-point rounding: with one
 block (``block_frames`` >= the training rows) it equals ``fit``'s bit for bit (checked
 on CPU); with several, the scan lengths differ and so does XLA's code, and parameters
-agree to a few float32 ulps after an epoch. Host cost per epoch: the permutation (about
-12 bytes per training row) and one random-access pass over the training rows; a memmap
+agree to a few float32 ulps after an epoch. Host cost per epoch: the plan (about
+(8 + 4 L) bytes per training row) and one random-access pass over the training rows; a memmap
 larger than the page cache is then read at random.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import lru_cache, partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from polyvae.model import VAEConfig, _check_int, loss
-from polyvae.train import TrainConfig, check_inputs_given, prepare_run, run_epochs
+from polyvae.model import VAEConfig, _check_int
+from polyvae.train import (
+    TrainConfig,
+    check_inputs_given,
+    epoch_plan,
+    make_steps,
+    prepare_run,
+    run_epochs,
+)
 from polyvae.vae import _prefetch
 
 __all__ = ["fit_streaming"]
@@ -95,85 +97,38 @@ def _as_host_matrix(a, name: str, n_rows: int | None, n_cols: int) -> np.ndarray
     return a
 
 
-@lru_cache(maxsize=8)
-def _make_block_fn(config: VAEConfig, learning_rate: float, batch_size: int):
-    """Adam and its compiled optimizer steps over one block (rows in batch order, a key per batch).
-
-    The step is ``polyvae.train._make_epoch``'s, gathering each batch from the block
-    instead of from the whole training array. Cached, so that repeated calls with the
-    same settings reuse the compiled code.
-    """
-    optimizer = optax.adam(learning_rate)
-    grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
-
-    @jax.jit
-    def run_block(params, opt_state, data, keys):
-        n_batches = keys.shape[0]
-        # positions into the block, gathered in the step as fit gathers from the whole array
-        batches = jnp.arange(n_batches * batch_size, dtype=jnp.int32).reshape(n_batches, -1)
-
-        def step(carry, inputs):
-            params, opt_state = carry
-            idx, key = inputs
-            batch = [a[idx] for a in data]  # (targets,) or (targets, encoder inputs)
-            x_in = batch[1] if len(batch) > 1 else None
-            (_, (recon, kl)), grads = grad_fn(params, batch[0], key=key, x_in=x_in)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, opt_state), jnp.stack([recon, kl])
-
-        (params, opt_state), metrics = jax.lax.scan(
-            step, (params, opt_state), (batches, keys), unroll=4
-        )
-        return params, opt_state, jnp.mean(metrics, axis=0)
-
-    return optimizer, run_block
-
-
-@jax.jit
-def _all_finite(params) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
-
-
-def _epoch_plan(k_epoch, n_train: int, n_batches: int, batch_size: int):
-    """The epoch's batch order (positions into the training rows) and step keys, on the host.
-
-    The same draws as ``polyvae.train._make_epoch``: split the epoch key, permute the
-    training rows with the first half, split the second into one key per batch.
-    """
-    cpu = jax.devices("cpu")[0]
-    with jax.default_device(cpu):
-        k_perm, k_steps = jax.random.split(jax.device_put(k_epoch, cpu))
-        order = np.asarray(jax.random.permutation(k_perm, n_train))[: n_batches * batch_size]
-        keys = np.asarray(jax.random.split(k_steps, n_batches))
-    return order, keys
-
-
-def _run_epoch(block_fn, params, opt_state, arrays, train_idx, plan, batch_size, per_block):
-    """Train one epoch block by block; returns params, opt_state and the mean (recon, kl)."""
-    order, keys = plan
-    n_batches = keys.shape[0]
+def _run_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block):
+    """Train one epoch block by block; returns params, opt_state, the mean (recon, kl), finite."""
+    order, eps = plan
+    n_batches, batch_size = order.shape
     starts = range(0, n_batches, per_block)
 
     def host_blocks():
         for b in starts:
-            rows = train_idx[order[b * batch_size : (b + per_block) * batch_size]]
-            yield tuple(_gather(a, rows) for a in arrays), keys[b : b + per_block]
+            rows = train_idx[order[b : b + per_block].ravel()]
+            n = min(per_block, n_batches - b)
+            # the block's rows come in batch order: step i takes rows i*B .. (i+1)*B - 1
+            positions = np.arange(n * batch_size, dtype=np.int32).reshape(n, batch_size)
+            yield tuple(_gather(a, rows) for a in arrays), positions, eps[b : b + per_block]
 
     blocks = _prefetch(host_blocks(), depth=1)
     total = np.zeros(2)
+    finite = True
     nxt = jax.device_put(next(blocks))
     for _ in starts:
-        (data, step_keys), nxt = nxt, None
-        params, opt_state, metrics = block_fn(params, opt_state, data, step_keys)
+        (data, positions, block_eps), nxt = nxt, None
+        params, opt_state, metrics, block_finite = steps(
+            params, opt_state, data, positions, block_eps
+        )
         following = next(blocks, None)
         if following is not None:  # its copy overlaps the block dispatched above
             nxt = jax.device_put(following)
         # wait for this block before the next is dispatched: at most two on the device
-        total += np.asarray(metrics, dtype=np.float64) * step_keys.shape[0]
+        total += np.asarray(metrics, dtype=np.float64) * positions.shape[0]
+        finite = finite and bool(block_finite)
         del data
     recon, kl = (float(v) for v in total / n_batches)
-    return params, opt_state, (recon, kl)
+    return params, opt_state, (recon, kl), finite
 
 
 def fit_streaming(
@@ -245,18 +200,17 @@ def fit_streaming(
         _check_rows(a, name, block_frames, onehot)
 
     train_idx, val_idx, key, k_val, params = prepare_run(x.shape[0], config, tc, params)
-    optimizer, block_fn = _make_block_fn(config, float(tc.learning_rate), tc.batch_size)
+    optimizer, steps = make_steps(config, float(tc.learning_rate))
     opt_state = optimizer.init(params)
     val_data = tuple(_Rows(a, val_idx) for a in arrays) if val_idx.size else None
-    n_batches = train_idx.size // tc.batch_size
     per_block = block_frames // tc.batch_size
 
     def run_epoch(params, opt_state, key):
-        plan = _epoch_plan(key, train_idx.size, n_batches, tc.batch_size)
-        new_params, new_state, (recon, kl) = _run_epoch(
-            block_fn, params, opt_state, arrays, train_idx, plan, tc.batch_size, per_block
+        plan = epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim)
+        new_params, new_state, (recon, kl), finite = _run_epoch(
+            steps, params, opt_state, arrays, train_idx, plan, per_block
         )
-        return new_params, new_state, recon, kl, bool(_all_finite(new_params))
+        return new_params, new_state, recon, kl, finite
 
     params, history = run_epochs(
         run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress

@@ -1,8 +1,10 @@
 """Training: optax Adam, one jit-compiled function per epoch.
 
-An epoch reshuffles the training rows, cuts them into full batches and runs every
-optimizer step inside a single ``jax.lax.scan``, so Python is entered once per
-epoch, not once per batch. The same seed gives bit-identical parameters.
+An epoch's random draws (a permutation of the training rows cut into full batches,
+and the reparameterization noise) are made on the host in one go (:func:`epoch_plan`);
+every optimizer step then runs inside a single compiled ``jax.lax.scan``
+(:func:`make_steps`), so Python is entered once per epoch, not once per batch. The
+same seed gives bit-identical parameters.
 
 With several devices (GPUs, or CPU devices from
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) the same code trains data
@@ -16,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +30,15 @@ from tqdm.auto import tqdm
 
 from polyvae.model import VAEConfig, _check_int, init_params, loss, loss_terms
 
-__all__ = ["TrainConfig", "TrainingDivergedError", "fit", "split_indices", "data_mesh"]
+__all__ = [
+    "TrainConfig",
+    "TrainingDivergedError",
+    "fit",
+    "split_indices",
+    "data_mesh",
+    "epoch_plan",
+    "make_steps",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,39 +138,86 @@ def data_mesh(batch_size: int, devices=None) -> Mesh:
     return Mesh(np.asarray(devices), ("batch",))
 
 
-def _make_epoch(config: VAEConfig, optimizer, n_train: int, batch_size: int, mesh=None):
+def epoch_plan(
+    k_epoch: jax.Array, n_train: int, batch_size: int, latent_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """An epoch's random draws, made on the host: batch order and reparameterization noise.
+
+    Every trainer (:func:`fit`, :func:`polyvae.streaming.fit_streaming`) takes its
+    epoch from here, so the same seed gives the same batches and noise whatever the
+    device or the block size.
+
+    Returns
+    -------
+    order : ndarray (n_batches, batch_size) of int32
+        Positions into the training rows: a uniform random permutation (NumPy's
+        generator seeded from the epoch key) cut into full batches; the rows of the
+        last partial batch sit this epoch out.
+    eps : ndarray (n_batches, batch_size, latent_dim) of float32
+        Standard-normal draws for ``z = mean + std * eps``, one per row and step.
+    """
     n_batches = n_train // batch_size
+    with jax.default_device(jax.devices("cpu")[0]):
+        k_perm, k_eps = jax.random.split(jax.device_put(k_epoch, jax.devices("cpu")[0]))
+        eps = np.asarray(_normal(k_eps, (n_batches, batch_size, latent_dim)))
+    seed = np.asarray(jax.random.key_data(k_perm), dtype=np.uint32)
+    perm = np.random.default_rng(seed).permutation(n_train)
+    order = perm[: n_batches * batch_size].astype(np.int32).reshape(n_batches, batch_size)
+    return order, eps
+
+
+@partial(jax.jit, static_argnums=1)
+def _normal(key, shape):
+    return jax.random.normal(key, shape, jnp.float32)
+
+
+@lru_cache(maxsize=16)
+def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None):
+    """Adam and one compiled function that runs a sequence of optimizer steps.
+
+    ``steps(params, opt_state, data, order, eps) -> (params, opt_state, (recon, kl), finite)``
+    gathers batch ``i`` as ``[a[order[i]] for a in data]`` (``data`` is ``(targets,)`` or
+    ``(targets, encoder_inputs)``) and steps through all rows of ``order`` inside one
+    ``lax.scan``, so Python is entered once per call; ``(recon, kl)`` are the means over
+    the steps, ``finite`` whether every parameter is still finite. With a mesh of several
+    devices each batch's rows are sharded across it. Cached: repeated trainings with
+    the same settings reuse the compiled code.
+
+    Returns
+    -------
+    optimizer : optax.GradientTransformation
+    steps : jit-compiled function
+    """
+    optimizer = optax.adam(learning_rate)
     grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
     # rows of each batch are split across the mesh's devices; parameters stay replicated
     shard_rows = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, P("batch"))
 
     @jax.jit
-    def epoch(params, opt_state, data, key):
+    def steps(params, opt_state, data, order, eps):
         def step(carry, inputs):
             params, opt_state = carry
-            idx, key = inputs
-            batch = [a[idx] for a in data]  # (targets,) or (targets, encoder inputs)
+            idx, eps_batch = inputs
+            batch = [a[idx] for a in data]
             if shard_rows is not None:
                 batch = [jax.lax.with_sharding_constraint(b, shard_rows) for b in batch]
+                eps_batch = jax.lax.with_sharding_constraint(eps_batch, shard_rows)
             x_in = batch[1] if len(batch) > 1 else None
-            (_, (recon, kl)), grads = grad_fn(params, batch[0], key=key, x_in=x_in)
+            (_, (recon, kl)), grads = grad_fn(params, batch[0], eps=eps_batch, x_in=x_in)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, opt_state), jnp.stack([recon, kl])
 
-        k_perm, k_steps = jax.random.split(key)
-        order = jax.random.permutation(k_perm, n_train)[: n_batches * batch_size]
-        batches = order.reshape(n_batches, batch_size)
         # unrolling a few steps lets XLA schedule across step boundaries (~15% faster on CPU)
         (params, opt_state), metrics = jax.lax.scan(
-            step, (params, opt_state), (batches, jax.random.split(k_steps, n_batches)), unroll=4
+            step, (params, opt_state), (order, eps), unroll=4
         )
         finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)])
         )
         return params, opt_state, jnp.mean(metrics, axis=0), finite
 
-    return epoch
+    return optimizer, steps
 
 
 def evaluate(
@@ -358,10 +415,10 @@ def fit(
         _check_onehot(x, "features")
     tc = train_config
     train_idx, val_idx, key, k_val, params = prepare_run(x.shape[0], config, tc, params)
-    optimizer = optax.adam(tc.learning_rate)
     mesh = data_mesh(tc.batch_size)
     if mesh.size > 1:
         logger.info("data-parallel training on %d devices", mesh.size)
+    optimizer, steps = make_steps(config, float(tc.learning_rate), mesh)
     replicated = NamedSharding(mesh, P())
     params = jax.device_put(params, replicated)
     opt_state = jax.device_put(optimizer.init(params), replicated)
@@ -369,10 +426,12 @@ def fit(
     val_data = (
         tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
     )
-    epoch_fn = _make_epoch(config, optimizer, train_idx.size, tc.batch_size, mesh)
 
     def run_epoch(params, opt_state, key):
-        new_params, new_state, metrics, finite = epoch_fn(params, opt_state, train_data, key)
+        plan = jax.device_put(
+            epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim), replicated
+        )
+        new_params, new_state, metrics, finite = steps(params, opt_state, train_data, *plan)
         recon, kl = (float(v) for v in np.asarray(metrics))
         return new_params, new_state, recon, kl, bool(finite)
 

@@ -50,6 +50,30 @@ def test_jit_equals_eager_and_gradients_finite():
     assert "log_sigma" in grads  # the learned sigma is trained
 
 
+def test_given_noise_equals_noise_drawn_from_key():
+    cfg = VAEConfig(n_features=6, latent_dim=2, hidden=(16,))
+    p = init_params(cfg, key=KEY)
+    x = jax.random.normal(KEY, (8, 6))
+    k = jax.random.PRNGKey(5)
+    eps = jax.random.normal(k, (8, 2))
+    np.testing.assert_array_equal(loss(p, x, cfg, key=k)[0], loss(p, x, cfg, eps=eps)[0])
+    assert float(loss(p, x, cfg, eps=eps + 1.0)[0]) != float(loss(p, x, cfg, eps=eps)[0])
+
+
+def test_noise_argument_errors():
+    cfg = VAEConfig(n_features=6, latent_dim=2, hidden=(16,))
+    p = init_params(cfg, key=KEY)
+    x = jnp.zeros((8, 6))
+    with pytest.raises(TypeError, match="exactly one of key= .* or eps="):
+        loss(p, x, cfg)
+    with pytest.raises(TypeError, match="exactly one of key= .* or eps="):
+        loss(p, x, cfg, key=KEY, eps=jnp.zeros((8, 2)))
+    with pytest.raises(
+        ValueError, match=r"eps must have the shape of the latent mean, \(8, 2\); got \(8, 3\)"
+    ):
+        loss(p, x, cfg, eps=jnp.zeros((8, 3)))
+
+
 def test_gaussian_log_likelihood_matches_scipy():
     cfg = VAEConfig(n_features=4, hidden=(8,), sigma=0.3)
     p = init_params(cfg, key=KEY)

@@ -7,7 +7,7 @@ from helpers import random_chain
 
 import polyvae
 from polyvae.model import VAEConfig, init_params
-from polyvae.train import TrainConfig, TrainingDivergedError, fit, split_indices
+from polyvae.train import TrainConfig, TrainingDivergedError, epoch_plan, fit, split_indices
 
 CFG = VAEConfig(n_features=8, hidden=(16, 16))
 
@@ -59,6 +59,24 @@ def test_validation_split_is_seeded_and_disjoint():
     np.testing.assert_array_equal(split_indices(100, 0.2, 3)[1], va)
     _, h = fit(_data(), CFG, TrainConfig(epochs=2, validation_fraction=0.0), progress=False)
     assert "val_elbo" not in h
+
+
+def test_epoch_plan_is_a_seeded_shuffle_with_noise():
+    order, eps = epoch_plan(jax.random.PRNGKey(7), 100, 32, 3)
+    assert order.shape == (3, 32) and order.dtype == np.int32
+    assert len(set(order.ravel())) == 96 and order.min() >= 0 and order.max() < 100
+    assert eps.shape == (3, 32, 3) and eps.dtype == np.float32
+    assert abs(float(eps.mean())) < 0.2 and 0.8 < float(eps.std()) < 1.2
+    again = epoch_plan(jax.random.PRNGKey(7), 100, 32, 3)
+    np.testing.assert_array_equal(again[0], order)
+    np.testing.assert_array_equal(again[1], eps)
+    other = epoch_plan(jax.random.PRNGKey(8), 100, 32, 3)
+    assert not np.array_equal(other[0], order) and not np.array_equal(other[1], eps)
+    # every row is drawn: over many epochs each position is visited about equally often
+    counts = np.zeros(100)
+    for k in jax.random.split(jax.random.PRNGKey(0), 200):
+        np.add.at(counts, epoch_plan(k, 100, 32, 1)[0].ravel(), 1)
+    assert counts.min() > 0.8 * 192 and counts.max() < 1.2 * 192
 
 
 def test_divergence_stops_with_epoch_and_keeps_last_finite_params():
