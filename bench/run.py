@@ -9,9 +9,11 @@ import encode_throughput  # noqa: E402
 import epoch_time  # noqa: E402
 import flops  # noqa: E402
 import mlcolvar_compare  # noqa: E402
+import profile_epoch  # noqa: E402
 
 if __name__ == "__main__":
     epoch_time.main([])
     flops.main([])
+    profile_epoch.main([])
     mlcolvar_compare.main([])
     encode_throughput.main([])
