@@ -10,6 +10,7 @@ import epoch_time  # noqa: E402
 import flops  # noqa: E402
 import mlcolvar_compare  # noqa: E402
 import profile_epoch  # noqa: E402
+import train_large  # noqa: E402
 
 if __name__ == "__main__":
     epoch_time.main([])
@@ -17,3 +18,4 @@ if __name__ == "__main__":
     profile_epoch.main([])
     mlcolvar_compare.main([])
     encode_throughput.main([])
+    train_large.main([])
