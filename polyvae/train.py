@@ -143,32 +143,25 @@ def epoch_plan(
 ) -> tuple[np.ndarray, np.ndarray]:
     """An epoch's random draws, made on the host: batch order and reparameterization noise.
 
-    Every trainer (:func:`fit`, :func:`polyvae.streaming.fit_streaming`) takes its
+    Both come from NumPy's generator seeded with the epoch key's bits, so they do not
+    depend on the device or on JAX's random-number implementation. Every trainer (:func:`fit`, :func:`polyvae.streaming.fit_streaming`) takes its
     epoch from here, so the same seed gives the same batches and noise whatever the
     device or the block size.
 
     Returns
     -------
     order : ndarray (n_batches, batch_size) of int32
-        Positions into the training rows: a uniform random permutation (NumPy's
-        generator seeded from the epoch key) cut into full batches; the rows of the
-        last partial batch sit this epoch out.
+        Positions into the training rows: a uniform random permutation cut into full
+        batches; the rows of the last partial batch sit this epoch out.
     eps : ndarray (n_batches, batch_size, latent_dim) of float32
         Standard-normal draws for ``z = mean + std * eps``, one per row and step.
     """
     n_batches = n_train // batch_size
-    with jax.default_device(jax.devices("cpu")[0]):
-        k_perm, k_eps = jax.random.split(jax.device_put(k_epoch, jax.devices("cpu")[0]))
-        eps = np.asarray(_normal(k_eps, (n_batches, batch_size, latent_dim)))
-    seed = np.asarray(jax.random.key_data(k_perm), dtype=np.uint32)
-    perm = np.random.default_rng(seed).permutation(n_train)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_epoch), dtype=np.uint32))
+    perm = rng.permutation(n_train)
     order = perm[: n_batches * batch_size].astype(np.int32).reshape(n_batches, batch_size)
+    eps = rng.standard_normal((n_batches, batch_size, latent_dim), dtype=np.float32)
     return order, eps
-
-
-@partial(jax.jit, static_argnums=1)
-def _normal(key, shape):
-    return jax.random.normal(key, shape, jnp.float32)
 
 
 @lru_cache(maxsize=16)

