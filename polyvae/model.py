@@ -250,8 +250,8 @@ def _latent_sample(mean, std, key, eps):
             "draws shaped like the latent mean)"
         )
     if eps is None:
-        return _reparameterize(mean, std, key)
-    if eps.shape != mean.shape:
+        eps = jax.random.normal(key, mean.shape, mean.dtype)
+    elif eps.shape != mean.shape:
         raise ValueError(
             f"eps must have the shape of the latent mean, {mean.shape}; got {eps.shape}"
         )

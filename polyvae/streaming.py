@@ -18,8 +18,8 @@ result does not depend on ``block_frames`` beyond floating-point rounding: with 
 block (``block_frames`` >= the training rows) it equals ``fit``'s bit for bit (checked
 on CPU); with several, the scan lengths differ and so does XLA's code, and parameters
 agree to a few float32 ulps after an epoch. Host cost per epoch: the plan (about
-(8 + 4 L) bytes per training row) and one random-access pass over the training rows; a memmap
-larger than the page cache is then read at random.
+12 + 4 L bytes per training row) and one random-access pass over the training rows; a
+memmap larger than the page cache is then read at random.
 """
 
 from __future__ import annotations
