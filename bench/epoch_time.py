@@ -26,7 +26,7 @@ import optax
 
 import polyvae
 from polyvae.model import VAEConfig, init_params, loss, loss_terms
-from polyvae.train import epoch_plan, make_steps
+from polyvae.steps import epoch_plan, make_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT.parent / "shared" / "data" / "dmol" / "long_paths.npz"

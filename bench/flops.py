@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from epoch_time import interleaved_times, load_features, polyvae_epoch  # noqa: E402
 
 from polyvae.model import VAEConfig, init_params, loss  # noqa: E402
-from polyvae.train import epoch_plan  # noqa: E402
+from polyvae.steps import epoch_plan  # noqa: E402
 
 ADAM_FLOPS_PER_PARAM = (
     14  # two moment updates (7), bias corrections (2), sqrt/add/div (3), scale + apply (2)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from epoch_time import load_features  # noqa: E402
 
 from polyvae.model import VAEConfig, init_params  # noqa: E402
-from polyvae.train import epoch_plan, make_steps  # noqa: E402
+from polyvae.steps import epoch_plan, make_steps  # noqa: E402
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", re.M)
 

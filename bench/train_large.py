@@ -6,7 +6,7 @@ Gaussian mixture, plus noise, standardized per feature) to a float32 ``np.memmap
 in a temporary folder, chunk by chunk, so that the host never holds the array in
 anonymous memory. Then, each in a fresh process (so that each peak is its own):
 
-- ``polyvae.streaming.fit_streaming`` on the memmap (blocks of ``--block-frames``);
+- ``polyvae.training.fit(..., stream=True)`` on the memmap (blocks of ``--block-frames``);
 - unless ``--no-fit``: ``polyvae.train.fit`` on the same memmap (the whole training
   array copied to the host heap and to the device), for comparison.
 
@@ -90,15 +90,14 @@ def train_once(mode: str, path: Path, n_frames: int, args) -> dict:
     import jax
 
     from polyvae.model import VAEConfig
-    from polyvae.streaming import fit_streaming
-    from polyvae.train import TrainConfig, fit
+    from polyvae.training import TrainConfig, fit
 
     x = np.memmap(path, dtype=np.float32, mode="r", shape=(n_frames, 3 * N_BEADS))
     config = VAEConfig(n_features=x.shape[1], hidden=tuple(args.hidden))
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=0)
     t0 = time.perf_counter()
     if mode == "stream":
-        _, history = fit_streaming(x, config, tc, block_frames=args.block_frames, progress=False)
+        _, history = fit(x, config, tc, stream=True, block_frames=args.block_frames, progress=False)
     else:
         _, history = fit(x, config, tc, progress=False)
     wall = time.perf_counter() - t0

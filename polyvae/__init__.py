@@ -9,18 +9,22 @@ __version__ = "0.1.0"
 
 from polyvae.frames import Frames
 from polyvae.io import read_frames, read_npz, write_npz
+from polyvae.metadata import AtomInfo, TrainingStats
 from polyvae.model import VAEConfig
-from polyvae.train import TrainConfig, TrainingDivergedError
+from polyvae.training import TrainConfig, TrainingDivergedError, fit, train
 from polyvae.transforms import Pipeline
-from polyvae.vae import VAEModel, load_model, train
+from polyvae.vae import VAEModel, load_model
 
 __all__ = [
+    "AtomInfo",
     "Frames",
     "Pipeline",
     "TrainConfig",
     "TrainingDivergedError",
+    "TrainingStats",
     "VAEConfig",
     "VAEModel",
+    "fit",
     "load_model",
     "read_frames",
     "read_npz",

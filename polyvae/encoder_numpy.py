@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS_NUMPY", "numpy_params", "encode_numpy"]
+__all__ = ["ACTIVATIONS_NUMPY", "numpy_params", "forward_numpy", "encode_numpy"]
 
 _STD_FLOOR = 1e-6  # polyvae.model._STD_FLOOR
 
@@ -103,7 +103,6 @@ def encode_numpy(params: dict, x: Any, config: Any) -> tuple[np.ndarray, np.ndar
     the outputs rounded to float32, so each row's result is independent of the
     batch it is computed in, up to rare one-ulp ties.
     """
-    act = ACTIVATIONS_NUMPY[_activation_name(config)]
     try:
         layers = params["encoder"]
     except (TypeError, KeyError):
@@ -114,14 +113,40 @@ def encode_numpy(params: dict, x: Any, config: Any) -> tuple[np.ndarray, np.ndar
     n_in = np.shape(layers[0]["w"])[0]
     if x.ndim != 2 or x.shape[1] != n_in:
         raise ValueError(f"x must have shape (B, F) = (B, {n_in}); got {x.shape}")
-    # float64 inside: BLAS rounds differently for different batch sizes; in float64
-    # that stays far below float32 resolution, so a frame's result does not depend
-    # on the block (chunk, worker) it is encoded in
-    h = x.astype(np.float64)
-    for i, layer in enumerate(layers):
-        h = h @ np.asarray(layer["w"], dtype=np.float64) + np.asarray(layer["b"], np.float64)
-        if i < len(layers) - 1:
-            h = act(h)
-    mean, raw = np.split(h, 2, axis=-1)
+    mean, raw = np.split(forward_numpy(layers, x, _activation_name(config)), 2, axis=-1)
     std = _softplus(raw) + _STD_FLOOR
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def forward_numpy(layers: Any, x: Any, activation: str) -> np.ndarray:
+    """A dense network in float64 NumPy: ``activation`` after every layer but the last.
+
+    The one NumPy forward pass of polyvae: the encoder here, the exported encoder
+    mean (:meth:`polyvae.export.EncoderSpec.evaluate`) and engine read-backs use it.
+
+    Parameters
+    ----------
+    layers : sequence of {"w": (n_in, n_out), "b": (n_out,)} dicts or (w, b) pairs
+    x : array (B, n_in)
+    activation : str
+        A key of :data:`ACTIVATIONS_NUMPY`.
+
+    Returns
+    -------
+    ndarray (B, n_out), float64
+
+    Notes
+    -----
+    Inputs and weights are float32 values evaluated in float64: BLAS rounds
+    differently for different batch sizes, and in float64 that stays far below float32
+    resolution, so a frame's result does not depend on the block (chunk, worker) it is
+    computed in.
+    """
+    act = ACTIVATIONS_NUMPY[_activation_name(activation)]
+    h = np.asarray(x, dtype=np.float64)
+    for i, layer in enumerate(layers):
+        w, b = (layer["w"], layer["b"]) if isinstance(layer, dict) else layer
+        h = h @ np.asarray(w, dtype=np.float64) + np.asarray(b, dtype=np.float64)
+        if i < len(layers) - 1:
+            h = act(h)
+    return h

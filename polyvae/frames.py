@@ -13,76 +13,23 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._checks import ensure_finite_rows, ensure_masses, ensure_positions
+
 __all__ = ["Frames", "as_positions", "check_finite"]
 
 
 def check_finite(positions: np.ndarray, name: str = "positions") -> None:
-    """Raise ``ValueError`` naming the first frame that holds NaN or inf.
-
-    Parameters
-    ----------
-    positions : array (T, N, D)
-        Coordinates to check.
-    name : str
-        Argument name used in the message.
-    """
-    finite = np.isfinite(positions).reshape(positions.shape[0], -1).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(
-            f"{name} contains NaN or inf coordinates: first bad frame is {bad[0]} "
-            f"({bad.size} of {positions.shape[0]} frames affected)"
-        )
+    """Raise ``ValueError`` naming the first frame of (T, N, D) that holds NaN or inf."""
+    ensure_finite_rows(positions, f"{name} (coordinates)", what="frame")
 
 
 def as_positions(positions: Any, name: str = "positions", min_atoms: int = 3) -> np.ndarray:
     """Validate and convert coordinates to a float32 array of shape (T, N, D).
 
-    A single frame ``(N, D)`` is promoted to ``(1, N, D)``.
-
-    Parameters
-    ----------
-    positions : array_like (T, N, D) or (N, D)
-        Coordinates, D = 2 or 3.
-    name : str
-        Argument name used in error messages.
-    min_atoms : int
-        Fewest atoms accepted.
-
-    Returns
-    -------
-    ndarray (T, N, D), float32
+    A single frame ``(N, D)`` is promoted to ``(1, N, D)``; see
+    :func:`polyvae._checks.ensure_positions`.
     """
-    if isinstance(positions, Frames):
-        return positions.positions
-    try:
-        arr = np.asarray(positions)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(
-            f"{name} must be an array of shape (T, N, D); got {type(positions).__name__}"
-        ) from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must be a numeric array of shape (T, N, D); got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(
-            f"{name} must have shape (T, N, D) (frames, atoms, dimensions); got ndim={arr.ndim} "
-            f"with shape {arr.shape}"
-        )
-    if arr.shape[2] not in (2, 3):
-        raise ValueError(
-            f"{name} must have D = 2 or 3 spatial dimensions (last axis); got D={arr.shape[2]}"
-        )
-    if arr.shape[1] < min_atoms:
-        raise ValueError(
-            f"{name} must hold at least {min_atoms} atoms per frame; got N={arr.shape[1]}"
-        )
-    if arr.shape[0] < 1:
-        raise ValueError(f"{name} holds no frames (T=0)")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    check_finite(arr, name)
-    return arr
+    return ensure_positions(positions, name, min_atoms=min_atoms)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,13 +60,7 @@ class Frames:
     def __post_init__(self) -> None:
         pos = as_positions(self.positions, "positions")
         t, n, _ = pos.shape
-        masses = np.ones(n) if self.masses is None else np.asarray(self.masses, dtype=np.float64)
-        if masses.shape != (n,):
-            raise ValueError(
-                f"masses must have shape (N,) = ({n},) to match positions; got {masses.shape}"
-            )
-        if not np.all(np.isfinite(masses)) or np.any(masses <= 0):
-            raise ValueError(f"masses must be finite and positive; got min={masses.min()!r}")
+        masses = ensure_masses(self.masses, n)
         names = (
             tuple(f"B{i}" for i in range(n)) if self.names is None else tuple(map(str, self.names))
         )

@@ -30,7 +30,8 @@ from polyvae.analysis.structure import (
     radius_of_gyration,
 )
 from polyvae.frames import Frames
-from polyvae.vae import VAEModel, train
+from polyvae.training import train
+from polyvae.vae import VAEModel
 
 __all__ = ["run_job", "write_marginals", "DEFAULT_DATA"]
 

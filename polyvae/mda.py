@@ -33,10 +33,10 @@ from MDAnalysis.core.universe import Universe
 from MDAnalysis.exceptions import NoDataError
 from MDAnalysis.transformations.base import TransformationBase
 
-from polyvae.encoder_numpy import encode_numpy, numpy_params
+from polyvae import geometry
+from polyvae._checks import ensure_array, ensure_int, ensure_masses
+from polyvae.encoder_numpy import encode_numpy
 from polyvae.io.pbc import Unwrapper, resolve_unwrap
-from polyvae.model import _check_int
-from polyvae.transforms import center, kabsch_rotation, principal_axes
 from polyvae.vae import VAEModel, load_model
 
 __all__ = [
@@ -177,7 +177,7 @@ class LatentCV(AnalysisBase):
                 f"atomgroup has {atomgroup.n_atoms} atoms but the model was trained on "
                 f"{model.n_atoms}"
             )
-        _check_int("chunk_size", chunk_size, 1)
+        ensure_int(chunk_size, "chunk_size", 1)
         super().__init__(atomgroup.universe.trajectory, **kwargs)
         self._ag = atomgroup
         self.unwrap = resolve_unwrap(atomgroup.dimensions, unwrap)
@@ -185,7 +185,7 @@ class LatentCV(AnalysisBase):
         self._unwrapper = Unwrapper(atomgroup, False, "the trajectory") if self.unwrap else None
         # NumPy only from here on: this object travels to worker processes
         self._pipeline = model.pipeline
-        self._params = numpy_params({"encoder": model.params["encoder"]})
+        self._params = model.encoder_params()
         self._activation = model.config.activation
         self.latent_dim = model.latent_dim
         self._chunk_size = int(chunk_size)
@@ -279,12 +279,7 @@ def _group_masses(atomgroup: AtomGroup, masses: Any) -> np.ndarray:
             raise ValueError(
                 "atomgroup has no masses; pass masses=... (e.g. np.ones(n_atoms) for equal weights)"
             ) from None
-    m = np.asarray(masses, dtype=np.float64)
-    if m.shape != (atomgroup.n_atoms,):
-        raise ValueError(f"masses must have shape (N,) = ({atomgroup.n_atoms},); got {m.shape}")
-    if not np.all(np.isfinite(m)) or np.any(m <= 0):
-        raise ValueError("masses must be finite and positive (atomgroup masses or masses=...)")
-    return m
+    return ensure_masses(masses, atomgroup.n_atoms)
 
 
 class _GroupTransformation(TransformationBase):
@@ -301,12 +296,12 @@ class _GroupTransformation(TransformationBase):
         super().__init__(max_threads=max_threads, parallelizable=parallelizable)
         self.atomgroup = _as_atomgroup(atomgroup)
         self.masses = _group_masses(self.atomgroup, masses)
+        self._w = geometry.mass_weights(self.masses, self.atomgroup.n_atoms)
 
     def _centred(self, ts: Any) -> np.ndarray:
         """All positions of ``ts`` minus the group's centre of mass (float32 rounding)."""
         group = ts.positions[self.atomgroup.ix].astype(np.float64)
-        com = np.einsum("nd,n->d", group, self.masses / self.masses.sum())
-        return (ts.positions - com).astype(np.float32)
+        return (ts.positions - geometry.center_of_mass(group, self._w)).astype(np.float32)
 
 
 class CenterOfMass(_GroupTransformation):
@@ -345,8 +340,8 @@ class PrincipalAxesAlign(_GroupTransformation):
 
     def _transform(self, ts: Any) -> Any:
         xc = self._centred(ts).astype(np.float64)
-        rot = principal_axes(xc[self.atomgroup.ix][None], self.masses)[0]
-        ts.positions = np.einsum("nd,kd->nk", xc, rot).astype(np.float32)
+        rot = geometry.principal_axes(xc[self.atomgroup.ix][None], self._w)[0]
+        ts.positions = geometry.rotate(xc, rot).astype(np.float32)
         return ts
 
 
@@ -381,17 +376,12 @@ class ReferenceAlign(_GroupTransformation):
         super().__init__(atomgroup, masses, max_threads=max_threads, parallelizable=parallelizable)
         if isinstance(reference, AtomGroup):
             reference = reference.positions
-        ref = np.asarray(reference, dtype=np.float64)
-        if ref.shape != (self.atomgroup.n_atoms, 3):
-            raise ValueError(
-                f"reference must have shape (N, 3) = ({self.atomgroup.n_atoms}, 3); got {ref.shape}"
-            )
-        if not np.all(np.isfinite(ref)):
-            raise ValueError("reference contains NaN or inf coordinates")
-        self.reference = center(ref[None], self.masses)[0].astype(np.float64)
+        ref = ensure_array(reference, "reference", shape=(self.atomgroup.n_atoms, 3))
+        centred = geometry.centered(ref, self._w).astype(np.float32)  # float32, as center()
+        self.reference = centred.astype(np.float64)
 
     def _transform(self, ts: Any) -> Any:
         xc = self._centred(ts).astype(np.float64)
-        rot = kabsch_rotation(xc[self.atomgroup.ix][None], self.reference, self.masses)[0]
-        ts.positions = np.einsum("nd,kd->nk", xc, rot).astype(np.float32)
+        rot = geometry.kabsch_rotation(xc[self.atomgroup.ix], self.reference, self._w)
+        ts.positions = geometry.rotate(xc, rot).astype(np.float32)
         return ts

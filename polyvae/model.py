@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from polyvae._checks import ensure_choice, ensure_int
 
 __all__ = [
     "ACTIVATIONS",
@@ -91,10 +92,10 @@ class VAEConfig:
     n_inputs: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("n_features", self.n_features, 1)
+        ensure_int(self.n_features, "n_features", 1)
         if self.n_inputs is not None:
-            _check_int("n_inputs", self.n_inputs, 1)
-        _check_int("latent_dim", self.latent_dim, 1)
+            ensure_int(self.n_inputs, "n_inputs", 1)
+        ensure_int(self.latent_dim, "latent_dim", 1)
         hidden = self.hidden
         if isinstance(hidden, int | np.integer):
             hidden = (int(hidden),)
@@ -103,14 +104,10 @@ class VAEConfig:
         except TypeError:
             raise TypeError(f"hidden must be a sequence of layer widths; got {hidden!r}") from None
         for width in hidden:
-            _check_int("hidden", width, 1, what="every hidden layer width")
+            ensure_int(width, "hidden", 1, what="every hidden layer width")
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}"
-            )
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {self.likelihood!r}")
+        ensure_choice(self.activation, "activation", sorted(ACTIVATIONS))
+        ensure_choice(self.likelihood, "likelihood", LIKELIHOODS)
         if self.sigma is not None:
             if self.likelihood != "gaussian":
                 raise ValueError("sigma applies to the gaussian likelihood only; use sigma=None")
@@ -139,13 +136,6 @@ class VAEConfig:
         d = dict(d)
         d["hidden"] = tuple(d["hidden"])
         return cls(**d)
-
-
-def _check_int(name: str, value: Any, minimum: int, what: str | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} ({what or name}); got {value}")
 
 
 def _init_layers(key: jax.Array, sizes: list[int], gain: float) -> list[dict]:

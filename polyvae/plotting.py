@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._checks import ensure_frames, ensure_same_atoms
 from polyvae.analysis.marginals import Marginals
-from polyvae.analysis.structure import _check_same_atoms, _positions
 
 __all__ = ["plot_history", "plot_latent", "plot_conformations", "plot_overlay"]
 __all__ += ["plot_marginals", "plot_optimization", "plot_structures"]
@@ -165,7 +165,7 @@ def plot_conformations(
     -------
     matplotlib Axes
     """
-    x, _ = _positions(positions)
+    x, _ = ensure_frames(positions)
     idx = _subsample(x.shape[0], max_frames)
     if alpha is None:
         alpha = float(np.clip(10.0 / idx.size, 0.05, 1.0))
@@ -193,9 +193,10 @@ def plot_overlay(train_positions: Any, generated_positions: Any, axes=None, max_
     -------
     ndarray (2,) of matplotlib Axes
     """
-    train, _ = _positions(train_positions, "train_positions")
-    gen, _ = _positions(generated_positions, "generated_positions")
-    _check_same_atoms(train, gen)
+    names = ("train_positions", "generated_positions")
+    train, _ = ensure_frames(train_positions, names[0])
+    gen, _ = ensure_frames(generated_positions, names[1])
+    ensure_same_atoms(train, gen, names)
     axes = _subplots(1, 2, figsize=(10, 5))[1].ravel() if axes is None else _as_axes(axes, 2)
     axes = axes[:2]
     plot_conformations(train, axes[0], max_frames=max_frames, color="C0")

@@ -16,11 +16,13 @@ atom, so a frame does not flip when its axes only turn smoothly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from polyvae.frames import as_positions
+from polyvae import geometry
+from polyvae._checks import ensure_choice, ensure_int, ensure_masses, ensure_pairs
+from polyvae._checks import ensure_positions as _positions
 
 __all__ = [
     "center_of_mass",
@@ -32,6 +34,7 @@ __all__ = [
     "flatten",
     "unflatten",
     "Pipeline",
+    "TrainingArrays",
     "ALIGN_METHODS",
     "FEATURES",
 ]
@@ -40,15 +43,10 @@ ALIGN_METHODS = ("principal", "kabsch", "none")
 FEATURES = ("positions", "distances")
 
 
-def _weights(masses: Any, n_atoms: int) -> np.ndarray:
-    if masses is None:
-        return np.full(n_atoms, 1.0 / n_atoms)
-    m = np.asarray(masses, dtype=np.float64)
-    if m.shape != (n_atoms,):
-        raise ValueError(f"masses must have shape (N,) = ({n_atoms},); got {m.shape}")
-    if not np.all(np.isfinite(m)) or np.any(m <= 0):
-        raise ValueError("masses must be finite and positive")
-    return m / m.sum()
+def _validated(positions: Any, masses: Any, name: str = "positions"):
+    """Positions as float64 (T, N, D) and normalized mass weights (N,)."""
+    x = _positions(positions, name, dtype=np.float64)
+    return x, geometry.mass_weights(ensure_masses(masses, x.shape[1]), x.shape[1])
 
 
 def center_of_mass(positions: Any, masses: Any = None) -> np.ndarray:
@@ -64,53 +62,7 @@ def center_of_mass(positions: Any, masses: Any = None) -> np.ndarray:
     -------
     ndarray (T, D)
     """
-    x = as_positions(positions)
-    return _com(x.astype(np.float64), _weights(masses, x.shape[1]))
-
-
-# Kernels on validated float64 arrays; batched matrix products, not einsum, which is
-# several times slower for these shapes.
-
-
-def _com(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return w @ x  # (N,) @ (T, N, D) -> (T, D)
-
-
-def _centered(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return x - _com(x, w)[:, None, :]
-
-
-def _rotate(x: np.ndarray, rot: np.ndarray) -> np.ndarray:
-    """Rows of ``x[t]`` rotated by ``rot[t]``: ``x[t] @ rot[t].T``."""
-    return x @ np.swapaxes(rot, 1, 2)
-
-
-def _principal_axes(xc: np.ndarray, w: np.ndarray) -> np.ndarray:
-    n, d = xc.shape[1:]
-    gyration = np.swapaxes(xc * w[:, None], 1, 2) @ xc
-    _, evecs = np.linalg.eigh(gyration)  # ascending eigenvalues, vectors in columns
-    axes = np.swapaxes(evecs[..., ::-1], 1, 2)  # rows, largest first
-    index = np.arange(n, dtype=np.float64)
-    index_c = (index - np.dot(w, index)) * w  # mass-weighted centred atom index
-    # sign of cov(index, projection) for each axis but the last
-    signs = np.where(index_c @ _rotate(xc, axes) < 0, -1.0, 1.0)
-    axes = axes * signs[:, :, None]
-    if d == 2:
-        axes[:, 1] = np.stack([-axes[:, 0, 1], axes[:, 0, 0]], axis=-1)
-    else:
-        axes[:, 2] = np.cross(axes[:, 0], axes[:, 1])
-    return axes
-
-
-def _kabsch(p: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarray:
-    h = np.swapaxes(p * w[:, None], 1, 2) @ q  # covariance, mobile x reference
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(u @ vt))
-    d[d == 0] = 1.0
-    fix = np.ones(h.shape[:2])
-    fix[:, -1] = d
-    # R = V diag(fix) U^T
-    return np.swapaxes(vt, 1, 2) @ (fix[:, :, None] * np.swapaxes(u, 1, 2))
+    return geometry.center_of_mass(*_validated(positions, masses))
 
 
 def center(positions: Any, masses: Any = None) -> np.ndarray:
@@ -120,8 +72,7 @@ def center(positions: Any, masses: Any = None) -> np.ndarray:
     -------
     ndarray (T, N, D), float32
     """
-    x = as_positions(positions)
-    return _centered(x.astype(np.float64), _weights(masses, x.shape[1])).astype(np.float32)
+    return geometry.centered(*_validated(positions, masses)).astype(np.float32)
 
 
 def principal_axes(positions: Any, masses: Any = None) -> np.ndarray:
@@ -141,9 +92,19 @@ def principal_axes(positions: Any, masses: Any = None) -> np.ndarray:
     ndarray (T, D, D)
         ``R[t] @ r`` gives the coordinates of ``r`` in the principal frame of frame t.
     """
-    x = as_positions(positions).astype(np.float64)
-    w = _weights(masses, x.shape[1])
-    return _principal_axes(_centered(x, w), w)
+    x, w = _validated(positions, masses)
+    return geometry.principal_axes(geometry.centered(x, w), w)
+
+
+def _align_principal(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    xc = geometry.centered(x, w)
+    return geometry.rotate(xc, geometry.principal_axes(xc, w))
+
+
+def _align_kabsch(x: np.ndarray, w: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    xc = geometry.centered(x, w)
+    ref = geometry.centered(reference, w)
+    return geometry.rotate(xc, geometry.kabsch_rotation(xc, ref, w))
 
 
 def align_principal(positions: Any, masses: Any = None) -> np.ndarray:
@@ -153,10 +114,7 @@ def align_principal(positions: Any, masses: Any = None) -> np.ndarray:
     -------
     ndarray (T, N, D), float32
     """
-    x = as_positions(positions).astype(np.float64)
-    w = _weights(masses, x.shape[1])
-    xc = _centered(x, w)
-    return _rotate(xc, _principal_axes(xc, w)).astype(np.float32)
+    return _align_principal(*_validated(positions, masses)).astype(np.float32)
 
 
 def kabsch_rotation(mobile: Any, reference: Any, masses: Any = None) -> np.ndarray:
@@ -178,14 +136,14 @@ def kabsch_rotation(mobile: Any, reference: Any, masses: Any = None) -> np.ndarr
     ndarray (T, D, D)
         ``mobile[t] @ R[t].T`` is frame t superimposed on the reference.
     """
-    p = as_positions(mobile, "mobile").astype(np.float64)
+    p, w = _validated(mobile, masses, "mobile")
     q = np.asarray(reference, dtype=np.float64)
     if q.shape != p.shape[1:] and q.shape != p.shape:
         raise ValueError(
             f"reference must have shape (N, D) = {p.shape[1:]} or (T, N, D) = {p.shape}; "
             f"got {q.shape}"
         )
-    return _kabsch(p, q, _weights(masses, p.shape[1]))
+    return geometry.kabsch_rotation(p, q, w)
 
 
 def align_to_reference(positions: Any, reference: Any, masses: Any = None) -> np.ndarray:
@@ -195,29 +153,20 @@ def align_to_reference(positions: Any, reference: Any, masses: Any = None) -> np
     -------
     ndarray (T, N, D), float32
     """
-    x = as_positions(positions).astype(np.float64)
-    w = _weights(masses, x.shape[1])
+    x, w = _validated(positions, masses)
     ref = np.asarray(reference, dtype=np.float64)
     if ref.shape != x.shape[1:]:
         raise ValueError(f"reference must have shape (N, D) = {x.shape[1:]}; got {ref.shape}")
-    xc = _centered(x, w)
-    return _rotate(xc, _kabsch(xc, _centered(ref[None], w)[0], w)).astype(np.float32)
+    return _align_kabsch(x, w, ref).astype(np.float32)
 
 
 def _resolve_pairs(pairs: Any, n_atoms: int) -> np.ndarray:
-    from polyvae.analysis.structure import _pairs, all_pairs
-
     if pairs is None:
-        return all_pairs(n_atoms)
+        return geometry.all_pairs(n_atoms)
     if isinstance(pairs, int | np.integer) and not isinstance(pairs, bool):
-        if pairs < 1:
-            raise ValueError(f"pairs as a stride must be >= 1 (every k-th pair); got {pairs}")
-        return all_pairs(n_atoms)[:: int(pairs)]
-    return _pairs(pairs, n_atoms, "pairs")
-
-
-def _pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1)
+        stride = ensure_int(pairs, "pairs", 1, what="as a stride: every k-th pair")
+        return geometry.all_pairs(n_atoms)[::stride]
+    return ensure_pairs(pairs, n_atoms, "pairs")
 
 
 def flatten(positions: Any) -> np.ndarray:
@@ -233,6 +182,14 @@ def unflatten(features: Any, n_atoms: int, dim: int):
             f"features must have N*D = {n_atoms * dim} columns; got {features.shape[-1]}"
         )
     return features.reshape(features.shape[:-1] + (n_atoms, dim))
+
+
+class TrainingArrays(NamedTuple):
+    """The training frames as :meth:`Pipeline.fit_transform` prepares them (float32)."""
+
+    aligned: np.ndarray  # (T, N, D)
+    targets: np.ndarray  # (T, F) standardized aligned coordinates
+    inputs: np.ndarray | None  # (T, n_inputs) encoder inputs, None when they are the targets
 
 
 @dataclass
@@ -279,10 +236,8 @@ class Pipeline:
     _ARRAYS = ("reference", "masses", "mean", "scale", "pairs", "in_mean", "in_scale")
 
     def __post_init__(self) -> None:
-        if self.align not in ALIGN_METHODS:
-            raise ValueError(f"align must be one of {ALIGN_METHODS}; got {self.align!r}")
-        if self.features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}; got {self.features!r}")
+        ensure_choice(self.align, "align", ALIGN_METHODS)
+        ensure_choice(self.features, "features", FEATURES)
         if self.pairs is not None and self.features != "distances":
             raise ValueError('pairs applies to features="distances" only')
 
@@ -305,12 +260,29 @@ class Pipeline:
         if not self.fitted:
             raise RuntimeError("this Pipeline is not fitted yet: call fit(positions) first")
 
+    def _weights(self) -> np.ndarray:
+        return geometry.mass_weights(self.masses, self.n_atoms)
+
     def _aligned(self, x: np.ndarray) -> np.ndarray:
+        """Validated positions (T, N, D) to aligned float32 positions."""
+        x, w = np.asarray(x, dtype=np.float64), self._weights()
         if self.align == "principal":
-            return align_principal(x, self.masses)
-        if self.align == "kabsch":
-            return align_to_reference(x, self.reference, self.masses)
-        return center(x, self.masses)
+            out = _align_principal(x, w)
+        elif self.align == "kabsch":
+            out = _align_kabsch(x, w, self.reference)
+        else:
+            out = geometry.centered(x, w)
+        return out.astype(np.float32)
+
+    def _standardized(self, aligned: np.ndarray) -> np.ndarray:
+        feats = flatten(aligned).astype(np.float64)
+        return ((feats - self.mean) / self.scale).astype(np.float32)
+
+    def _inputs(self, x: np.ndarray, aligned: np.ndarray) -> np.ndarray:
+        if self.features == "positions":
+            return self._standardized(aligned)
+        dist = geometry.pair_distances(np.asarray(x, dtype=np.float64), self.pairs)
+        return ((dist - self.in_mean) / self.in_scale).astype(np.float32)
 
     def fit(self, positions: Any, masses: Any = None) -> Pipeline:
         """Fit the reference (Kabsch) and the standardization on training frames.
@@ -325,21 +297,40 @@ class Pipeline:
         -------
         self
         """
+        self.fit_transform(positions, masses)
+        return self
+
+    def fit_transform(self, positions: Any, masses: Any = None) -> TrainingArrays:
+        """Fit on training frames and return what training needs, aligning them once.
+
+        Parameters
+        ----------
+        positions : array (T, N, D) or Frames
+        masses : array (N,), optional
+            Default: the Frames' masses, or equal masses.
+
+        Returns
+        -------
+        TrainingArrays
+            ``aligned`` (T, N, D), ``targets`` (T, F) and ``inputs`` (T, n_inputs),
+            float32; ``inputs`` is None when the encoder reads the targets.
+        """
         if masses is None and hasattr(positions, "masses"):
             masses = positions.masses
-        x = as_positions(positions)
+        x = _positions(positions, min_atoms=3)
         _, n, d = x.shape
+        self.masses = ensure_masses(masses, n)
         self.n_atoms, self.dim = n, d
-        self.masses = np.ones(n) if masses is None else np.asarray(masses, dtype=np.float64)
-        _weights(self.masses, n)
         if self.align == "kabsch":
             ref = x[0] if self.reference is None else np.asarray(self.reference, np.float64)
             if ref.shape != (n, d):
                 raise ValueError(f"reference must have shape (N, D) = ({n}, {d}); got {ref.shape}")
             # rounded to PDB resolution (0.001), so the reference an engine reads from a
             # PDB file is this one exactly; the change is far below thermal motion
-            self.reference = np.round(center(ref[None], self.masses)[0].astype(np.float64), 3)
-        feats = flatten(self._aligned(x)).astype(np.float64)
+            centred = geometry.centered(np.asarray(ref, np.float64)[None], self._weights())
+            self.reference = np.round(centred[0].astype(np.float32).astype(np.float64), 3)
+        aligned = self._aligned(x)
+        feats = flatten(aligned).astype(np.float64)
         if self.standardize:
             self.mean = feats.mean(axis=0)
             std = feats.std(axis=0)
@@ -348,11 +339,12 @@ class Pipeline:
         else:
             self.mean = np.zeros(n * d)
             self.scale = np.ones(n * d)
+        inputs = None
         if self.features == "distances":
             self.pairs = _resolve_pairs(self.pairs, n)
             if len(self.pairs) == 0:
                 raise ValueError("pairs must hold at least one atom pair; got none")
-            dist = _pair_distances(x.astype(np.float64), self.pairs)
+            dist = geometry.pair_distances(x.astype(np.float64), self.pairs)
             self.in_mean = dist.mean(axis=0)
             std = dist.std(axis=0)
             rigid = std <= 1e-6 * max(float(np.abs(dist).max()), 1e-30)
@@ -361,12 +353,13 @@ class Pipeline:
             self.in_scale = np.where(rigid, 1.0, std) if self.standardize else np.ones_like(std)
             if not self.standardize:
                 self.in_mean = np.zeros_like(self.in_mean)
-        return self
+            inputs = self._inputs(x, aligned)
+        return TrainingArrays(aligned, self._standardized(aligned), inputs)
 
     def check_positions(self, positions: Any, name: str = "positions") -> np.ndarray:
         """Validate frames against the fitted atom count and dimension."""
         self._require_fit()
-        x = as_positions(positions, name)
+        x = _positions(positions, name, min_atoms=3)
         if x.shape[1:] != (self.n_atoms, self.dim):
             raise ValueError(
                 f"{name} has {x.shape[1]} atoms in {x.shape[2]}D but the model was trained on "
@@ -380,17 +373,15 @@ class Pipeline:
 
     def transform(self, positions: Any) -> np.ndarray:
         """Frames (T, N, D) to standardized features (T, N*D), float32."""
-        feats = flatten(self.align_frames(positions)).astype(np.float64)
-        return ((feats - self.mean) / self.scale).astype(np.float32)
+        return self._standardized(self.align_frames(positions))
 
     def encoder_inputs(self, positions: Any) -> np.ndarray:
         """What the encoder reads, (T, n_inputs) float32: the standardized aligned
         coordinates, or the standardized pair distances."""
         if self.features == "positions":
             return self.transform(positions)
-        x = self.check_positions(positions).astype(np.float64)
-        dist = _pair_distances(x, self.pairs)
-        return ((dist - self.in_mean) / self.in_scale).astype(np.float32)
+        x = self.check_positions(positions)
+        return self._inputs(x, None)
 
     def inverse_transform(self, features: Any):
         """Standardized features (..., F) to aligned positions (..., N, D).
@@ -399,11 +390,7 @@ class Pipeline:
         structures stay differentiable.
         """
         self._require_fit()
-        import jax
-
-        xp = np
-        if isinstance(features, jax.Array):
-            import jax.numpy as xp
+        xp = geometry.array_namespace(features)
         feats = features * xp.asarray(self.scale, dtype=features.dtype) + xp.asarray(
             self.mean, dtype=features.dtype
         )

@@ -1,7 +1,11 @@
 """The trained model users hold: pipeline + VAE parameters + metadata.
 
-:func:`train` turns frames into a :class:`VAEModel`; the model encodes frames to
-latent CVs, generates conformations, and saves itself to one safe file.
+:func:`polyvae.train` turns frames into a :class:`VAEModel`; the model encodes frames
+to latent CVs, decodes and generates conformations, and saves itself to one safe
+file. Analysis and exports read it through its methods and typed properties
+(:attr:`~VAEModel.atoms`, :attr:`~VAEModel.train_stats`,
+:meth:`~VAEModel.encoder_layers`, :attr:`~VAEModel.decoder_sigma`,
+:meth:`~VAEModel.structure_fn`), never through the params dict.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyvae import model as vae
+from polyvae._checks import ensure_int, ensure_onehot
+from polyvae._prefetch import prefetch
 from polyvae.checkpoint import (
     flatten_tree,
     load_archive,
@@ -25,11 +31,12 @@ from polyvae.checkpoint import (
     tree_structure,
     unflatten_tree,
 )
-from polyvae.frames import Frames
-from polyvae.train import TrainConfig, TrainingDivergedError, _check_onehot, fit
+from polyvae.encoder_numpy import numpy_params
+from polyvae.metadata import AtomInfo, TrainingStats
+from polyvae.training import TrainConfig
 from polyvae.transforms import Pipeline
 
-__all__ = ["VAEModel", "train", "load_model"]
+__all__ = ["VAEModel", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,48 +88,6 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
 
 
-def _prefetch(iterable, depth: int = 2):
-    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
-
-    Exceptions raised by the iterable are re-raised here, after the items before them.
-    """
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in iterable:
-                if stop.is_set():
-                    return
-                items.put((item, None))
-        except BaseException as exc:  # handed over to the consumer
-            items.put((None, exc))
-            return
-        items.put((done, None))
-
-    thread = threading.Thread(target=work, name="polyvae-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = items.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                items.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
-
-
 @dataclass
 class VAEModel:
     """A trained VAE with the preprocessing it was trained with.
@@ -165,6 +130,77 @@ class VAEModel:
     def unit(self) -> str:
         return self.metadata.get("unit", "Å")
 
+    @property
+    def atoms(self) -> AtomInfo | None:
+        """The atoms the model was trained on (names, masses, topology indices...).
+
+        From the trajectory's topology when there was one; otherwise names from the
+        frames and the pipeline's masses, without topology indices. None for
+        non-coordinate models.
+        """
+        atoms = self.metadata.get("atoms")
+        if atoms:
+            return AtomInfo.from_dict(atoms, "model metadata 'atoms'")
+        if self.pipeline is None:
+            return None
+        names = self.metadata.get("names") or [f"B{i}" for i in range(self.pipeline.n_atoms)]
+        return AtomInfo(names=tuple(names), masses=np.asarray(self.pipeline.masses))
+
+    @property
+    def train_stats(self) -> TrainingStats | None:
+        """Structural statistics of the training frames (None if the file has none)."""
+        stats = self.metadata.get("train_stats")
+        return None if stats is None else TrainingStats.from_dict(stats)
+
+    def encoder_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Dense layers of the encoder mean, as float64 NumPy ``(W (n_in, n_out), b)``.
+
+        The last layer keeps only the ``latent_dim`` mean outputs. Hidden layers use
+        ``config.activation``; the last is linear. The input is :meth:`inputs`.
+        """
+        layers = [
+            (np.asarray(x["w"], np.float64), np.asarray(x["b"], np.float64))
+            for x in self.params["encoder"]
+        ]
+        w, b = layers[-1]
+        layers[-1] = (w[:, : self.latent_dim], b[: self.latent_dim])
+        return layers
+
+    def encoder_params(self) -> dict:
+        """NumPy copies of the whole encoder (mean and std heads): ``{"encoder": [...]}``.
+
+        For :func:`polyvae.encoder_numpy.encode_numpy`, e.g. in worker processes
+        where JAX must not run.
+        """
+        return numpy_params({"encoder": self.params["encoder"]})
+
+    @property
+    def decoder_sigma(self) -> np.ndarray | None:
+        """The decoder's noise scale per feature (F,), in standardized feature units.
+
+        None for a categorical likelihood.
+        """
+        if self.config.likelihood != "gaussian":
+            return None
+        if self.config.learned_sigma:
+            return np.exp(np.asarray(self.params["log_sigma"], np.float64))
+        return np.full(self.config.n_features, self.config.sigma)
+
+    def structure_fn(self):
+        """A differentiable JAX function ``z (..., L) -> positions (..., N, D)``.
+
+        The decoder mean mapped back to aligned coordinates, for JAX callers that
+        differentiate through the decoder (latent optimization, custom objectives).
+        """
+        if self.pipeline is None or self.config.likelihood != "gaussian":
+            raise ValueError("structure_fn needs a coordinate model with a gaussian likelihood")
+        params, config, pipeline = self.params, self.config, self.pipeline
+
+        def structure(z):
+            return pipeline.inverse_transform(vae.decode(params, z, config)["mean"])
+
+        return structure
+
     def __repr__(self) -> str:
         c = self.config
         return (
@@ -188,7 +224,7 @@ class VAEModel:
                     f"data must have shape (T, {self.config.n_features}); got {x.shape}"
                 )
             if categorical:
-                _check_onehot(x, "data")
+                ensure_onehot(x, "data")
             return x
         return self.pipeline.transform(frames)
 
@@ -240,7 +276,7 @@ class VAEModel:
         """
         means, stds, times = [], [], []
         pending = None
-        for chunk in _prefetch(chunks):
+        for chunk in prefetch(chunks):
             x = self.inputs(chunk)  # NumPy alignment runs while the last chunk encodes
             size = min(_CHUNK, 1 << max(x.shape[0] - 1, 0).bit_length())
             for start in range(0, x.shape[0], size):
@@ -300,7 +336,7 @@ class VAEModel:
         -------
         ndarray (n, N, D) in the aligned frame, float32 (or (n, F) for non-coordinate data)
         """
-        vae._check_int("n", n, 1)
+        ensure_int(n, "n", 1)
         x, _ = _sample(self.config, self.params, int(n), _key(key, seed), bool(mean_only))
         return self.positions(np.asarray(x))
 
@@ -320,7 +356,7 @@ class VAEModel:
         -------
         ndarray (T,)
         """
-        vae._check_int("n_samples", n_samples, 1)
+        ensure_int(n_samples, "n_samples", 1)
         x = self.features(frames)
         if self.config.n_inputs is not None:
             x = np.concatenate([x, self.inputs(frames)], axis=1)
@@ -363,6 +399,7 @@ class VAEModel:
                 parr = {k[9:]: v for k, v in arrays.items() if k.startswith("pipeline/")}
                 pipeline = Pipeline.from_config(config["pipeline"], parr)
             tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
+            metadata = _checked_metadata(config.get("metadata"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
@@ -371,118 +408,33 @@ class VAEModel:
         expected = jax.tree.map(lambda a: a.shape, template)
         if jax.tree.map(lambda a: a.shape, params) != expected:
             raise ValueError(f"model file {str(path)!r}: parameter shapes do not match its config")
-        return cls(
-            vcfg, params, pipeline, tcfg, config.get("history") or {}, config.get("metadata") or {}
-        )
+        history = config.get("history") or {}
+        if not isinstance(history, dict):
+            raise ValueError(f"model file {str(path)!r}: 'history' must be a JSON object")
+        return cls(vcfg, params, pipeline, tcfg, history, metadata)
 
 
-def training_stats(aligned: np.ndarray, masses: np.ndarray) -> dict:
-    """Structural statistics of the training frames kept in the model file."""
-    from polyvae.analysis.structure import bond_lengths, min_nonbonded_distance, radius_of_gyration
-
-    rg = radius_of_gyration(aligned, masses)
-    closest = min_nonbonded_distance(aligned)
-    bonds = bond_lengths(aligned)
-    return {
-        "rg_min": float(rg.min()),
-        "rg_mean": float(rg.mean()),
-        "min_nonbonded_p01": float(np.percentile(closest, 1.0)),
-        "bond_mean": float(bonds.mean()),
-        "bond_std": float(bonds.std()),
-    }
+def _checked_metadata(metadata: Any) -> dict:
+    """The metadata of a model file, its typed parts checked (ValueError naming the part)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"'metadata' must be a JSON object; got {type(metadata).__name__}")
+    unit = metadata.get("unit", "Å")
+    if not isinstance(unit, str) or not unit:
+        raise ValueError(f"metadata 'unit' must be a non-empty string; got {unit!r}")
+    names = metadata.get("names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError("metadata 'names' must be a list of strings")
+    if metadata.get("atoms") is not None:
+        AtomInfo.from_dict(metadata["atoms"], "metadata 'atoms'")
+    if metadata.get("train_stats") is not None:
+        TrainingStats.from_dict(metadata["train_stats"], "metadata 'train_stats'")
+    return metadata
 
 
 def load_model(path: str | os.PathLike) -> VAEModel:
     """Load a model file (see :meth:`VAEModel.load`)."""
     return VAEModel.load(path)
-
-
-def train(
-    frames: Frames | Any,
-    *,
-    latent_dim: int = 2,
-    hidden: tuple[int, ...] = (128, 128, 128),
-    activation: str = "relu",
-    sigma: float | None = None,
-    beta: float = 1.0,
-    epochs: int = 250,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-    validation_fraction: float = 0.1,
-    align: str = "principal",
-    reference: Any = None,
-    features: str = "positions",
-    pairs: Any = None,
-    output: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> VAEModel:
-    """Center, align and standardize frames, then train a VAE on them.
-
-    Parameters
-    ----------
-    frames : Frames or array (T, N, D)
-        Training trajectory, lengths in Å (or the Frames' unit).
-    latent_dim, hidden, activation, sigma, beta
-        Architecture and objective, see :class:`polyvae.model.VAEConfig`. ``sigma=None``
-        learns the decoder's per-feature noise (recommended); a number fixes it, in
-        units of each feature's training standard deviation.
-    epochs, batch_size, learning_rate, seed, validation_fraction
-        See :class:`polyvae.train.TrainConfig`.
-    align : {"principal", "kabsch", "none"}
-        Alignment before flattening; ``reference`` is the Kabsch target (N, D).
-    features : {"positions", "distances"}
-        Encoder input: aligned coordinates, or interatomic distances (``pairs``: (P, 2)
-        atom pairs, or k for every k-th pair; default all), which MD engines can compute
-        without alignment. The decoder reconstructs aligned coordinates either way.
-    output : path, optional
-        Save the trained model here (also the last finite model if training diverges).
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    VAEModel
-    """
-    if not isinstance(frames, Frames):
-        frames = Frames(frames)
-    tconfig = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        validation_fraction=validation_fraction,
-    )
-    pipeline = Pipeline(align=align, reference=reference, features=features, pairs=pairs)
-    pipeline.fit(frames)
-    config = vae.VAEConfig(
-        n_features=pipeline.n_features,
-        latent_dim=latent_dim,
-        hidden=hidden,
-        activation=activation,
-        sigma=sigma,
-        beta=beta,
-        n_inputs=None if features == "positions" else pipeline.n_inputs,
-    )
-    metadata = {
-        "unit": frames.unit,
-        "names": list(frames.names),
-        "n_frames_trained": frames.n_frames,
-        **{k: frames.metadata[k] for k in ("source", "atoms") if k in frames.metadata},
-    }
-    metadata["train_stats"] = training_stats(pipeline.align_frames(frames), pipeline.masses)
-    targets = pipeline.transform(frames)
-    try:
-        inputs = None if config.n_inputs is None else pipeline.encoder_inputs(frames)
-        params, history = fit(targets, config, tconfig, inputs=inputs, progress=progress)
-    except TrainingDivergedError as err:
-        if output is not None:
-            last = VAEModel(config, err.params, pipeline, tconfig, err.history, metadata)
-            raise TrainingDivergedError(
-                err.epoch, err.params, err.history, saved_to=last.save(output)
-            ) from None
-        raise
-    result = VAEModel(config, params, pipeline, tconfig, history, metadata)
-    if output is not None:
-        result.save(output)
-    return result

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from plumed_reader import read_plumed_ann
 
 import polyvae
 from polyvae.cli import main
-from polyvae.export import read_colvar, read_plumed_ann
+from polyvae.export import read_colvar
 
 datafiles = pytest.importorskip("MDAnalysisTests.datafiles")
 

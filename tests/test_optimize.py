@@ -70,9 +70,9 @@ def test_optimize_errors(small_model):
         optimize_latent(model, 3)
     with pytest.raises(ValueError, match="n_starts must be >= 1"):
         optimize_latent(model, n_starts=0)
-    with pytest.raises(ValueError, match="learning_rate must be positive"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0; got -1.0"):
         optimize_latent(model, learning_rate=-1.0)
-    with pytest.raises(ValueError, match="prior_weight must be >= 0"):
+    with pytest.raises(ValueError, match="prior_weight must be a finite number >= 0; got -1.0"):
         optimize_latent(model, prior_weight=-1.0)
     with pytest.raises(ValueError, match='min_distance must be a number, "train" or None'):
         optimize_latent(model, min_distance="data")

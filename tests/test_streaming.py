@@ -1,12 +1,15 @@
 """Streaming training from host memory: equal to fit, block-size independent, errors."""
 
+from functools import partial
+
 import jax
 import numpy as np
 import pytest
 
 from polyvae.model import VAEConfig, init_params
-from polyvae.streaming import fit_streaming
-from polyvae.train import TrainConfig, TrainingDivergedError, fit
+from polyvae.training import TrainConfig, TrainingDivergedError, fit
+
+fit_streaming = partial(fit, stream=True)
 
 CFG = VAEConfig(n_features=8, hidden=(16, 16))
 TC = TrainConfig(epochs=4, batch_size=16, seed=3)
@@ -107,11 +110,11 @@ def test_divergence_keeps_last_finite_params():
 def test_errors():
     x = _data(200)
     tc = TrainConfig(epochs=1, batch_size=32)
-    with pytest.raises(ValueError, match=r"block_frames must be >= 32 \(batch_size\); got 16"):
+    with pytest.raises(ValueError, match=r"block_frames must be >= 32 \(at least batch_size\); got 16"):
         fit_streaming(x, CFG, tc, block_frames=16, progress=False)
     with pytest.raises(TypeError, match="block_frames must be an integer; got 1.5"):
         fit_streaming(x, CFG, tc, block_frames=1.5, progress=False)
-    with pytest.raises(ValueError, match=r"features must have shape \(T, 8\); got \(200, 5\)"):
+    with pytest.raises(ValueError, match=r"features must have shape \(T, 8\) to match the model.s n_features; got \(200, 5\)"):
         fit_streaming(x[:, :5], CFG, tc, progress=False)
     with pytest.raises(TypeError, match="features must be a real-valued array; got dtype"):
         fit_streaming(np.full((200, 8), "a"), CFG, tc, progress=False)
@@ -130,7 +133,7 @@ def test_errors():
     cfg_in = VAEConfig(n_features=8, hidden=(16,), n_inputs=5)
     with pytest.raises(ValueError, match=r"inputs \(T, 5\) are required"):
         fit_streaming(x, cfg_in, tc, progress=False)
-    with pytest.raises(ValueError, match=r"inputs must have shape \(200, 5\); got \(199, 5\)"):
+    with pytest.raises(ValueError, match=r"inputs must have shape \(200, 5\) to match the model.s n_inputs; got \(199, 5\)"):
         fit_streaming(x, cfg_in, tc, inputs=x[:199, :5], progress=False)
     onehot = np.eye(4, dtype=np.float32)[np.arange(200) % 4]
     onehot[70] = [0.5, 0.5, 0, 0]

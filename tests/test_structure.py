@@ -100,9 +100,9 @@ def test_pairs_validation(pairs, exc, match):
     "positions, exc, match",
     [
         (np.zeros((2, 4, 4)), ValueError, "D = 2 or 3 spatial dimensions.*got D=4"),
-        (np.zeros(5), ValueError, r"shape \(T, N, D\) or \(N, D\); got shape \(5,\)"),
+        (np.zeros(5), ValueError, r"shape \(T, N, D\) or \(N, D\) .*got shape \(5,\)"),
         (np.array([["a", "b"]]), TypeError, "numeric array"),
-        (np.zeros((2, 1, 3)), ValueError, "at least one frame of at least 2 atoms; got T=2, N=1"),
+        (np.zeros((2, 1, 3)), ValueError, "at least 2 atoms per frame; got N=1"),
         (np.full((2, 3, 3), np.nan), ValueError, "NaN or inf.*first bad frame is 0"),
     ],
 )
@@ -210,9 +210,9 @@ def test_rg_jit_and_grad():
 
 
 def test_rg_validation():
-    with pytest.raises(ValueError, match=r"masses must have shape \(N,\) = \(3,\); got \(2,\)"):
+    with pytest.raises(ValueError, match=r"masses must have shape \(3,\); got \(2,\)"):
         radius_of_gyration(np.zeros((3, 2)), [1.0, 2.0])
-    with pytest.raises(ValueError, match="masses must be finite and positive; got min=-2"):
+    with pytest.raises(ValueError, match="masses must be positive; got min=-2"):
         radius_of_gyration(np.zeros((3, 2)), [1.0, -2.0, 1.0])
     with pytest.raises(ValueError, match="D = 2 or 3"):
         radius_of_gyration(np.zeros((3, 4)))
@@ -282,12 +282,12 @@ def test_compare_validation():
     a = _chain_set(rng, t=10, n=6)
     b = _chain_set(rng, t=10, n=7)
     with pytest.raises(
-        ValueError, match=r"same number of atoms; got 6 \(train\) and 7 \(generated\)"
+        ValueError, match=r"same number of atoms; got 6 \(train_positions\) and 7 \(generated_positions\)"
     ):
         compare_structures(a, b)
-    with pytest.raises(ValueError, match=r"same dimension D; got 3 \(train\) and 2 \(generated\)"):
+    with pytest.raises(ValueError, match=r"same dimension D; got 3 \(train_positions\) and 2 \(generated_positions\)"):
         compare_structures(a, a[..., :2])
-    with pytest.raises(ValueError, match=r"train_positions must have shape \(T, N, D\); got shape"):
+    with pytest.raises(ValueError, match=r"train_positions must have shape \(T, N, D\) .*got shape"):
         compare_structures(a[0], a)
     with pytest.raises(ValueError, match="bonds must hold at least one bond"):
         compare_structures(a, a, bonds=np.zeros((0, 2), dtype=int))

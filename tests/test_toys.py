@@ -27,7 +27,7 @@ from polyvae.toys import (  # noqa: E402
     train_discrete,
     train_regression,
 )
-from polyvae.train import TrainConfig, fit  # noqa: E402
+from polyvae.training import TrainConfig, fit  # noqa: E402
 from polyvae.vae import VAEModel  # noqa: E402
 
 SEED = 0

@@ -7,7 +7,8 @@ from helpers import random_chain
 
 import polyvae
 from polyvae.model import VAEConfig, init_params
-from polyvae.train import TrainConfig, TrainingDivergedError, epoch_plan, fit, split_indices
+from polyvae.steps import epoch_plan
+from polyvae.training import TrainConfig, TrainingDivergedError, fit, split_indices
 
 CFG = VAEConfig(n_features=8, hidden=(16, 16))
 
@@ -92,21 +93,26 @@ def test_divergence_stops_with_epoch_and_keeps_last_finite_params():
 def test_divergence_saves_last_finite_model_when_output_set(tmp_path):
     x = random_chain(np.random.default_rng(0), 64, 5, 2)
     out = tmp_path / "m.polyvae"
+    good = polyvae.train(x, hidden=(8,), epochs=1, output=out, progress=False)
+    before = out.read_bytes()
     # a decoder sigma this small overflows the Gaussian log-likelihood at once
-    with pytest.raises(TrainingDivergedError, match="epoch 1.*saved to") as info:
+    with pytest.raises(TrainingDivergedError, match="epoch 1.*saved to .*m.diverged.polyvae") as info:
         polyvae.train(x, hidden=(8,), epochs=3, sigma=1e-30, output=out, progress=False)
-    assert info.value.saved_to == out
-    assert polyvae.load_model(out).latent_dim == 2
+    assert str(out) in str(info.value) and "left as it was" in str(info.value)
+    assert out.read_bytes() == before  # the good model is untouched
+    assert info.value.saved_to == tmp_path / "m.diverged.polyvae"
+    kept = polyvae.load_model(info.value.saved_to)
+    assert kept.config.sigma == 1e-30 and good.config.sigma is None
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(learning_rate=0.0), "learning_rate must be a positive number; got 0.0"),
-        (dict(learning_rate=-1e-3), "learning_rate must be a positive number"),
+        (dict(learning_rate=0.0), "learning_rate must be a finite number > 0; got 0.0"),
+        (dict(learning_rate=-1e-3), "learning_rate must be a finite number > 0"),
         (dict(epochs=0), "epochs must be >= 1"),
         (dict(batch_size=0), "batch_size must be >= 1"),
-        (dict(validation_fraction=1.0), r"validation_fraction must be in \[0, 1\)"),
+        (dict(validation_fraction=1.0), "validation_fraction must be a finite number >= 0 and < 1; got 1.0"),
     ],
 )
 def test_train_config_errors(kwargs, message):
@@ -137,5 +143,5 @@ def test_train_errors_name_arguments():
         polyvae.train(x, latent_dim=0, progress=False)
     with pytest.raises(ValueError, match="activation must be one of"):
         polyvae.train(x, activation="swish", progress=False)
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         polyvae.train(x, learning_rate=0, progress=False)

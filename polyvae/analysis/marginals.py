@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from polyvae.analysis.structure import _check_same_atoms, _distances, _pairs, _positions, all_pairs
+from polyvae import geometry
+from polyvae._checks import ensure_frames, ensure_pairs, ensure_same_atoms
 
 __all__ = ["Marginals", "distance_marginals", "STD_REL_TOL"]
 
@@ -162,9 +163,10 @@ def distance_marginals(
     ValueError
         If no pair's training distance varies (see the module docstring).
     """
-    train, _ = _positions(train_positions, "train_positions", allow_single=False)
-    gen, _ = _positions(generated_positions, "generated_positions", allow_single=False)
-    _check_same_atoms(train, gen)
+    names = ("train_positions", "generated_positions")
+    train, _ = ensure_frames(train_positions, names[0], allow_single=False)
+    gen, _ = ensure_frames(generated_positions, names[1], allow_single=False)
+    ensure_same_atoms(train, gen, names)
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
         raise TypeError(f"bins must be an int; got {type(bins).__name__}")
     if bins < 1:
@@ -172,12 +174,12 @@ def distance_marginals(
     if unit is not None and not isinstance(unit, str):
         raise TypeError(f"unit must be a string or None; got {type(unit).__name__}")
     n = train.shape[1]
-    pairs = all_pairs(n) if pairs is None else _pairs(pairs, n)
+    pairs = geometry.all_pairs(n) if pairs is None else ensure_pairs(pairs, n)
     if pairs.shape[0] == 0:
         raise ValueError("pairs must hold at least one pair; got an empty array")
 
-    d_train = _distances(train, pairs)
-    d_gen = _distances(gen, pairs)
+    d_train = geometry.pair_distances(train, pairs)
+    d_gen = geometry.pair_distances(gen, pairs)
     train_std = d_train.std(axis=0)
     tol = STD_REL_TOL * np.abs(train).max()
     rigid = train_std <= tol

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from polyvae.analysis.structure import chain_bonds, nonbonded_pairs, radius_of_gyration
-from polyvae.model import _check_int, decode
+from polyvae import geometry
+from polyvae._checks import ensure_int, ensure_number, ensure_pairs
 
 __all__ = ["OptimizationResult", "optimize_latent", "OBJECTIVES"]
 
@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 def _rg_objective(masses):
-    return lambda x: radius_of_gyration(x, masses)
+    w = masses / jnp.sum(masses)
+    return lambda x: geometry.radius_of_gyration(x, w)
 
 
 OBJECTIVES: dict[str, Callable] = {"rg": _rg_objective}
@@ -130,22 +131,19 @@ def optimize_latent(
         fn = objective
     else:
         raise TypeError(f"objective must be a name or a callable; got {type(objective).__name__}")
-    _check_int("n_starts", n_starts, 1)
-    _check_int("steps", steps, 1)
-    _check_int("n_candidates", n_candidates, n_starts, what="at least n_starts")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive; got {learning_rate!r}")
-    if not prior_weight >= 0:
-        raise ValueError(f"prior_weight must be >= 0; got {prior_weight!r}")
+    ensure_int(n_starts, "n_starts", 1)
+    ensure_int(steps, "steps", 1)
+    ensure_int(n_candidates, "n_candidates", n_starts, what="at least n_starts")
+    ensure_number(learning_rate, "learning_rate", minimum=0, exclusive=True)
+    ensure_number(prior_weight, "prior_weight", minimum=0)
 
-    params, config, pipeline = model.params, model.config, model.pipeline
+    n_atoms, latent_dim = model.n_atoms, model.latent_dim
     d_min = _resolve_min_distance(model, min_distance)
-    pairs = nonbonded_pairs(
-        pipeline.n_atoms, chain_bonds(pipeline.n_atoms) if bonds is None else bonds
+    bonds = (
+        geometry.chain_bonds(n_atoms) if bonds is None else ensure_pairs(bonds, n_atoms, "bonds")
     )
-
-    def structure(z):
-        return pipeline.inverse_transform(decode(params, z, config)["mean"])
+    pairs = geometry.nonbonded_pairs(n_atoms, bonds)
+    structure = model.structure_fn()
 
     def value(z):
         return fn(structure(z))
@@ -154,7 +152,7 @@ def optimize_latent(
         total = value(z) + prior_weight * 0.5 * jnp.sum(z**2)
         if d_min is not None:
             x = structure(z)
-            d = jnp.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=-1)
+            d = geometry.pair_distances(x, pairs)
             total = total + stiffness * jnp.sum(jax.nn.relu(1.0 - d / (1.01 * d_min)) ** 2)
         return total
 
@@ -175,7 +173,7 @@ def optimize_latent(
 
     # screen many prior draws with the (penalized) objective and refine the best ones:
     # the guarded landscape has many local minima, and a broad look costs one batched pass
-    pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, config.latent_dim))
+    pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, latent_dim))
     scores = jax.jit(lambda zs: jax.lax.map(penalized, zs, batch_size=4096))(pool)
     z0 = pool[jnp.argsort(jnp.where(jnp.isfinite(scores), scores, jnp.inf))[:n_starts]]
     z, trace = jax.jit(jax.vmap(run_one))(z0)
@@ -188,7 +186,7 @@ def optimize_latent(
         )
     feasible = np.ones(len(values), bool)
     if d_min is not None:
-        d = np.linalg.norm(positions[:, pairs[:, 0]] - positions[:, pairs[:, 1]], axis=-1)
+        d = geometry.pair_distances(positions, pairs)
         feasible = d.min(axis=1) >= d_min
         if not feasible.any():
             logger.warning(
@@ -209,8 +207,8 @@ def _resolve_min_distance(model, min_distance) -> float | None:
             raise ValueError(
                 f'min_distance must be a number, "train" or None; got {min_distance!r}'
             )
-        value = model.metadata.get("train_stats", {}).get("min_nonbonded_p01")
-        return None if value is None else float(value)
+        stats = model.train_stats
+        return None if stats is None else stats.min_nonbonded_p01
     if not (isinstance(min_distance, int | float) and min_distance > 0):
         raise ValueError(f"min_distance must be a positive number; got {min_distance!r}")
     return float(min_distance)

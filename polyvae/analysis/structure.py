@@ -10,98 +10,34 @@ drop the frame axis from their result.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from polyvae.frames import Frames, check_finite
+from polyvae import geometry
+from polyvae._checks import (
+    ensure_frames,
+    ensure_int,
+    ensure_masses,
+    ensure_pairs,
+    ensure_same_atoms,
+)
+from polyvae.frames import Frames
 
 __all__ = ["all_pairs", "chain_bonds", "pairwise_distances", "bond_lengths", "nonbonded_pairs"]
 __all__ += ["min_nonbonded_distance", "radius_of_gyration", "StructureReport", "compare_structures"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_ELEMENTS = 1 << 22  # float64 elements per temporary (T_chunk, P, D) block
 OVERLAP_PERCENTILE = 1.0  # training percentile of min non-bonded distance that marks an overlap
 
 
-def _positions(
-    positions: Any, name: str = "positions", allow_single: bool = True, min_atoms: int = 2
-) -> tuple[np.ndarray, bool]:
-    """Validate coordinates; return float64 (T, N, D) and whether a single frame came."""
-    if isinstance(positions, Frames):
-        positions = positions.positions
-    try:
-        arr = np.asarray(positions)
-    except ValueError:  # ragged lists
-        arr = np.empty(0, dtype=object)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric array of shape (T, N, D); got dtype {arr.dtype}")
-    single = arr.ndim == 2 and allow_single
-    if single:
-        arr = arr[None]
-    if arr.ndim != 3:
-        expected = "(T, N, D) or (N, D)" if allow_single else "(T, N, D)"
-        raise ValueError(f"{name} must have shape {expected}; got shape {arr.shape}")
-    if arr.shape[2] not in (2, 3):
-        raise ValueError(
-            f"{name} must have D = 2 or 3 spatial dimensions (last axis); got D={arr.shape[2]}"
-        )
-    if arr.shape[1] < min_atoms or arr.shape[0] < 1:
-        raise ValueError(
-            f"{name} must hold at least one frame of at least {min_atoms} atoms; "
-            f"got T={arr.shape[0]}, N={arr.shape[1]}"
-        )
-    arr = np.asarray(arr, dtype=np.float64)
-    check_finite(arr, name)
-    return arr, single
-
-
-def _check_same_atoms(train: np.ndarray, generated: np.ndarray) -> None:
-    for axis, what in ((1, "number of atoms"), (2, "dimension D")):
-        if train.shape[axis] != generated.shape[axis]:
-            raise ValueError(
-                f"train_positions and generated_positions must have the same {what}; "
-                f"got {train.shape[axis]} (train) and {generated.shape[axis]} (generated)"
-            )
-
-
-def _n_atoms(n_atoms: Any, minimum: int) -> int:
-    if isinstance(n_atoms, bool) or not isinstance(n_atoms, (int, np.integer)):
-        raise TypeError(f"n_atoms must be an int; got {type(n_atoms).__name__}")
-    if n_atoms < minimum:
-        raise ValueError(f"n_atoms must be at least {minimum}; got {n_atoms}")
-    return int(n_atoms)
-
-
-def _pairs(pairs: Any, n_atoms: int, name: str = "pairs") -> np.ndarray:
-    """Validate an index-pair array against ``n_atoms``; return int64 (P, 2)."""
-    arr = np.asarray(pairs)
-    if arr.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (P, 2); got shape {arr.shape}")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer atom indices; got dtype {arr.dtype}")
-    if arr.min() < 0 or arr.max() >= n_atoms:
-        raise ValueError(
-            f"{name} must index atoms 0 .. {n_atoms - 1}; "
-            f"got indices from {arr.min()} to {arr.max()}"
-        )
-    same = np.flatnonzero(arr[:, 0] == arr[:, 1])
-    if same.size:
-        raise ValueError(
-            f"{name} must join two different atoms (i != j); "
-            f"row {same[0]} is {arr[same[0]].tolist()}"
-        )
-    return arr.astype(np.int64)
-
-
 def _bonds(bonds: Any, n_atoms: int) -> np.ndarray:
-    return chain_bonds(n_atoms) if bonds is None else _pairs(bonds, n_atoms, "bonds")
+    if bonds is None:
+        return geometry.chain_bonds(n_atoms)
+    return ensure_pairs(bonds, n_atoms, "bonds")
 
 
 def all_pairs(n_atoms: int) -> np.ndarray:
@@ -112,8 +48,7 @@ def all_pairs(n_atoms: int) -> np.ndarray:
     ndarray (N (N - 1) / 2, 2), int64
         ``(0, 1), (0, 2), ..., (0, N - 1), (1, 2), ...``.
     """
-    i, j = np.triu_indices(_n_atoms(n_atoms, 0), k=1)
-    return np.stack([i, j], axis=1).astype(np.int64)
+    return geometry.all_pairs(ensure_int(n_atoms, "n_atoms", 0))
 
 
 def chain_bonds(n_atoms: int) -> np.ndarray:
@@ -123,18 +58,7 @@ def chain_bonds(n_atoms: int) -> np.ndarray:
     -------
     ndarray (N - 1, 2), int64
     """
-    i = np.arange(_n_atoms(n_atoms, 1) - 1, dtype=np.int64)
-    return np.stack([i, i + 1], axis=1)
-
-
-def _distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    out = np.empty((x.shape[0], pairs.shape[0]), dtype=np.float64)
-    step = max(1, _CHUNK_ELEMENTS // max(1, pairs.shape[0] * x.shape[2]))
-    for start in range(0, x.shape[0], step):  # in blocks, to bound the (t, P, D) temporary
-        block = x[start : start + step]
-        diff = block[:, pairs[:, 0]] - block[:, pairs[:, 1]]
-        out[start : start + step] = np.sqrt(np.einsum("tpd,tpd->tp", diff, diff))
-    return out
+    return geometry.chain_bonds(ensure_int(n_atoms, "n_atoms", 1))
 
 
 def pairwise_distances(positions: Any, pairs: Any = None) -> np.ndarray:
@@ -150,9 +74,10 @@ def pairwise_distances(positions: Any, pairs: Any = None) -> np.ndarray:
     -------
     ndarray (T, P) or (P,) for a single frame, float64, length
     """
-    x, single = _positions(positions)
-    pairs = all_pairs(x.shape[1]) if pairs is None else _pairs(pairs, x.shape[1])
-    d = _distances(x, pairs)
+    x, single = ensure_frames(positions)
+    n = x.shape[1]
+    pairs = geometry.all_pairs(n) if pairs is None else ensure_pairs(pairs, n)
+    d = geometry.pair_distances(x, pairs)
     return d[0] if single else d
 
 
@@ -169,8 +94,8 @@ def bond_lengths(positions: Any, bonds: Any = None) -> np.ndarray:
     -------
     ndarray (T, B) or (B,) for a single frame, float64, length
     """
-    x, single = _positions(positions)
-    d = _distances(x, _bonds(bonds, x.shape[1]))
+    x, single = ensure_frames(positions)
+    d = geometry.pair_distances(x, _bonds(bonds, x.shape[1]))
     return d[0] if single else d
 
 
@@ -183,12 +108,8 @@ def nonbonded_pairs(n_atoms: int, bonds: Any = None) -> np.ndarray:
     -------
     ndarray (P, 2), int64
     """
-    pairs = all_pairs(n_atoms)
-    bonds = _bonds(bonds, n_atoms)
-    bonded = np.zeros((n_atoms, n_atoms), dtype=bool)
-    bonded[bonds[:, 0], bonds[:, 1]] = True
-    bonded[bonds[:, 1], bonds[:, 0]] = True
-    return pairs[~bonded[pairs[:, 0], pairs[:, 1]]]
+    n_atoms = ensure_int(n_atoms, "n_atoms", 0)
+    return geometry.nonbonded_pairs(n_atoms, _bonds(bonds, n_atoms))
 
 
 def min_nonbonded_distance(positions: Any, bonds: Any = None) -> np.ndarray | float:
@@ -204,12 +125,16 @@ def min_nonbonded_distance(positions: Any, bonds: Any = None) -> np.ndarray | fl
     -------
     ndarray (T,) or float for a single frame, length
     """
-    x, single = _positions(positions)
-    pairs = nonbonded_pairs(x.shape[1], bonds)
+    x, single = ensure_frames(positions)
+    d = _min_nonbonded(x, _bonds(bonds, x.shape[1]))
+    return float(d[0]) if single else d
+
+
+def _min_nonbonded(x: np.ndarray, bonds: np.ndarray) -> np.ndarray:
+    pairs = geometry.nonbonded_pairs(x.shape[1], bonds)
     if pairs.shape[0] == 0:
         raise ValueError(f"bonds leave no non-bonded pairs among the N={x.shape[1]} atoms")
-    d = _distances(x, pairs).min(axis=1)
-    return float(d[0]) if single else d
+    return geometry.pair_distances(x, pairs).min(axis=1)
 
 
 def radius_of_gyration(positions: Any, masses: Any = None):
@@ -234,32 +159,26 @@ def radius_of_gyration(positions: Any, masses: Any = None):
     if isinstance(positions, Frames):
         masses = positions.masses if masses is None else masses
         positions = positions.positions
-    jax = sys.modules.get("jax")
-    use_jax = jax is not None and any(isinstance(a, jax.Array) for a in (positions, masses))
-    if use_jax:  # shapes only: values of tracers cannot be checked
-        xp, x = jax.numpy, jax.numpy.asarray(positions) * 1.0  # * 1.0: ints to floats
+    xp = geometry.array_namespace(positions, masses)
+    if xp is not np:  # shapes only: values of tracers cannot be checked
+        x = xp.asarray(positions) * 1.0  # * 1.0: ints to floats
         if x.ndim not in (2, 3) or x.shape[-1] not in (2, 3) or x.shape[-2] < 1:
             raise ValueError(
                 f"positions must have shape (T, N, D) or (N, D), D = 2 or 3; got {x.shape}"
             )
-    else:
-        xp, (x, single) = np, _positions(positions, min_atoms=1)
-        x = x[0] if single else x
-    n = x.shape[-2]
-    if masses is None:
-        w = xp.full((n,), 1.0 / n, dtype=x.dtype)
-    else:
-        m = xp.asarray(masses, dtype=x.dtype)
-        if m.shape != (n,):
-            raise ValueError(f"masses must have shape (N,) = ({n},); got {m.shape}")
-        if not use_jax and (not np.all(np.isfinite(m)) or np.any(m <= 0)):
-            raise ValueError(f"masses must be finite and positive; got min={m.min():g}")
-        w = m / xp.sum(m)
-    com = xp.sum(w[:, None] * x, axis=-2, keepdims=True)
-    msd = xp.sum(w * xp.sum((x - com) ** 2, axis=-1), axis=-1)
-    positive = msd > 0
-    rg = xp.where(positive, xp.sqrt(xp.where(positive, msd, 1.0)), 0.0)
-    return rg if use_jax else rg[()]
+        n = x.shape[-2]
+        if masses is None:
+            w = xp.full((n,), 1.0 / n, dtype=x.dtype)
+        else:
+            m = xp.asarray(masses, dtype=x.dtype)
+            if m.shape != (n,):
+                raise ValueError(f"masses must have shape (N,) = ({n},); got {m.shape}")
+            w = m / xp.sum(m)
+        return geometry.radius_of_gyration(x, w)
+    x, single = ensure_frames(positions, min_atoms=1)
+    w = geometry.mass_weights(ensure_masses(masses, x.shape[1]), x.shape[1])
+    rg = geometry.radius_of_gyration(x, w)
+    return rg[0] if single else rg
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
@@ -333,16 +252,17 @@ def compare_structures(
     -------
     StructureReport
     """
-    train, _ = _positions(train_positions, "train_positions", allow_single=False, min_atoms=3)
-    gen, _ = _positions(generated_positions, "generated_positions", allow_single=False, min_atoms=3)
-    _check_same_atoms(train, gen)
+    names = ("train_positions", "generated_positions")
+    train, _ = ensure_frames(train_positions, names[0], allow_single=False, min_atoms=3)
+    gen, _ = ensure_frames(generated_positions, names[1], allow_single=False, min_atoms=3)
+    ensure_same_atoms(train, gen, names)
     bonds = _bonds(bonds, train.shape[1])
     if bonds.shape[0] == 0:
         raise ValueError("bonds must hold at least one bond; got an empty array")
-    b_train = _distances(train, bonds).ravel()
-    b_gen = _distances(gen, bonds).ravel()
-    mn_train = min_nonbonded_distance(train, bonds)
-    mn_gen = min_nonbonded_distance(gen, bonds)
+    b_train = geometry.pair_distances(train, bonds).ravel()
+    b_gen = geometry.pair_distances(gen, bonds).ravel()
+    mn_train = _min_nonbonded(train, bonds)
+    mn_gen = _min_nonbonded(gen, bonds)
     threshold = np.percentile(mn_train, OVERLAP_PERCENTILE)
     overlap = float(np.mean(mn_gen < threshold))
     logger.debug("compare_structures: overlap threshold %.4g, fraction %.4g", threshold, overlap)

@@ -2,7 +2,7 @@
 
 from polyvae.export.colvar import colvar_for_model, read_colvar, write_colvar
 from polyvae.export.colvars import COLVARS_ACTIVATIONS, write_colvars
-from polyvae.export.plumed import evaluate_plumed, read_plumed_ann, write_plumed
+from polyvae.export.plumed import write_plumed
 from polyvae.export.spec import EncoderSpec, ExportError, encoder_spec
 from polyvae.export.torchscript import write_torchscript
 
@@ -12,9 +12,7 @@ __all__ = [
     "ExportError",
     "colvar_for_model",
     "encoder_spec",
-    "evaluate_plumed",
     "read_colvar",
-    "read_plumed_ann",
     "write_colvar",
     "write_colvars",
     "write_plumed",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polyvae.encoder_numpy import forward_numpy
+
 __all__ = ["EncoderSpec", "encoder_spec", "ExportError"]
 
 
@@ -81,23 +83,7 @@ class EncoderSpec:
 
     def evaluate(self, features: np.ndarray) -> np.ndarray:
         """The CV (T, latent_dim) of raw features (T, F), in float64 NumPy."""
-        from polyvae.encoder_numpy import ACTIVATIONS_NUMPY
-
-        act = ACTIVATIONS_NUMPY[self.activation]
-        h = np.asarray(features, dtype=np.float64)
-        layers = self.folded_layers()
-        for w, b in layers[:-1]:
-            h = act(h @ w + b)
-        w, b = layers[-1]
-        return h @ w + b
-
-
-def _layers(params: dict, latent_dim: int) -> list:
-    enc = params["encoder"]
-    layers = [(np.asarray(x["w"], np.float64), np.asarray(x["b"], np.float64)) for x in enc]
-    w, b = layers[-1]
-    layers[-1] = (w[:, :latent_dim], b[:latent_dim])  # the mean half of the output
-    return layers
+        return forward_numpy(self.folded_layers(), features, self.activation)
 
 
 def encoder_spec(model) -> EncoderSpec:
@@ -113,8 +99,8 @@ def encoder_spec(model) -> EncoderSpec:
     pipe = model.pipeline
     if pipe is None or model.config.likelihood != "gaussian":
         raise ExportError("only models of atom coordinates can be exported as a CV")
-    atoms = model.metadata.get("atoms")
-    if not atoms or "indices" not in atoms:
+    atoms = model.atoms
+    if atoms is None or atoms.indices is None:
         raise ExportError(
             "the model file has no atom indices (it was trained on an .npz trajectory, not "
             "through a topology), so the engine's atom numbers are unknown; retrain from an "
@@ -138,13 +124,13 @@ def encoder_spec(model) -> EncoderSpec:
     return EncoderSpec(
         kind=kind,
         features=features,
-        atom_indices=np.asarray(atoms["indices"], dtype=np.int64),
-        atom_names=[str(s) for s in atoms.get("names", model.metadata.get("names", []))],
+        atom_indices=np.asarray(atoms.indices, dtype=np.int64),
+        atom_names=list(atoms.names),
         masses=np.asarray(pipe.masses, dtype=np.float64),
         reference=None if reference is None else np.asarray(reference, np.float64),
         mean=np.asarray(mean, np.float64),
         scale=np.asarray(scale, np.float64),
-        layers=_layers(model.params, model.latent_dim),
+        layers=model.encoder_layers(),
         activation=model.config.activation,
         unit=model.unit,
     )

@@ -30,7 +30,8 @@ import logging
 import os
 from pathlib import Path
 
-from polyvae.model import VAEConfig, _check_int
+from polyvae._checks import ensure_int
+from polyvae.model import VAEConfig
 from polyvae.toys.data import (
     MIXTURE_MEANS,
     MIXTURE_STDS,
@@ -119,7 +120,7 @@ def run_toy(
         raise TypeError(f"learn_sigma must be a bool; got {type(learn_sigma).__name__}")
     if learn_sigma and name != "regression":
         raise ValueError(f"learn_sigma applies to the regression toy only; got name={name!r}")
-    _check_int("seed", seed, 0)
+    ensure_int(seed, "seed", 0)
     VAEConfig(n_features=1, beta=beta)  # validates beta before any data or training
     if name == "discrete":
         onehot, edges = discrete_toy(seed=seed)

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae.model import _check_int
-from polyvae.train import _check_onehot
+from polyvae._checks import ensure_int, ensure_onehot
 
 MIXTURE_WEIGHTS = (0.5, 0.5)
 MIXTURE_MEANS = (-1.0, 1.0)
@@ -31,8 +30,8 @@ def mixture_samples(n: int = 1024, seed: int = 0) -> np.ndarray:
     -------
     ndarray (n,), float64
     """
-    _check_int("n", n, 1)
-    _check_int("seed", seed, 0)
+    ensure_int(n, "n", 1)
+    ensure_int(seed, "seed", 0)
     rng = np.random.default_rng(seed)
     component = rng.choice(len(MIXTURE_WEIGHTS), size=n, p=MIXTURE_WEIGHTS)
     means = np.asarray(MIXTURE_MEANS)[component]
@@ -73,8 +72,8 @@ def discrete_toy(
     bin_edges : ndarray (C + 1,), float64
         Class boundaries in the units of x.
     """
-    _check_int("n", n, 2)
-    _check_int("n_classes", n_classes, 2)
+    ensure_int(n, "n", 2)
+    ensure_int(n_classes, "n_classes", 2)
     x = mixture_samples(n, seed)
     edges = np.linspace(x.min(), x.max(), n_classes + 1)
     classes = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n_classes - 1)
@@ -117,10 +116,7 @@ def check_onehot(onehot: Any, n_classes: int | None = None, name: str = "onehot"
     x = np.asarray(onehot, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
         raise ValueError(f"{name} must have shape (T, C) with T >= 1 and C >= 2; got {x.shape}")
-    if n_classes is not None and x.shape[1] != n_classes:
-        raise ValueError(f"{name} has {x.shape[1]} classes but the model expects {n_classes}")
-    _check_onehot(x, name)
-    return x
+    return ensure_onehot(x, name, n_classes)
 
 
 def _regression_data(x: Any, name: str = "x") -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import pearsonr, wasserstein_distance
 
 from polyvae import model as vae
-from polyvae.model import _check_int
+from polyvae._checks import ensure_int
 from polyvae.toys.data import _regression_data, check_onehot
 from polyvae.toys.training import _check_model
 from polyvae.vae import VAEModel
@@ -62,7 +62,7 @@ def class_histogram_tv(model: VAEModel, onehot: Any, n_samples: int = 1024, seed
     """
     _check_model(model, "categorical")
     x = check_onehot(onehot, model.config.n_features)
-    _check_int("n_samples", n_samples, 1)
+    ensure_int(n_samples, "n_samples", 1)
     probs = model.generate(n_samples, seed=seed, mean_only=True)
     p_model = np.asarray(probs, dtype=np.float64).sum(axis=0)
     p_model /= p_model.sum()
@@ -140,7 +140,7 @@ def regression_metrics(
     _check_model(model, "gaussian")
     if model.config.n_features != 1:
         raise ValueError(f"model must have one feature; got n_features={model.config.n_features}")
-    _check_int("n_samples", n_samples, 1)
+    ensure_int(n_samples, "n_samples", 1)
     data = _regression_data(x)
     mean, _ = model.encode(data)
     decoded = np.asarray(model.decode(mean), dtype=np.float64)[:, 0]

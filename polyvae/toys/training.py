@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from polyvae.model import VAEConfig, _check_int
+from polyvae._checks import ensure_int
+from polyvae.model import VAEConfig
 from polyvae.toys.data import (
     REGRESSION_SIGMA,
     _regression_data,
@@ -16,7 +17,7 @@ from polyvae.toys.data import (
     discrete_toy,
     regression_toy,
 )
-from polyvae.train import TrainConfig, fit
+from polyvae.training import TrainConfig, fit
 from polyvae.vae import VAEModel
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def train_discrete(
         validation_fraction=validation_fraction,
     )
     if n_classes is not None:
-        _check_int("n_classes", n_classes, 2)
+        ensure_int(n_classes, "n_classes", 2)
     if onehot is None:
         onehot, _ = discrete_toy(n_classes=32 if n_classes is None else n_classes, seed=seed)
     else:

@@ -1,0 +1,256 @@
+"""Array kernels of molecular geometry, for NumPy and JAX arrays alike.
+
+Every formula polyvae uses on coordinates lives here once: atom pairs and the bond
+graph, pair distances, centre of mass, centring, rotation, principal axes, Kabsch
+superposition, radius of gyration, bond angles and dihedrals. The public, validating
+functions (:mod:`polyvae.transforms`, :mod:`polyvae.analysis.structure`) check their
+arguments and call these; the model, the optimizer and the exports call them directly.
+
+Kernels trust their arguments: positions ``x`` of shape (..., N, D) (D = 2 or 3; any
+leading frame axes), weights ``w`` (N,) that sum to 1, index arrays of int64. A kernel
+given a JAX array (also a tracer inside ``jit`` or ``grad``) computes with
+``jax.numpy`` and stays differentiable; given NumPy arrays it computes with NumPy.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "array_namespace",
+    "all_pairs",
+    "chain_bonds",
+    "bond_graph_distances",
+    "nonbonded_pairs",
+    "angle_triples",
+    "dihedral_quads",
+    "mass_weights",
+    "pair_distances",
+    "center_of_mass",
+    "centered",
+    "rotate",
+    "principal_axes",
+    "kabsch_rotation",
+    "radius_of_gyration",
+    "bond_angles",
+    "dihedrals",
+]
+
+_CHUNK_ELEMENTS = 1 << 22  # float64 elements per (t, P, D) temporary of NumPy pair distances
+
+
+def array_namespace(*arrays: Any):
+    """``jax.numpy`` if any argument is a JAX array (or tracer), else ``numpy``.
+
+    JAX is only looked up if already imported, which a JAX argument implies.
+    """
+    jax = sys.modules.get("jax")
+    if jax is not None and any(isinstance(a, jax.Array) for a in arrays):
+        return jax.numpy
+    return np
+
+
+# ---- index sets ----------------------------------------------------------------------
+def all_pairs(n_atoms: int) -> np.ndarray:
+    """All index pairs ``i < j`` in row-major order: (N (N - 1) / 2, 2) int64."""
+    i, j = np.triu_indices(int(n_atoms), k=1)
+    return np.stack([i, j], axis=1).astype(np.int64)
+
+
+def chain_bonds(n_atoms: int) -> np.ndarray:
+    """Bonds ``(i, i + 1)`` of a linear chain: (N - 1, 2) int64."""
+    i = np.arange(max(int(n_atoms) - 1, 0), dtype=np.int64)
+    return np.stack([i, i + 1], axis=1)
+
+
+def bond_graph_distances(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
+    """Number of bonds on the shortest path between every two atoms: (N, N) float.
+
+    0 on the diagonal, ``inf`` between atoms that no path of bonds joins. Pairs at
+    distance 1, 2, 3 are the 1-2, 1-3 and 1-4 pairs of a force field.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    n = int(n_atoms)
+    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n))
+    return shortest_path(graph, directed=False, unweighted=True)
+
+
+def nonbonded_pairs(n_atoms: int, bonds: np.ndarray, exclude: int = 1) -> np.ndarray:
+    """Pairs ``i < j`` more than ``exclude`` bonds apart, row-major: (P, 2) int64.
+
+    ``exclude=1`` leaves out bonded pairs, 2 also angle (1-3) pairs, 3 also 1-4 pairs.
+    """
+    pairs = all_pairs(n_atoms)
+    if exclude == 1:  # the common case without a graph search
+        b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+        bonded = np.zeros((n_atoms, n_atoms), dtype=bool)
+        bonded[b[:, 0], b[:, 1]] = bonded[b[:, 1], b[:, 0]] = True
+        return pairs[~bonded[pairs[:, 0], pairs[:, 1]]]
+    hops = bond_graph_distances(n_atoms, bonds)
+    return pairs[hops[pairs[:, 0], pairs[:, 1]] > exclude]
+
+
+def angle_triples(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
+    """Every bond angle ``(i, j, k)`` with ``j`` bonded to ``i`` and ``k``, ``i < k``: (A, 3)."""
+    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    neighbours: list[list[int]] = [[] for _ in range(int(n_atoms))]
+    for i, j in b:
+        neighbours[i].append(int(j))
+        neighbours[j].append(int(i))
+    out = [
+        (i, j, k)
+        for j, nb in enumerate(neighbours)
+        for a, i in enumerate(sorted(nb))
+        for k in sorted(nb)[a + 1 :]
+    ]
+    return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+
+
+def dihedral_quads(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
+    """Every proper dihedral ``(i, j, k, l)`` along bonded paths i-j-k-l, once each: (Q, 4)."""
+    triples = angle_triples(n_atoms, bonds)
+    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    out = set()
+    for j, k in b:
+        for jj, kk in ((j, k), (k, j)):
+            left = {t[0] if t[2] == kk else t[2] for t in triples if t[1] == jj and kk in t[::2]}
+            right = {t[0] if t[2] == jj else t[2] for t in triples if t[1] == kk and jj in t[::2]}
+            for i in left:
+                for m in right:
+                    if i != m:
+                        quad = (int(i), int(jj), int(kk), int(m))
+                        out.add(min(quad, quad[::-1]))
+    return np.asarray(sorted(out), dtype=np.int64).reshape(-1, 4)
+
+
+# ---- kernels on positions --------------------------------------------------------------
+def mass_weights(masses: np.ndarray | None, n_atoms: int) -> np.ndarray:
+    """Masses normalized to sum 1 (equal weights when ``masses`` is None), float64."""
+    if masses is None:
+        return np.full(int(n_atoms), 1.0 / int(n_atoms))
+    m = np.asarray(masses, dtype=np.float64)
+    return m / m.sum()
+
+
+def pair_distances(x, pairs: np.ndarray):
+    """Distances ``|x_i - x_j|`` of atom pairs: (..., N, D) -> (..., P).
+
+    NumPy input is processed in blocks of frames, so the (frames, P, D) temporary
+    stays bounded for long trajectories.
+    """
+    xp = array_namespace(x)
+    i, j = pairs[:, 0], pairs[:, 1]
+    if xp is not np:
+        diff = x[..., i, :] - x[..., j, :]
+        return xp.sqrt(xp.sum(diff * diff, axis=-1))
+    x = np.asarray(x)
+    if x.ndim != 3:
+        return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
+    out = np.empty((x.shape[0], len(pairs)), dtype=np.result_type(x.dtype, np.float32))
+    step = max(1, _CHUNK_ELEMENTS // max(1, len(pairs) * x.shape[2]))
+    for start in range(0, x.shape[0], step):
+        block = x[start : start + step]
+        diff = block[:, i] - block[:, j]
+        out[start : start + step] = np.sqrt(np.einsum("tpd,tpd->tp", diff, diff))
+    return out
+
+
+def center_of_mass(x, w):
+    """Weighted centre (..., D) of positions (..., N, D) with weights ``w`` (N,) summing to 1."""
+    xp = array_namespace(x, w)
+    return xp.sum(w[:, None] * x, axis=-2) if xp is not np else w @ x
+
+
+def centered(x, w):
+    """Positions translated so that their weighted centre is at the origin."""
+    return x - center_of_mass(x, w)[..., None, :]
+
+
+def rotate(x, rot):
+    """Rows of ``x[t]`` rotated by ``rot[t]``: ``x[t] @ rot[t].T``, (..., N, D)."""
+    xp = array_namespace(x, rot)
+    return x @ xp.swapaxes(rot, -1, -2)
+
+
+def principal_axes(xc: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Rows: the sign-fixed principal axes of centred frames (T, N, D) -> (T, D, D), NumPy.
+
+    Eigenvectors of the weighted gyration tensor, largest eigenvalue first; each axis
+    but the last is oriented so that the weighted covariance between atom index and
+    the projection on it is non-negative (for a chain: from the first towards the last
+    atom), the last completes a right-handed frame.
+    """
+    n, d = xc.shape[1:]
+    gyration = np.swapaxes(xc * w[:, None], 1, 2) @ xc
+    _, evecs = np.linalg.eigh(gyration)  # ascending eigenvalues, vectors in columns
+    axes = np.swapaxes(evecs[..., ::-1], 1, 2)  # rows, largest first
+    index = np.arange(n, dtype=np.float64)
+    index_c = (index - np.dot(w, index)) * w  # weighted centred atom index
+    signs = np.where(index_c @ rotate(xc, axes) < 0, -1.0, 1.0)
+    axes = axes * signs[:, :, None]
+    if d == 2:
+        axes[:, 1] = np.stack([-axes[:, 0, 1], axes[:, 0, 0]], axis=-1)
+    else:
+        axes[:, 2] = np.cross(axes[:, 0], axes[:, 1])
+    return axes
+
+
+def kabsch_rotation(p, q, w):
+    """Proper rotations R (..., D, D) minimizing ``sum_i w_i |R p_i - q_i|^2`` (centred p, q).
+
+    ``p`` (..., N, D) mobile, ``q`` (N, D) or (..., N, D) reference; ``rotate(p, R)``
+    superimposes p on q. Reflections are excluded (Kabsch with the determinant fix).
+    """
+    xp = array_namespace(p, q, w)
+    h = xp.swapaxes(p * w[:, None], -1, -2) @ q  # covariance, mobile x reference
+    u, _, vt = xp.linalg.svd(h)
+    d = xp.sign(xp.linalg.det(u @ vt))
+    d = xp.where(d == 0, 1.0, d)
+    fix = xp.concatenate([xp.ones(h.shape[:-1])[..., :-1], d[..., None]], axis=-1)
+    return xp.swapaxes(vt, -1, -2) @ (fix[..., :, None] * xp.swapaxes(u, -1, -2))
+
+
+def radius_of_gyration(x, w):
+    """Weighted radius of gyration (...,) of positions (..., N, D).
+
+    The square root is guarded so that the JAX gradient is finite everywhere (zero
+    where all atoms coincide).
+    """
+    xp = array_namespace(x, w)
+    msd = xp.sum(w * xp.sum(centered(x, w) ** 2, axis=-1), axis=-1)
+    positive = msd > 0
+    return xp.where(positive, xp.sqrt(xp.where(positive, msd, 1.0)), 0.0)
+
+
+def bond_angles(x, triples: np.ndarray):
+    """Angle at atom ``j`` of every triple ``(i, j, k)``, radians in [0, pi]: (..., A)."""
+    xp = array_namespace(x)
+    a = x[..., triples[:, 0], :] - x[..., triples[:, 1], :]
+    b = x[..., triples[:, 2], :] - x[..., triples[:, 1], :]
+    cos = xp.sum(a * b, axis=-1)
+    if x.shape[-1] == 2:
+        sin = xp.abs(a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0])
+    else:
+        sin = xp.sqrt(xp.sum(xp.cross(a, b) ** 2, axis=-1))
+    return xp.arctan2(sin, cos)
+
+
+def dihedrals(x, quads: np.ndarray):
+    """Dihedral of every quad ``(i, j, k, l)`` (IUPAC sign), radians in (-pi, pi]: (..., Q).
+
+    3D positions only.
+    """
+    xp = array_namespace(x)
+    b0 = x[..., quads[:, 0], :] - x[..., quads[:, 1], :]
+    b1 = x[..., quads[:, 2], :] - x[..., quads[:, 1], :]
+    b2 = x[..., quads[:, 3], :] - x[..., quads[:, 2], :]
+    b1 = b1 / xp.sqrt(xp.sum(b1 * b1, axis=-1, keepdims=True))
+    v = b0 - xp.sum(b0 * b1, axis=-1, keepdims=True) * b1
+    u = b2 - xp.sum(b2 * b1, axis=-1, keepdims=True) * b1
+    return xp.arctan2(xp.sum(xp.cross(b1, v) * u, axis=-1), xp.sum(v * u, axis=-1))

@@ -1,0 +1,550 @@
+"""Training: one trainer for frames in memory or streamed from host memory.
+
+:func:`train` is what users call: it fits the :class:`~polyvae.transforms.Pipeline`
+on the frames (aligning them once), builds the model's configuration, and runs
+:func:`fit`, which trains the VAE on the feature matrix with optax Adam. An epoch's
+random draws come from :func:`polyvae.steps.epoch_plan` and its optimizer steps run
+inside one compiled scan (:func:`polyvae.steps.make_steps`); the same seed gives
+bit-identical parameters.
+
+Frames in memory are copied to the device once. Larger feature matrices (above
+:data:`STREAM_ABOVE_BYTES`, a :class:`numpy.memmap`, or ``stream=True``) stay in host
+memory: each epoch's batches are cut into blocks of ``block_frames`` rows, gathered
+on the host in a background thread (in ascending row order, so that a memmap is read
+front to back) and copied to the device while the previous block trains. The device
+then holds at most two blocks. Batch order, noise and steps are the same either way:
+with one block the streamed result equals the in-memory one bit for bit (on CPU);
+with several, parameters agree to a few float32 ulps after an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from polyvae import geometry
+from polyvae._checks import ensure_finite_rows, ensure_int, ensure_number, ensure_onehot
+from polyvae._prefetch import prefetch
+from polyvae.frames import Frames
+from polyvae.metadata import TrainingStats
+from polyvae.model import VAEConfig, init_params
+from polyvae.steps import data_mesh, epoch_plan, evaluate, make_steps
+from polyvae.transforms import Pipeline
+
+__all__ = [
+    "STREAM_ABOVE_BYTES",
+    "TrainConfig",
+    "TrainingDivergedError",
+    "fit",
+    "split_indices",
+    "train",
+    "training_stats",
+]
+
+logger = logging.getLogger(__name__)
+
+STREAM_ABOVE_BYTES = 1 << 30
+"""Feature matrices larger than this (1 GiB, float32) are streamed from host memory."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule settings.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training frames.
+    batch_size : int
+        Frames per optimizer step; the last partial batch of each (reshuffled) epoch
+        is left out of that epoch.
+    learning_rate : float
+        Adam step size (> 0).
+    seed : int
+        Seeds the initialization, the validation split, the shuffling and the
+        reparameterization noise.
+    validation_fraction : float
+        Fraction of frames held out for validation (0 <= f < 1).
+    """
+
+    epochs: int = 250
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        ensure_int(self.epochs, "epochs", 1)
+        ensure_int(self.batch_size, "batch_size", 1)
+        ensure_int(self.seed, "seed", 0)
+        ensure_number(self.learning_rate, "learning_rate", minimum=0, exclusive=True)
+        ensure_number(
+            self.validation_fraction,
+            "validation_fraction",
+            minimum=0,
+            maximum=1,
+            exclusive_maximum=True,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or the parameters became NaN/inf.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch in which the non-finite value appeared.
+    params : dict
+        The last finite parameters (from the end of the previous epoch).
+    history : dict
+        Per-epoch history up to the last finite epoch.
+    """
+
+    def __init__(self, epoch: int, params: dict, history: dict, saved_to=None, output=None):
+        self.epoch, self.params, self.history, self.saved_to = epoch, params, history, saved_to
+        where = ""
+        if saved_to is not None:
+            where = f"; they were saved to {saved_to}"
+        if output is not None:
+            where += f" and {output} was left as it was"
+        super().__init__(
+            f"training diverged: the loss became NaN or inf in epoch {epoch}; the parameters "
+            f"from epoch {epoch - 1} are kept{where}. Try a smaller learning rate."
+        )
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into training and validation indices."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(validation_fraction * n))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _record(history: dict, prefix: str, recon: float, kl: float, beta: float) -> None:
+    history.setdefault(f"{prefix}_recon", []).append(recon)
+    history.setdefault(f"{prefix}_kl", []).append(kl)
+    history.setdefault(f"{prefix}_elbo", []).append(-(recon + kl))
+    history.setdefault(f"{prefix}_loss", []).append(recon + beta * kl)
+
+
+def _prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None):
+    """Validation split, PRNG keys and initial parameters, the same for every trainer.
+
+    Returns
+    -------
+    train_idx, val_idx, key, k_val, params
+    """
+    train_idx, val_idx = split_indices(n_frames, tc.validation_fraction, tc.seed)
+    if train_idx.size < tc.batch_size:
+        raise ValueError(
+            f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
+            f"after the validation split of {n_frames} frames; use a smaller batch_size or more frames"
+        )
+    key, k_init, k_val = jax.random.split(jax.random.PRNGKey(tc.seed), 3)
+    if params is None:
+        params = init_params(config, key=k_init)
+    return train_idx, val_idx, key, k_val, params
+
+
+def _run_epochs(
+    run_epoch, params, opt_state, config: VAEConfig, tc: TrainConfig, key, val_data, k_val, progress
+) -> tuple[dict, dict]:
+    """The epoch loop of :func:`fit`, in memory or streamed.
+
+    ``run_epoch(params, opt_state, key) -> (params, opt_state, recon, kl, finite)``
+    runs one epoch; this loop keys it, records the history, evaluates the validation
+    rows, shows progress, and stops with :class:`TrainingDivergedError` (carrying the
+    last finite parameters) when the loss or the parameters stop being finite.
+    """
+    history: dict[str, list] = {}
+    bar = tqdm(
+        range(1, tc.epochs + 1),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        key, k_epoch = jax.random.split(key)
+        new_params, new_state, recon, kl, finite = run_epoch(params, opt_state, k_epoch)
+        if not (finite and math.isfinite(recon) and math.isfinite(kl)):
+            bar.close()
+            raise TrainingDivergedError(epoch, params, history)
+        params, opt_state = new_params, new_state
+        _record(history, "train", recon, kl, config.beta)
+        if val_data is not None:
+            _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
+        history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
+        if progress:
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
+    return params, history
+
+
+class _Rows:
+    """Lazy ``array[index]`` (float32) that gathers only the rows of the slice asked for."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self._array, self._index = array, index
+        self.shape = (index.size, array.shape[1])
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return _gather(self._array, self._index[sl])
+
+
+def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` as float32, read in ascending row order (sequential on a memmap)."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((rows.size, array.shape[1]), dtype=np.float32)
+    out[order] = array[rows[order]]
+    return out
+
+
+def _host_matrix(a: Any, name: str, n_rows: int | None, n_cols: int, config: VAEConfig):
+    """``a`` as a 2D real NumPy array (T, n_cols); a memmap is kept as it is."""
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real-valued array; got dtype {a.dtype}")
+    if name == "features" and config.likelihood == "categorical" and a.ndim == 2:
+        if a.shape[1] != n_cols:
+            raise ValueError(f"features have {a.shape[1]} classes but the model expects {n_cols}")
+    if a.ndim != 2 or a.shape[1] != n_cols or n_rows not in (None, a.shape[0]):
+        rows = "T" if n_rows is None else n_rows
+        what = "n_features" if name == "features" else "n_inputs"
+        raise ValueError(
+            f"{name} must have shape ({rows}, {n_cols}) to match the model's {what}; got {a.shape}"
+        )
+    return a
+
+
+def _check_rows(array: np.ndarray, name: str, block: int, onehot: bool) -> None:
+    """Finite (and, if ``onehot``, one-hot) rows, checked ``block`` rows at a time."""
+    for start in range(0, array.shape[0], block):
+        x = np.asarray(array[start : start + block], dtype=np.float32)
+        ensure_finite_rows(x, name, offset=start)
+        if onehot:
+            ensure_onehot(x, name, offset=start)
+
+
+def _check_inputs_given(config: VAEConfig, inputs) -> bool:
+    """Whether encoder inputs are expected; raise if that and ``inputs`` disagree."""
+    if config.n_inputs is None:
+        if inputs is not None:
+            raise ValueError("inputs given but config.n_inputs is None: the encoder reads features")
+        return False
+    if inputs is None:
+        raise ValueError(
+            f"inputs (T, {config.n_inputs}) are required: the model's encoder reads "
+            f"n_inputs={config.n_inputs} features other than the {config.n_features} it "
+            "reconstructs"
+        )
+    return True
+
+
+def _streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block):
+    """One epoch block by block; returns params, opt_state, the mean (recon, kl), finite."""
+    order, eps = plan
+    n_batches, batch_size = order.shape
+    starts = range(0, n_batches, per_block)
+
+    def host_blocks():
+        for b in starts:
+            rows = train_idx[order[b : b + per_block].ravel()]
+            n = min(per_block, n_batches - b)
+            # the block's rows come in batch order: step i takes rows i*B .. (i+1)*B - 1
+            positions = np.arange(n * batch_size, dtype=np.int32).reshape(n, batch_size)
+            yield tuple(_gather(a, rows) for a in arrays), positions, eps[b : b + per_block]
+
+    blocks = prefetch(host_blocks(), depth=1)
+    total = np.zeros(2)
+    finite = True
+    nxt = jax.device_put(next(blocks))
+    for _ in starts:
+        (data, positions, block_eps), nxt = nxt, None
+        params, opt_state, metrics, block_finite = steps(
+            params, opt_state, data, positions, block_eps
+        )
+        following = next(blocks, None)
+        if following is not None:  # its copy overlaps the block dispatched above
+            nxt = jax.device_put(following)
+        # wait for this block before the next is dispatched: at most two on the device
+        total += np.asarray(metrics, dtype=np.float64) * positions.shape[0]
+        finite = finite and bool(block_finite)
+        del data
+    recon, kl = (float(v) for v in total / n_batches)
+    return params, opt_state, recon, kl, finite
+
+
+def _wants_stream(arrays: list, stream: bool | None) -> bool:
+    if stream is not None:
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True, False or None (automatic); got {stream!r}")
+        return stream
+    if any(isinstance(a, np.memmap) for a in arrays):
+        return True
+    return sum(a.shape[0] * a.shape[1] * 4 for a in arrays) > STREAM_ABOVE_BYTES
+
+
+def fit(
+    features,
+    config: VAEConfig,
+    train_config: TrainConfig | None = None,
+    *,
+    inputs=None,
+    params: dict | None = None,
+    stream: bool | None = None,
+    block_frames: int = 65536,
+    progress: bool = True,
+) -> tuple[dict, dict]:
+    """Train a VAE on a feature matrix, in memory or streamed from host memory.
+
+    Parameters
+    ----------
+    features : array or numpy.memmap (T, F)
+        Training rows (standardized coordinates, or one-hot rows); any real dtype.
+        Streamed, it is read ``block_frames`` rows at a time and never copied whole.
+    config : VAEConfig
+    train_config : TrainConfig, optional
+        Default ``TrainConfig()``.
+    inputs : array (T, n_inputs), optional
+        Encoder inputs when they differ from the reconstructed features
+        (``config.n_inputs`` set), e.g. standardized interatomic distances.
+    params : dict, optional
+        Starting parameters (default: a fresh seeded initialization).
+    stream : bool, optional
+        Keep the rows in host memory and move ``block_frames`` at a time to the
+        device. Default: when the arrays are memmaps or hold more than
+        :data:`STREAM_ABOVE_BYTES` as float32.
+    block_frames : int
+        Rows per streamed block (rounded down to a multiple of ``batch_size``; at
+        least ``batch_size``). Peak device memory is then about
+        ``2 * block_frames * (F + n_inputs) * 4`` bytes plus the model and optimizer.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    params : dict
+        Trained parameters.
+    history : dict of lists
+        Per epoch: ``train_recon``, ``train_kl``, ``train_elbo``, ``train_loss`` (and the
+        same with ``val_`` when a validation split is used), in nats per frame;
+        ``epoch_time_s``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss becomes NaN/inf; it carries the last finite parameters.
+    ValueError
+        Shapes that do not match the model, NaN/inf rows (the first one is named),
+        rows that are not one-hot for a categorical likelihood, fewer training rows
+        than one batch, ``block_frames`` < ``batch_size``.
+    """
+    if not isinstance(config, VAEConfig):
+        raise TypeError(f"config must be a VAEConfig; got {type(config).__name__}")
+    tc = TrainConfig() if train_config is None else train_config
+    if not isinstance(tc, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig; got {type(tc).__name__}")
+    ensure_int(block_frames, "block_frames", tc.batch_size, "at least batch_size")
+    x = _host_matrix(features, "features", None, config.n_features, config)
+    arrays = [x]
+    if _check_inputs_given(config, inputs):
+        arrays.append(_host_matrix(inputs, "inputs", x.shape[0], config.n_inputs, config))
+    for a, name in zip(arrays, ("features", "inputs"), strict=False):
+        _check_rows(a, name, block_frames, config.likelihood == "categorical" and a is x)
+    streamed = _wants_stream(arrays, stream)
+    if not streamed:
+        arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+
+    train_idx, val_idx, key, k_val, params = _prepare_run(x.shape[0], config, tc, params)
+    mesh = data_mesh(tc.batch_size) if not streamed else None
+    if mesh is not None and mesh.size > 1:
+        logger.info("data-parallel training on %d devices", mesh.size)
+    optimizer, steps = make_steps(config, float(tc.learning_rate), mesh)
+    per_block = block_frames // tc.batch_size
+    if streamed:
+        opt_state = optimizer.init(params)
+        val_data = tuple(_Rows(a, val_idx) for a in arrays) if val_idx.size else None
+
+        def run_epoch(params, opt_state, key):
+            plan = epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim)
+            return _streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block)
+
+    else:
+        replicated = NamedSharding(mesh, P())
+        params = jax.device_put(params, replicated)
+        opt_state = jax.device_put(optimizer.init(params), replicated)
+        train_data = tuple(jax.device_put(a[train_idx], replicated) for a in arrays)
+        val_data = (
+            tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
+        )
+
+        def run_epoch(params, opt_state, key):
+            plan = jax.device_put(
+                epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim), replicated
+            )
+            new_params, new_state, metrics, finite = steps(params, opt_state, train_data, *plan)
+            recon, kl = (float(v) for v in np.asarray(metrics))
+            return new_params, new_state, recon, kl, bool(finite)
+
+    params, history = _run_epochs(
+        run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress
+    )
+    how = f", streamed in blocks of {per_block * tc.batch_size} rows" if streamed else ""
+    logger.info(
+        "trained %d epochs on %d frames%s: train -ELBO %.4f%s",
+        tc.epochs,
+        x.shape[0],
+        how,
+        -history["train_elbo"][-1],
+        f", validation -ELBO {-history['val_elbo'][-1]:.4f}" if "val_elbo" in history else "",
+    )
+    return params, history
+
+
+def training_stats(aligned: np.ndarray, masses: np.ndarray) -> TrainingStats:
+    """Structural statistics of aligned training frames (T, N, D), kept in the model file.
+
+    Bonds are those of a linear chain in atom order.
+    """
+    x = np.asarray(aligned, dtype=np.float64)
+    n = x.shape[1]
+    w = geometry.mass_weights(masses, n)
+    rg = geometry.radius_of_gyration(x, w)
+    bonds = geometry.chain_bonds(n)
+    pairs = geometry.nonbonded_pairs(n, bonds)
+    closest = geometry.pair_distances(x, pairs).min(axis=1) if len(pairs) else np.full(1, np.inf)
+    lengths = geometry.pair_distances(x, bonds)
+    return TrainingStats(
+        rg_min=float(rg.min()),
+        rg_mean=float(rg.mean()),
+        min_nonbonded_p01=float(np.percentile(closest, 1.0)),
+        bond_mean=float(lengths.mean()),
+        bond_std=float(lengths.std()),
+    )
+
+
+def _diverged_path(output: str | os.PathLike) -> Path:
+    """Where a diverged run keeps its last finite parameters: ``NAME.diverged.SUFFIX``."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.diverged{out.suffix}")
+
+
+def train(
+    frames: Frames | Any,
+    *,
+    latent_dim: int = 2,
+    hidden: tuple[int, ...] = (128, 128, 128),
+    activation: str = "relu",
+    sigma: float | None = None,
+    beta: float = 1.0,
+    epochs: int = 250,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    align: str = "principal",
+    reference: Any = None,
+    features: str = "positions",
+    pairs: Any = None,
+    stream: bool | None = None,
+    output: str | os.PathLike | None = None,
+    progress: bool = True,
+):
+    """Center, align and standardize frames, then train a VAE on them.
+
+    Parameters
+    ----------
+    frames : Frames or array (T, N, D)
+        Training trajectory, lengths in Å (or the Frames' unit).
+    latent_dim, hidden, activation, sigma, beta
+        Architecture and objective, see :class:`polyvae.model.VAEConfig`. ``sigma=None``
+        learns the decoder's per-feature noise (recommended); a number fixes it, in
+        units of each feature's training standard deviation.
+    epochs, batch_size, learning_rate, seed, validation_fraction
+        See :class:`TrainConfig`.
+    align : {"principal", "kabsch", "none"}
+        Alignment before flattening; ``reference`` is the Kabsch target (N, D).
+    features : {"positions", "distances"}
+        Encoder input: aligned coordinates, or interatomic distances (``pairs``: (P, 2)
+        atom pairs, or k for every k-th pair; default all), which MD engines can compute
+        without alignment. The decoder reconstructs aligned coordinates either way.
+    stream : bool, optional
+        Stream the training rows from host memory (see :func:`fit`); default: above
+        :data:`STREAM_ABOVE_BYTES`.
+    output : path, optional
+        Save the trained model here. If training diverges, this file is left as it
+        was; the last finite parameters go to ``NAME.diverged.SUFFIX`` next to it and
+        the error names that file.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    VAEModel
+    """
+    from polyvae.vae import VAEModel
+
+    if not isinstance(frames, Frames):
+        frames = Frames(frames)
+    tconfig = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        validation_fraction=validation_fraction,
+    )
+    pipeline = Pipeline(align=align, reference=reference, features=features, pairs=pairs)
+    prepared = pipeline.fit_transform(frames)
+    config = VAEConfig(
+        n_features=pipeline.n_features,
+        latent_dim=latent_dim,
+        hidden=hidden,
+        activation=activation,
+        sigma=sigma,
+        beta=beta,
+        n_inputs=None if features == "positions" else pipeline.n_inputs,
+    )
+    metadata = {
+        "unit": frames.unit,
+        "names": list(frames.names),
+        "n_frames_trained": frames.n_frames,
+        **{k: frames.metadata[k] for k in ("source", "atoms") if k in frames.metadata},
+        "train_stats": training_stats(prepared.aligned, pipeline.masses).to_dict(),
+    }
+    try:
+        params, history = fit(
+            prepared.targets,
+            config,
+            tconfig,
+            inputs=prepared.inputs,
+            stream=stream,
+            progress=progress,
+        )
+    except TrainingDivergedError as err:
+        if output is None:
+            raise
+        last = VAEModel(config, err.params, pipeline, tconfig, err.history, metadata)
+        kept = last.save(_diverged_path(output))
+        raise TrainingDivergedError(
+            err.epoch, err.params, err.history, saved_to=kept, output=output
+        ) from None
+    result = VAEModel(config, params, pipeline, tconfig, history, metadata)
+    if output is not None:
+        result.save(output)
+    return result
