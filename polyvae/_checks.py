@@ -247,7 +247,8 @@ def ensure_int(value: Any, name: str, minimum: int | None = None, what: str | No
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} ({what or name}); got {value}")
+        why = f" ({what})" if what else ""
+        raise ValueError(f"{name} must be >= {minimum}{why}; got {value}")
     return int(value)
 
 

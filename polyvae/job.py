@@ -168,7 +168,7 @@ def run_job(
         "rg_optimized": float(opt.objective[0]),
         "rg_training_min": float(rg_train.min()),
         "min_nonbonded_optimized": float(min_nonbonded_distance(opt.positions[0])),
-        "min_nonbonded_training_p01": model.metadata["train_stats"]["min_nonbonded_p01"],
+        "min_nonbonded_training_p01": model.train_stats.min_nonbonded_p01,
         "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

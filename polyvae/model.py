@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyvae._checks import ensure_choice, ensure_int
+from polyvae._checks import ensure_choice, ensure_int, ensure_number
 
 __all__ = [
     "ACTIVATIONS",
@@ -111,16 +111,9 @@ class VAEConfig:
         if self.sigma is not None:
             if self.likelihood != "gaussian":
                 raise ValueError("sigma applies to the gaussian likelihood only; use sigma=None")
-            if not (
-                isinstance(self.sigma, int | float) and math.isfinite(self.sigma) and self.sigma > 0
-            ):
-                raise ValueError(
-                    f"sigma must be a positive number or None (learned); got {self.sigma!r}"
-                )
-            object.__setattr__(self, "sigma", float(self.sigma))
-        if not (isinstance(self.beta, int | float) and math.isfinite(self.beta) and self.beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0; got {self.beta!r}")
-        object.__setattr__(self, "beta", float(self.beta))
+            sigma = ensure_number(self.sigma, "sigma (None: learned)", minimum=0, exclusive=True)
+            object.__setattr__(self, "sigma", sigma)
+        object.__setattr__(self, "beta", ensure_number(self.beta, "beta", minimum=0))
 
     @property
     def learned_sigma(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae._checks import ensure_frames, ensure_same_atoms
+from polyvae._checks import ensure_frames, ensure_int, ensure_same_atoms
 from polyvae.analysis.marginals import Marginals
 
 __all__ = ["plot_history", "plot_latent", "plot_conformations", "plot_overlay"]
@@ -41,11 +41,7 @@ def _as_axes(axes, n: int) -> np.ndarray:
 
 
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1; got {value}")
-    return int(value)
+    return ensure_int(value, name, 1)
 
 
 def plot_history(history: Mapping[str, Any], ax=None):

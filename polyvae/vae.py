@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyvae import model as vae
-from polyvae._checks import ensure_int, ensure_onehot
+from polyvae._checks import ensure_array, ensure_int, ensure_onehot
 from polyvae._prefetch import prefetch
 from polyvae.checkpoint import (
     flatten_tree,
@@ -61,7 +61,8 @@ def _sample(config, params, n, key, mean_only):
 
 @partial(jax.jit, static_argnums=0)
 def _decode_mean(config, params, z):
-    return vae.decode(params, z, config)["mean"]
+    out = vae.decode(params, z, config)
+    return out["probs"] if config.likelihood == "categorical" else out["mean"]
 
 
 @partial(jax.jit, static_argnums=(0, 3))
@@ -302,16 +303,22 @@ class VAEModel:
         return np.concatenate(means), np.concatenate(stds), np.concatenate(times)
 
     def decode(self, z: Any) -> np.ndarray:
-        """Decoder mean of latent points ``z`` (M, L) as aligned positions (M, N, D)."""
-        z = np.asarray(z, dtype=np.float32)
+        """Decoder mean of latent points ``z`` (M, L) or (L,).
+
+        Returns
+        -------
+        ndarray
+            Aligned positions (M, N, D) for a coordinate model; the decoder's mean
+            features (M, F) without a pipeline; class probabilities (M, C) for a
+            categorical likelihood.
+        """
+        z = ensure_array(z, "z", dtype=np.float32, ndim=(1, 2))
         if z.ndim == 1:
             z = z[None]
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+        if z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (M, {self.latent_dim}); got {z.shape}")
-        if self.config.likelihood != "gaussian":
-            raise ValueError("decode returns positions; this model has a categorical likelihood")
         (mean,) = _chunked(partial(_decode_mean, self.config, self.params), z)
-        return self.positions(mean)
+        return mean if self.config.likelihood == "categorical" else self.positions(mean)
 
     def generate(
         self,

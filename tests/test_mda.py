@@ -289,7 +289,7 @@ def test_transformation_errors(mda, adk):
     from polyvae.mda import ReferenceAlign
 
     _, ag, positions = adk
-    with pytest.raises(ValueError, match=r"reference must have shape \(N, 3\) = \(214, 3\)"):
+    with pytest.raises(ValueError, match=r"reference must have shape \(214, 3\); got \(10, 3\)"):
         ReferenceAlign(ag, positions[0, :10])
     with pytest.raises(ValueError, match="masses must have shape"):
         ReferenceAlign(ag, positions[0], masses=np.ones(3))

@@ -160,7 +160,7 @@ def test_sample_shapes_and_mean_only():
         (dict(latent_dim=1.5), TypeError, "latent_dim must be an integer; got 1.5"),
         (dict(activation="gelu"), ValueError, "activation must be one of .*got 'gelu'"),
         (dict(beta=-0.1), ValueError, "beta must be a finite number >= 0; got -0.1"),
-        (dict(sigma=0.0), ValueError, "sigma must be a positive number or None"),
+        (dict(sigma=0.0), ValueError, r"sigma \(None: learned\) must be a finite number > 0"),
         (dict(hidden=(16, 0)), ValueError, "every hidden layer width"),
         (dict(hidden="abc"), TypeError, "hidden must be an integer"),
         (dict(likelihood="poisson"), ValueError, "likelihood must be one of"),

@@ -145,7 +145,7 @@ def test_plot_conformations_subsamples():
     ax = plot_conformations(chains(t=5, d=3))
     assert len(ax.lines) == 5
     np.testing.assert_allclose(ax.lines[0].get_ydata(), chains(t=5, d=3)[0, :, 1])
-    with pytest.raises(ValueError, match="max_frames must be at least 1; got 0"):
+    with pytest.raises(ValueError, match="max_frames must be >= 1; got 0"):
         plot_conformations(x, max_frames=0)
 
 
@@ -160,7 +160,7 @@ def test_plot_overlay_same_limits(tmp_path):
     lo = min(train[..., 0].min(), gen[..., 0].min())
     assert axes[0].get_xlim()[0] <= lo
     axes[0].figure.savefig(tmp_path / "overlay.png")
-    with pytest.raises(ValueError, match=r"got 8 \(train\) and 7 \(generated\)"):
+    with pytest.raises(ValueError, match=r"got 8 \(train_positions\) and 7 \(generated_positions\)"):
         plot_overlay(train, gen[:, :7])
 
 

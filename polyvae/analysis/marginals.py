@@ -24,7 +24,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from polyvae import geometry
-from polyvae._checks import ensure_frames, ensure_pairs, ensure_same_atoms
+from polyvae._checks import ensure_frames, ensure_int, ensure_pairs, ensure_same_atoms
 
 __all__ = ["Marginals", "distance_marginals", "STD_REL_TOL"]
 
@@ -109,10 +109,7 @@ class Marginals:
         -------
         ndarray (min(k, P), 2), int
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int; got {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be at least 1; got {k}")
+        ensure_int(k, "k", 1)
         order = np.argsort(-self.w1_normalized, kind="stable")[:k]
         return self.pairs[order]
 
@@ -167,10 +164,7 @@ def distance_marginals(
     train, _ = ensure_frames(train_positions, names[0], allow_single=False)
     gen, _ = ensure_frames(generated_positions, names[1], allow_single=False)
     ensure_same_atoms(train, gen, names)
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
-        raise TypeError(f"bins must be an int; got {type(bins).__name__}")
-    if bins < 1:
-        raise ValueError(f"bins must be at least 1; got {bins}")
+    ensure_int(bins, "bins", 1)
     if unit is not None and not isinstance(unit, str):
         raise TypeError(f"unit must be a string or None; got {type(unit).__name__}")
     n = train.shape[1]

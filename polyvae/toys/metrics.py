@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from scipy.stats import pearsonr, wasserstein_distance
 
-from polyvae import model as vae
 from polyvae._checks import ensure_int
 from polyvae.toys.data import _regression_data, check_onehot
 from polyvae.toys.training import _check_model
@@ -29,12 +27,7 @@ def class_probabilities(model: VAEModel, z: Any) -> np.ndarray:
     ndarray (M, C)
     """
     _check_model(model, "categorical")
-    z = np.asarray(z, dtype=np.float32)
-    if z.ndim == 1:
-        z = z[None]
-    if z.ndim != 2 or z.shape[1] != model.latent_dim:
-        raise ValueError(f"z must have shape (M, {model.latent_dim}); got {z.shape}")
-    return np.asarray(vae.decode(model.params, jnp.asarray(z), model.config)["probs"])
+    return model.decode(z)
 
 
 def class_histogram_tv(model: VAEModel, onehot: Any, n_samples: int = 1024, seed: int = 0) -> float:
@@ -148,10 +141,7 @@ def regression_metrics(
     samples = np.asarray(model.generate(n_samples, seed=seed), dtype=np.float64)[:, 0]
     w1 = float(wasserstein_distance(values, samples))
     std = float(values.std())
-    if model.config.learned_sigma:
-        sigma = float(np.exp(np.asarray(model.params["log_sigma"]))[0])
-    else:
-        sigma = float(model.config.sigma)
+    sigma = float(model.decoder_sigma[0])
     return {
         "pearson_r": float(pearsonr(values, decoded).statistic),
         "w1": w1,
