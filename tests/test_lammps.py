@@ -6,7 +6,6 @@ that run LAMMPS skip without it, the file readers are tested anyway.
 
 import numpy as np
 import pytest
-
 from lammps_harness import (
     DEFAULT_POLYMER,
     polymer_data_file,
