@@ -5,16 +5,22 @@ The user guide is the README: each of its ``##`` sections becomes one page (writ
 The API reference is ``api.rst``; the examples page is ``examples.rst``.
 """
 
+import importlib
+import pkgutil
 import re
 import shutil
 import sys
 from pathlib import Path
+
+from sphinx.util import logging
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
 import polyvae  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 project = "polyvae"
 author = "The polyvae developers"
@@ -57,7 +63,22 @@ def _escape_bars(app, what, name, obj, options, lines):
             lines[i] = "``".join(parts)
 
 
+def _check_api_list(app):
+    """api.rst lists every public module of polyvae, and nothing else: a module added,
+    renamed or removed fails the build (warnings are errors) until the list follows."""
+    listed = re.findall(r"^   (polyvae[\w.]*)\s*$", (DOCS / "api.rst").read_text(), re.M)
+    for name in listed:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            logger.warning("docs/api.rst lists %s, which is not a module of polyvae", name)
+    for info in pkgutil.iter_modules(polyvae.__path__, "polyvae."):
+        if not info.name.rsplit(".", 1)[1].startswith("_") and info.name not in listed:
+            logger.warning("docs/api.rst does not list the module %s", info.name)
+
+
 def setup(app):
+    app.connect("builder-inited", _check_api_list)
     app.connect("autodoc-process-docstring", _escape_bars, priority=400)
 
 
