@@ -33,7 +33,7 @@ CHAPTER = ROOT.parent / "shared" / "data" / "dmol" / "long_paths.npz"
 
 
 def load_features(n_frames: int) -> tuple[np.ndarray, str]:
-    path = CHAPTER if CHAPTER.exists() else ROOT / "data" / "polymer2d.npz"
+    path = CHAPTER if CHAPTER.exists() else ROOT / "polyvae" / "data" / "polymer2d.npz"
     frames = polyvae.read_npz(path)[:n_frames]
     return polyvae.Pipeline().fit(frames).transform(frames), path.name
 

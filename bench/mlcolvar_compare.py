@@ -1,7 +1,7 @@
 """Seconds per training epoch: polyvae's compiled epoch vs mlcolvar's VariationalAutoEncoderCV.
 
 The same settings on both sides: 2048 frames of the 12-bead 2D polymer (the chapter's
-``long_paths.npz`` when present, otherwise ``data/polymer2d.npz``), aligned and
+``long_paths.npz`` when present, otherwise ``polyvae/data/polymer2d.npz``), aligned and
 standardized with ``polyvae.Pipeline``; encoder 24-256-256-256-2 (mlcolvar: hidden
 layers [24, 256, 256, 256] and its two 256 -> 2 heads), decoder mirrored, relu, Adam
 (learning rate 1e-3), batch 32, every frame in the training set (no validation split).

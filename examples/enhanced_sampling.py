@@ -15,6 +15,7 @@ polyvae's test extra). Run from the repository root::
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -25,8 +26,11 @@ import numpy as np  # noqa: E402
 
 import polyvae  # noqa: E402
 from polyvae.analysis import radius_of_gyration  # noqa: E402
-from polyvae.engines.lammps import read_colvars_traj, run_polymer, zigzag_chain  # noqa: E402
 from polyvae.export import write_colvars  # noqa: E402
+
+# the LAMMPS harness is a tool of the repository, not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from lammps_harness import read_colvars_traj, run_polymer, zigzag_chain  # noqa: E402
 
 N_BEADS = 12
 MASS = 100.0  # g/mol, the harness' default bead mass

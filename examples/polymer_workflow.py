@@ -24,6 +24,7 @@ from polyvae.analysis import (  # noqa: E402
     optimize_latent,
     radius_of_gyration,
 )
+from polyvae.job import DEFAULT_DATA  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    frames = polyvae.read_npz(Path(__file__).resolve().parents[1] / "data" / "polymer2d.npz")
+    frames = polyvae.read_npz(DEFAULT_DATA)  # the bundled polymer (package data)
     model = polyvae.train(frames, latent_dim=2, epochs=args.epochs, seed=0)
     model.save(args.out / "model.polyvae")
 

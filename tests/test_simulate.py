@@ -1,16 +1,12 @@
-"""Tests for polyvae.simulate: potential, BAOAB Langevin integrator, shipped data."""
+"""Tests for tools/bead_spring.py: potential, BAOAB Langevin integrator, shipped data."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import polyvae
-from polyvae.simulate import (
+from bead_spring import (
     PolymerModel,
     langevin_run,
     main,
@@ -18,7 +14,10 @@ from polyvae.simulate import (
     simulate_polymer,
 )
 
-DATA = Path(__file__).parents[1] / "data" / "polymer2d.npz"
+import polyvae
+from polyvae.job import DEFAULT_DATA
+
+DATA = DEFAULT_DATA
 MODEL = PolymerModel()
 
 

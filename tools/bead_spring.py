@@ -1,9 +1,10 @@
-"""Langevin simulation of a bead-spring polymer: the data behind ``data/polymer2d.npz``.
+"""Langevin simulation of a bead-spring polymer: the data behind ``polyvae/data/polymer2d.npz``.
 
 Unit-mass beads in 2D or 3D, reduced LJ units (sigma, epsilon, sigma sqrt(m / epsilon)):
 harmonic bonds k_bond/2 (r - r0)^2, harmonic angles k_angle/2 (theta - theta0)^2, truncated and
 shifted Lennard-Jones between beads more than two apart along the chain; BAOAB Langevin dynamics
-in JAX. Regenerate the shipped data with ``python -m polyvae.simulate -o data/polymer2d.npz``.
+in JAX. Regenerate the shipped data (from the repository root, with polyvae installed) with
+``python tools/bead_spring.py -o polyvae/data/polymer2d.npz``.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def simulate_polymer(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: simulate the default polymer and write it with ``write_npz``."""
-    parser = argparse.ArgumentParser(prog="python -m polyvae.simulate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python tools/bead_spring.py", description=__doc__)
     parser.add_argument("-o", "--output", required=True, help="output .npz file")
     parser.add_argument("--frames", type=int, default=4096, help="number of frames (4096)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (0)")

