@@ -214,10 +214,15 @@ class Pipeline:
         Atom pairs for ``features="distances"``: explicit pairs, or ``k`` for every
         k-th pair of all pairs (large selections); default all pairs.
 
-    Attributes (after :meth:`fit`)
-    ------------------------------
-    masses : (N,), mean : (F,), scale : (F,), n_atoms, dim; for distances also
-    pairs : (P, 2), in_mean : (P,), in_scale : (P,)
+    Attributes
+    ----------
+    masses : ndarray (N,)
+        Set by :meth:`fit`, as every attribute below.
+    mean, scale : ndarray (F,)
+        Standardization of the aligned coordinates.
+    n_atoms, dim : int
+    in_mean, in_scale : ndarray (P,)
+        Standardization of the pair distances (``features="distances"``).
     """
 
     align: str = "principal"
