@@ -64,12 +64,14 @@ def adk_heldout(seeds=(0, 1, 2)) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
+    parser.add_argument(
+        "--shared", default=None, help="folder holding data/dmol (default: ../shared)"
+    )
     args = parser.parse_args()
     import polyvae
 
     result = {"polyvae": polyvae.__file__, "adk_heldout_corr": adk_heldout()}
-    shared = Path(args.shared)
+    shared = Path(args.shared or Path(__file__).resolve().parents[1].parent / "shared")
     if (shared / "data" / "dmol" / "long_paths.npz").exists():
         result["chapter_w1"] = chapter_w1(shared)
     print(json.dumps(result, indent=2))

@@ -25,9 +25,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from polyvae._prefetch import prefetch
 from polyvae.model import VAEConfig, loss, loss_terms
 
-__all__ = ["data_mesh", "epoch_plan", "make_steps", "evaluate"]
+__all__ = ["HostRows", "data_mesh", "epoch_plan", "make_steps", "evaluate", "streamed_epoch"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,3 +157,66 @@ def _eval_impl(config, params, data, key):
 
 def _eval_fn(config):
     return partial(_eval_impl, config)
+
+
+class HostRows:
+    """Lazy ``array[index]`` (float32) that gathers only the rows of the slice asked for."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self._array, self._index = array, index
+        self.shape = (index.size, array.shape[1])
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return _gather(self._array, self._index[sl])
+
+
+def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` as float32, read in ascending row order (sequential on a memmap)."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((rows.size, array.shape[1]), dtype=np.float32)
+    out[order] = array[rows[order]]
+    return out
+
+
+def streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block):
+    """One epoch of :func:`make_steps`' ``steps`` over rows kept in host memory.
+
+    ``arrays`` are host arrays (a memmap too) whose rows ``train_idx[order]`` form the
+    batches of ``plan = (order, eps)``; ``per_block`` batches at a time are gathered on
+    the host in a background thread (ascending row order) and copied to the device
+    while the previous block trains, so the device holds at most two blocks.
+
+    Returns
+    -------
+    params, opt_state, recon, kl, finite
+    """
+    order, eps = plan
+    n_batches, batch_size = order.shape
+    starts = range(0, n_batches, per_block)
+
+    def host_blocks():
+        for b in starts:
+            rows = train_idx[order[b : b + per_block].ravel()]
+            n = min(per_block, n_batches - b)
+            # the block's rows come in batch order: step i takes rows i*B .. (i+1)*B - 1
+            positions = np.arange(n * batch_size, dtype=np.int32).reshape(n, batch_size)
+            yield tuple(_gather(a, rows) for a in arrays), positions, eps[b : b + per_block]
+
+    blocks = prefetch(host_blocks(), depth=1)
+    total = np.zeros(2)
+    finite = True
+    nxt = jax.device_put(next(blocks))
+    for _ in starts:
+        (data, positions, block_eps), nxt = nxt, None
+        params, opt_state, metrics, block_finite = steps(
+            params, opt_state, data, positions, block_eps
+        )
+        following = next(blocks, None)
+        if following is not None:  # its copy overlaps the block dispatched above
+            nxt = jax.device_put(following)
+        # wait for this block before the next is dispatched: at most two on the device
+        total += np.asarray(metrics, dtype=np.float64) * positions.shape[0]
+        finite = finite and bool(block_finite)
+        del data
+    recon, kl = (float(v) for v in total / n_batches)
+    return params, opt_state, recon, kl, finite

@@ -35,11 +35,17 @@ from tqdm.auto import tqdm
 
 from polyvae import geometry
 from polyvae._checks import ensure_finite_rows, ensure_int, ensure_number, ensure_onehot
-from polyvae._prefetch import prefetch
 from polyvae.frames import Frames
 from polyvae.metadata import TrainingStats
 from polyvae.model import VAEConfig, init_params
-from polyvae.steps import data_mesh, epoch_plan, evaluate, make_steps
+from polyvae.steps import (
+    HostRows,
+    data_mesh,
+    epoch_plan,
+    evaluate,
+    make_steps,
+    streamed_epoch,
+)
 from polyvae.transforms import Pipeline
 
 __all__ = [
@@ -195,25 +201,6 @@ def _run_epochs(
     return params, history
 
 
-class _Rows:
-    """Lazy ``array[index]`` (float32) that gathers only the rows of the slice asked for."""
-
-    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
-        self._array, self._index = array, index
-        self.shape = (index.size, array.shape[1])
-
-    def __getitem__(self, sl: slice) -> np.ndarray:
-        return _gather(self._array, self._index[sl])
-
-
-def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` as float32, read in ascending row order (sequential on a memmap)."""
-    order = np.argsort(rows, kind="stable")
-    out = np.empty((rows.size, array.shape[1]), dtype=np.float32)
-    out[order] = array[rows[order]]
-    return out
-
-
 def _host_matrix(a: Any, name: str, n_rows: int | None, n_cols: int, config: VAEConfig):
     """``a`` as a 2D real NumPy array (T, n_cols); a memmap is kept as it is."""
     if not isinstance(a, np.ndarray):
@@ -254,40 +241,6 @@ def _check_inputs_given(config: VAEConfig, inputs) -> bool:
             "reconstructs"
         )
     return True
-
-
-def _streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block):
-    """One epoch block by block; returns params, opt_state, the mean (recon, kl), finite."""
-    order, eps = plan
-    n_batches, batch_size = order.shape
-    starts = range(0, n_batches, per_block)
-
-    def host_blocks():
-        for b in starts:
-            rows = train_idx[order[b : b + per_block].ravel()]
-            n = min(per_block, n_batches - b)
-            # the block's rows come in batch order: step i takes rows i*B .. (i+1)*B - 1
-            positions = np.arange(n * batch_size, dtype=np.int32).reshape(n, batch_size)
-            yield tuple(_gather(a, rows) for a in arrays), positions, eps[b : b + per_block]
-
-    blocks = prefetch(host_blocks(), depth=1)
-    total = np.zeros(2)
-    finite = True
-    nxt = jax.device_put(next(blocks))
-    for _ in starts:
-        (data, positions, block_eps), nxt = nxt, None
-        params, opt_state, metrics, block_finite = steps(
-            params, opt_state, data, positions, block_eps
-        )
-        following = next(blocks, None)
-        if following is not None:  # its copy overlaps the block dispatched above
-            nxt = jax.device_put(following)
-        # wait for this block before the next is dispatched: at most two on the device
-        total += np.asarray(metrics, dtype=np.float64) * positions.shape[0]
-        finite = finite and bool(block_finite)
-        del data
-    recon, kl = (float(v) for v in total / n_batches)
-    return params, opt_state, recon, kl, finite
 
 
 def _wants_stream(arrays: list, stream: bool | None) -> bool:
@@ -379,11 +332,11 @@ def fit(
     per_block = block_frames // tc.batch_size
     if streamed:
         opt_state = optimizer.init(params)
-        val_data = tuple(_Rows(a, val_idx) for a in arrays) if val_idx.size else None
+        val_data = tuple(HostRows(a, val_idx) for a in arrays) if val_idx.size else None
 
         def run_epoch(params, opt_state, key):
             plan = epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim)
-            return _streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block)
+            return streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block)
 
     else:
         replicated = NamedSharding(mesh, P())

@@ -290,23 +290,16 @@ class Pipeline:
         return ((dist - self.in_mean) / self.in_scale).astype(np.float32)
 
     def fit(self, positions: Any, masses: Any = None) -> Pipeline:
-        """Fit the reference (Kabsch) and the standardization on training frames.
+        """Fit the reference (Kabsch) and the standardization; returns ``self``.
 
-        Parameters
-        ----------
-        positions : array (T, N, D) or Frames
-        masses : array (N,), optional
-            Default: the Frames' masses, or equal masses.
-
-        Returns
-        -------
-        self
+        Arguments as :meth:`fit_transform`.
         """
         self.fit_transform(positions, masses)
         return self
 
     def fit_transform(self, positions: Any, masses: Any = None) -> TrainingArrays:
-        """Fit on training frames and return what training needs, aligning them once.
+        """Fit the reference (Kabsch) and the standardization on training frames, and
+        return what training needs, aligning the frames once.
 
         Parameters
         ----------
