@@ -76,5 +76,7 @@ def check_output(
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "folder" if existing == folder else "folder above it"
-        raise ValueError(f"{name} {str(p)!r} cannot be written: {what} {str(existing)!r} is not writable")
+        raise ValueError(
+            f"{name} {str(p)!r} cannot be written: {what} {str(existing)!r} is not writable"
+        )
     return p

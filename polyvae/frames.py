@@ -8,8 +8,8 @@ content.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -211,7 +211,9 @@ class Frames:
                     "they cannot be concatenated"
                 )
             if f.names != first.names:
-                i = next(i for i, (a, b) in enumerate(zip(f.names, first.names)) if a != b)
+                i = next(
+                    i for i, (a, b) in enumerate(zip(f.names, first.names, strict=True)) if a != b
+                )
                 raise ValueError(
                     f"atom {i} of {names[k]} is named {f.names[i]!r} but {first.names[i]!r} in "
                     f"{names[0]}: not the same atoms, they cannot be concatenated"

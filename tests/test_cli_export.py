@@ -86,7 +86,9 @@ def test_export_colvar_file_of_a_trajectory(models, tmp_path):
     assert out.read_text().startswith("#! FIELDS time z0 z1")
     model = polyvae.load_model(d / "dist")
     expected, _ = model.encode(
-        polyvae.io.read_for_model(datafiles.DCD, model, topology=datafiles.PSF)
+        polyvae.io.read_frames(
+            datafiles.DCD, atoms=polyvae.io.model_atoms(model), topology=datafiles.PSF
+        )
     )
     np.testing.assert_allclose(data[:, 1:], expected, rtol=1e-6, atol=1e-6)
 

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from polyvae.frames import Frames
-from polyvae.io.xtc import check_xtc
 from polyvae.io.pbc import Unwrapper, has_box, resolve_unwrap
+from polyvae.io.xtc import check_xtc
 
 __all__ = ["TruncatedTrajectoryError", "make_universe", "select_atoms", "atom_info"]
 __all__ += ["iter_chunks", "read_universe", "SELF_CONTAINED_SUFFIXES"]

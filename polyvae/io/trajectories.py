@@ -294,9 +294,7 @@ def read_frames(paths: Any, **kwargs: Any) -> Frames:
 def _join(chunks: list[Frames], label: str) -> Frames:
     frames = Frames.concat(chunks)
     if "frame_indices" in frames.metadata:
-        frames.metadata["frame_indices"] = [
-            i for c in chunks for i in c.metadata["frame_indices"]
-        ]
+        frames.metadata["frame_indices"] = [i for c in chunks for i in c.metadata["frame_indices"]]
     frames.metadata["source"] = label
     return frames
 

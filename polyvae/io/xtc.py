@@ -55,7 +55,7 @@ def check_xtc(path: str | os.PathLike) -> int:
             head = _HEAD.unpack(fh.read(_HEAD.size))
             magic, natoms, natoms2 = head[0], head[1], head[-1]
 
-            def bad(what: str) -> ValueError:
+            def bad(what: str, frame: int = frame, offset: int = offset) -> ValueError:
                 return ValueError(
                     f"XTC file {str(path)!r} is corrupt: frame {frame} (byte {offset}) has "
                     f"{what}; the file is damaged"
