@@ -188,7 +188,11 @@ class LatentCV(AnalysisBase):
                     "atomgroup has no atom names, so it cannot be checked against the model's "
                     "atoms; use a topology with names (PSF, TPR, PDB, GRO)"
                 ) from None
-            check_atom_names(names, model_atoms(model), "atomgroup")
+            try:
+                resnames = atomgroup.resnames
+            except NoDataError:
+                resnames = None
+            check_atom_names(names, model_atoms(model), "atomgroup", resnames)
         _check_int("chunk_size", chunk_size, 1)
         super().__init__(atomgroup.universe.trajectory, **kwargs)
         self._ag = atomgroup

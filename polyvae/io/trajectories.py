@@ -112,8 +112,13 @@ def model_atoms(model) -> dict | None:
     return model.metadata.get("atoms")
 
 
-def check_atom_names(names: Sequence[str], atoms: dict | None, where: str) -> None:
-    """Check that atoms named ``names`` are those a model was trained on, in order.
+def check_atom_names(
+    names: Sequence[str],
+    atoms: dict | None,
+    where: str,
+    resnames: Sequence[str] | None = None,
+) -> None:
+    """Check that atoms are those a model was trained on, in order, by name (and residue).
 
     Parameters
     ----------
@@ -123,11 +128,14 @@ def check_atom_names(names: Sequence[str], atoms: dict | None, where: str) -> No
         The model's atom description (:func:`model_atoms`); None checks nothing.
     where : str
         What holds the atoms (e.g. ``"atomgroup"``, ``"topology 'x.psf'"``), for messages.
+    resnames : sequence of str (N,), optional
+        Their residue names, compared too when the model stores ``resnames``.
 
     Raises
     ------
     ValueError
-        Another atom count, or the first atom whose name differs (index, expected, got).
+        Another atom count, or the first atom whose name (or residue name) differs:
+        its index, the expected and the given name.
     """
     if atoms is None:
         return
@@ -137,12 +145,17 @@ def check_atom_names(names: Sequence[str], atoms: dict | None, where: str) -> No
         raise ValueError(
             f"{where} has {len(got)} atoms but the model was trained on {len(expected)}"
         )
-    for i, (a, b) in enumerate(zip(got, expected, strict=True)):
-        if a != b:
-            raise ValueError(
-                f"atom {i} of {where} is named {a!r} but the model was trained on {b!r} there "
-                f"(model atom index {atoms['indices'][i]}): not the atoms of the model"
-            )
+    fields = [("named", got, expected)]
+    if resnames is not None and atoms.get("resnames") is not None:
+        fields.append(("in residue", [str(s) for s in resnames], list(atoms["resnames"])))
+    for i in range(len(got)):
+        for what, have, want in fields:
+            if have[i] != str(want[i]):
+                raise ValueError(
+                    f"atom {i} of {where} is {what} {have[i]!r} but the model was trained on "
+                    f"{str(want[i])!r} there (model atom index {atoms['indices'][i]}): not the "
+                    "atoms of the model, or not in its order"
+                )
 
 
 def _npz(paths: list[Path], start, stop, step) -> Frames:
@@ -171,7 +184,8 @@ def _md_group(paths: list[Path], topology, select: str, atoms: dict | None):
             f"topology {str(top)!r} has no atom names; give the topology the model was trained "
             "with (e.g. PSF, TPR, PDB, GRO)"
         )
-    check_atom_names(group.names, atoms, f"topology {str(top)!r} (selected by the model)")
+    resnames = getattr(group, "resnames", None) if hasattr(group, "resnames") else None
+    check_atom_names(group.names, atoms, f"topology {str(top)!r} (selected by the model)", resnames)
     return group
 
 
