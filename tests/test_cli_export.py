@@ -96,7 +96,7 @@ def test_export_colvar_file_of_a_trajectory(models, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["export", "plumed", "{d}/relu", "-o", "{t}/x"], 'activation="tanh"'),
+        (["export", "plumed", "{d}/relu", "-o", "{t}/x"], "--activation tanh"),
         (["export", "colvars", "{d}/pos", "-o", "{t}/x"], "Colvars export needs distance features"),
         (["export", "colvar", "{d}/dist", "-o", "{t}/x"], "needs the trajectories to encode"),
         (["export", "plumed", "{d}/dist", "{d}/dist", "-o", "{t}/x"], "takes no trajectories"),

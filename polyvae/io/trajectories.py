@@ -100,7 +100,7 @@ def _check_md_formats(paths: list[Path], topology: Any) -> None:
     top = Path(topology)
     if top.is_dir():
         raise IsADirectoryError(f"topology {str(top)!r} is a directory; expected a file")
-    if guess_format(str(top)).upper() not in _PARSERS:
+    if guess_format(str(top)).upper() not in set(_PARSERS) | set(_READERS):
         raise ValueError(
             f"topology {str(top)!r}: unknown format {top.suffix.lower() or '(no suffix)'!r}; "
             "expected a topology MDAnalysis reads (PSF, TPR, PDB, GRO, PRMTOP, ...)"
@@ -165,13 +165,14 @@ def _npz(paths: list[Path], start, stop, step) -> Frames:
     return frames[slice(start, stop, step)]
 
 
-def _md_group(paths: list[Path], topology, select: str, atoms: dict | None):
-    from polyvae.io.mda import make_universe, select_atoms
+def _md_source(paths: list[Path], topology, select: str, atoms: dict | None):
+    """The Universe and selection to read, or the model's atoms (checked) and "all"."""
+    from polyvae.io.mda import make_universe
 
     top = paths[0] if topology is None else topology
     universe = make_universe(top, paths)
     if atoms is None:
-        return select_atoms(universe, select)
+        return universe, select
     indices = np.asarray(atoms["indices"], dtype=np.int64)
     if indices.size and indices.max() >= len(universe.atoms):
         raise ValueError(
@@ -186,7 +187,7 @@ def _md_group(paths: list[Path], topology, select: str, atoms: dict | None):
         )
     resnames = getattr(group, "resnames", None) if hasattr(group, "resnames") else None
     check_atom_names(group.names, atoms, f"topology {str(top)!r} (selected by the model)", resnames)
-    return group
+    return group, "all"
 
 
 def iter_frames(
@@ -254,10 +255,11 @@ def iter_frames(
         return
     from polyvae.io.mda import TruncatedTrajectoryError, iter_chunks
 
-    group = _md_group(files, topology, select, atoms)
+    source, select = _md_source(files, topology, select, atoms)
     try:
         yield from iter_chunks(
-            group,
+            source,
+            select=select,
             start=start,
             stop=stop,
             step=step,
