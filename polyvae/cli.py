@@ -514,6 +514,7 @@ def _cmd_train(a) -> int:
     from polyvae import io, train
 
     _output(a)
+    kwargs = _train_kwargs(a)
     frames = io.read_frames(a.data, select=a.select, **_read_kwargs(a))
     if a.top is None and frames.n_atoms > MANY_ATOMS_WITHOUT_TOP:
         logging.getLogger("polyvae").warning(
@@ -522,7 +523,6 @@ def _cmd_train(a) -> int:
             frames.n_atoms,
             a.data[0],
         )
-    kwargs = _train_kwargs(a)
     if a.reference is not None:
         kwargs["reference"] = io.load_reference(a.reference, frames)
     if a.stream is not None:
