@@ -155,8 +155,9 @@ def load_archive(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     except ValueError as exc:
         if "pickle" in str(exc):  # object arrays, refused by allow_pickle=False
             raise ValueError(
-                f"model file {str(path)!r}: params.npz holds object arrays, which polyvae "
-                "never writes and does not load: the file is damaged or not written by polyvae"
+                f"model file {str(path)!r}: params.npz is unreadable: it holds object arrays, which "
+                "polyvae never writes and does not load: the file is damaged or not written by "
+                "polyvae"
             ) from exc
         raise ValueError(
             f"model file {str(path)!r}: params.npz is corrupt ({exc}): the file is damaged"
