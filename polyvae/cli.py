@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ _EPILOG = """examples:
   polyvae marginals model.polyvae traj.npz -o marginals/
   polyvae optimize model.polyvae --objective rg -o compact.npz
   polyvae export plumed model.polyvae -o plumed/
-  polyvae toy discrete --beta 0.2 --out toy/
+  polyvae toy discrete --beta 0.2 -o toy/
 
 Lengths are in Å unless the trajectory file states another unit; the model file
 records the unit it was trained in."""
@@ -93,16 +94,64 @@ def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
         "trajectory has a box)",
     )
     g.add_argument(
+        "--guess-bonds",
+        action="store_true",
+        help="guess bonds from distances when the topology has none (needed to unwrap)",
+    )
+    g.add_argument(
         "--allow-truncated",
         action="store_true",
         help="if a file ends inside a frame, go on with the frames before it",
     )
 
 
-def _slice(a) -> dict:
+def _read_kwargs(a) -> dict:
     return dict(
-        start=a.start, stop=a.stop, step=a.step, unwrap=a.unwrap, allow_truncated=a.allow_truncated
+        topology=a.top,
+        start=a.start,
+        stop=a.stop,
+        step=a.step,
+        unwrap=a.unwrap,
+        guess_bonds=a.guess_bonds,
+        allow_truncated=a.allow_truncated,
     )
+
+
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer; got {text!r}")
+        return value
+
+    return parse
+
+
+def _atom_numbers(text: str) -> list[int]:
+    """--atoms: 1-based engine atom numbers ("1-5,8,10-12" or a file of numbers), 0-based out."""
+    path = Path(text)
+    source = path.read_text() if path.is_file() else text
+    words = source.replace(",", " ").split()
+    numbers: list[int] = []
+    try:
+        for word in words:
+            lo, _, hi = word.partition("-")
+            first, last = int(lo), int(hi or lo)
+            if first < 1 or last < first:
+                raise ValueError
+            numbers.extend(range(first, last + 1))
+    except ValueError:
+        what = f"file {text!r}" if path.is_file() else repr(text)
+        raise argparse.ArgumentTypeError(
+            f"--atoms must be 1-based atom numbers and ranges like 1-5,8,10-12 or a file of "
+            f"them; got {what}"
+        ) from None
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"--atoms names no atoms; got {text!r}")
+    return [n - 1 for n in numbers]
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -234,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     _add_data_options(p, select=True)
     p.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train from chunks of the data instead of holding it all on the device "
+        "(default: automatic by size)",
+    )
+    p.add_argument(
         "--reference",
         default=None,
         metavar="PDB|FRAME",
@@ -252,10 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
     )
-    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="OUT.npz (keys latent, latent_std, times) or a text table OUT.txt, OUT.dat, "
+        "OUT.csv (columns time, z0..., z0_std...)",
+    )
     _add_data_options(p, select=False)
     p.add_argument(
-        "--chunk-size", type=int, default=4096, help="frames read at a time (default 4096)"
+        "--chunk-size",
+        type=_positive_int("--chunk-size"),
+        default=4096,
+        help="frames read at a time (default 4096)",
     )
 
     p = sub.add_parser(
@@ -341,6 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="folder, FILE.pt or COLVAR file"
     )
+    p.add_argument(
+        "--atoms",
+        type=_atom_numbers,
+        default=None,
+        metavar="LIST|FILE",
+        help="colvars, plumed: the engine's 1-based numbers of the model's atoms, "
+        "e.g. 1-12 or 1-5,8,10-12, or a file of numbers (default: those stored with a model "
+        "trained through a topology; needed for a model trained on .npz frames)",
+    )
     _add_data_options(p, select=False)
 
     p = sub.add_parser(
@@ -348,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the method's validation cases: discrete classes, 1D regression",
         description="Train the VAE on a 1D two-Gaussian mixture, either binned into 32 one-hot "
         "classes (discrete) or as raw values (regression), and report how well it reproduces "
-        "the data; with --out, also figures and summary.json.",
+        "the data; with -o DIR, also figures and summary.json.",
     )
     p.add_argument("case", choices=["discrete", "regression"])
     p.add_argument(
@@ -363,7 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="regression: learn the decoder's sigma instead of fixing it at 0.1",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", metavar="DIR", default=None, help="folder for figures and summary.json")
+    p.add_argument(
+        "-o",
+        "--output",
+        "--out",
+        dest="output",
+        metavar="DIR",
+        default=None,
+        help="folder for figures and summary.json",
+    )
 
     p = sub.add_parser(
         "demo",
@@ -375,156 +458,326 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="results", metavar="DIR", help="(default results/)")
     p.add_argument("--data", default=None, help="trajectory to use instead of the bundled one")
     _add_train_options(p)
+    for name, func in _COMMANDS.items():
+        sub.choices[name].set_defaults(func=func)
     return parser
 
 
-def _run(a) -> int:
-    from polyvae import io, load_model, train
+#: Above this many atoms, training without --top warns that names, masses and bonds
+#: come from the trajectory file alone (none for .npz, guessed for PDB/GRO).
+MANY_ATOMS_WITHOUT_TOP = 300
 
-    progress = not a.quiet
-    if a.command == "train":
-        frames = io.read_trajectories(a.data, topology=a.top, select=a.select, **_slice(a))
-        kwargs = _train_kwargs(a)
-        if a.reference is not None:
-            kwargs["reference"] = io.load_reference(a.reference, frames)
-        model = train(frames, output=a.output, progress=progress, **kwargs)
-        print(
-            f"model written to {a.output} ({model.config.latent_dim} latent CVs, "
-            f"final validation ELBO {model.history.get('val_elbo', [float('nan')])[-1]:.3f})"
-        )
-    elif a.command == "encode":
-        model = load_model(a.model)
-        chunks = io.iter_trajectories(
-            a.data,
-            topology=a.top,
-            atoms=io.model_atoms(model),
-            chunk_size=a.chunk_size,
-            **_slice(a),
-        )
-        mean, std, times = model.encode_chunks(chunks)
-        np.savez(a.output, latent=mean, latent_std=std, times=times)
-        print(f"latent CVs of {len(mean)} frames written to {a.output}")
-    elif a.command == "generate":
-        model = load_model(a.model)
-        pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only)
-        io.write_positions(a.output, pos, atoms=io.model_atoms(model), unit=model.unit)
-        print(f"{len(pos)} conformations written to {a.output}")
-    elif a.command == "marginals":
-        from polyvae.job import write_marginals
+#: Library wording of an argument -> what the user types on the command line. The
+#: library's messages name Python arguments; every message printed here passes through
+#: this table once.
+_CLI_WORDS = (
+    ("pass allow_truncated=True to go on", "add --allow-truncated to go on"),
+    ("pass guess_bonds=True", "add --guess-bonds"),
+    ("guess_bonds=True", "--guess-bonds"),
+    ("pass unwrap=False", "add --no-unwrap"),
+    ("pass topology=...", "give it with --top FILE"),
+    ("with topology=...", "with --top FILE"),
+    ("topology=...", "--top FILE"),
+    (
+        "pass atoms=[...] with the 0-based topology indices of the model's",
+        "give --atoms with the engine's 1-based atom numbers (e.g. --atoms 1-12) of the model's",
+    ),
+    ("atoms must give one index per model atom", "--atoms must give one number per model atom"),
+    ("atoms must be distinct, non-negative 0-based atom indices", "--atoms must be distinct"),
+    ("align='kabsch' (--align kabsch)", "--align kabsch"),
+    (" (features='distances')", ""),
+    ('activation="tanh" (--activation tanh)', "--activation tanh"),
+    ("(write_colvars)", "(polyvae export colvars)"),
+    ("chunk_size", "--chunk-size"),
+)
 
-        model = load_model(a.model)
-        frames = io.read_for_model(a.data, model, topology=a.top, **_slice(a))
-        res = write_marginals(model, frames, a.output, n=a.n, seed=a.seed)
-        print(
-            f"mean normalized W1 over {len(res['pairs'])} distance pairs: "
-            f"{res['mean_w1_normalized']:.3f}; results in {a.output}"
-        )
-    elif a.command == "optimize":
-        from polyvae.analysis.optimize import optimize_latent
 
-        model = load_model(a.model)
-        res = optimize_latent(
-            model,
-            a.objective,
-            n_starts=a.starts,
-            steps=a.steps,
-            prior_weight=a.prior_weight,
-            min_distance=a.min_distance,
-            seed=a.seed,
-        )
-        io.write_positions(
-            a.output,
-            res.positions,
-            atoms=io.model_atoms(model),
-            unit=model.unit,
-            extra={"objective": res.objective, "z": res.z},
-        )
-        print(f"best {a.objective} = {res.objective[0]:.4f} {model.unit}; written to {a.output}")
-    elif a.command == "export":
-        from polyvae import export
+def cli_message(text: str) -> str:
+    """A library message as one line, with argument names as command-line flags."""
+    text = " ".join(str(text).split())
+    for python, flag in _CLI_WORDS:
+        text = text.replace(python, flag)
+    return text
 
-        model = load_model(a.model)
-        if a.target == "colvar":
-            if not a.data:
-                raise ValueError("export colvar needs the trajectories to encode (TRAJ ...)")
-            chunks = io.iter_trajectories(
-                a.data, topology=a.top, atoms=io.model_atoms(model), **_slice(a)
-            )
-            mean, _, times = model.encode_chunks(chunks)
-            path = export.write_colvar(a.output, times, mean)
-        elif a.data:
-            raise ValueError(f"export {a.target} takes no trajectories; got {len(a.data)}")
-        elif a.target == "colvars":
-            path = export.write_colvars(model, a.output)
-        elif a.target == "plumed":
-            path = export.write_plumed(model, a.output)
-        else:
-            path = export.write_torchscript(model, a.output)
-        print(f"{a.target} export written to {path}")
-    elif a.command == "toy":
-        from polyvae.toys import run_toy
 
-        metrics = run_toy(
-            a.case,
-            beta=a.beta,
-            learn_sigma=a.learn_sigma,
-            out_dir=a.out,
-            seed=a.seed,
-            progress=progress,
-        )
-        print(json.dumps(metrics, indent=2))
-    elif a.command == "demo":
-        from polyvae.job import DEFAULT_DATA, run_job
+def _output(a, kind: str = "file", suffixes=None) -> Path:
+    from polyvae._outputs import check_output
 
-        path = Path(a.data) if a.data else DEFAULT_DATA
-        frames = io.read_frames(path)
-        frames.metadata["source"] = str(path)
-        summary = run_job(frames, a.output, progress=progress, **_train_kwargs(a))
-        print(
-            json.dumps(
-                {k: v for k, v in summary.items() if k not in ("model", "train", "files")}, indent=2
-            )
+    return check_output(a.output, name="-o", kind=kind, suffixes=suffixes)
+
+
+def _report(text: str) -> None:
+    print(text)
+
+
+def _cmd_train(a) -> int:
+    from polyvae import io, train
+
+    _output(a)
+    kwargs = _train_kwargs(a)
+    frames = io.read_frames(a.data, select=a.select, **_read_kwargs(a))
+    if a.top is None and frames.n_atoms > MANY_ATOMS_WITHOUT_TOP:
+        logging.getLogger("polyvae").warning(
+            "%d atoms read without --top: their names, masses and bonds are unknown or only "
+            "guessed from %s; give the topology with --top FILE (PSF, TPR, PRMTOP, ...)",
+            frames.n_atoms,
+            a.data[0],
         )
-        print(f"results written to {Path(a.output).resolve()}")
+    if a.reference is not None:
+        kwargs["reference"] = io.load_reference(a.reference, frames)
+    if a.stream is not None:
+        kwargs["stream"] = a.stream
+    model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
+    val = model.history.get("val_elbo", [float("nan")])[-1]
+    _report(
+        f"model written to {a.output} ({model.config.latent_dim} latent CVs, "
+        f"final validation -ELBO {-val:.3f})"
+    )
     return 0
 
 
+def _cmd_encode(a) -> int:
+    from polyvae import io, load_model
+
+    out = _output(a, suffixes=io.LATENT_SUFFIXES)
+    model = load_model(a.model)
+    chunks = io.iter_frames(
+        a.data, atoms=io.model_atoms(model), chunk_size=a.chunk_size, **_read_kwargs(a)
+    )
+    mean, std, times = model.encode_chunks(chunks)
+    path = io.write_latent(out, mean, std, times)
+    _report(f"latent CVs of {len(mean)} frames written to {path}")
+    return 0
+
+
+def _cmd_generate(a) -> int:
+    from polyvae import io, load_model
+
+    out = _output(a, suffixes=io.POSITION_SUFFIXES)
+    model = load_model(a.model)
+    pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only)
+    path = io.write_positions(out, pos, atoms=io.model_atoms(model), unit=model.unit)
+    _report(f"{len(pos)} conformations written to {path}")
+    return 0
+
+
+def _cmd_marginals(a) -> int:
+    from polyvae import io, load_model
+    from polyvae.job import write_marginals
+
+    out = _output(a, kind="dir")
+    model = load_model(a.model)
+    frames = io.read_frames(a.data, atoms=io.model_atoms(model), **_read_kwargs(a))
+    res = write_marginals(model, frames, out, n=a.n, seed=a.seed)
+    _report(
+        f"mean normalized W1 over {len(res['pairs'])} distance pairs: "
+        f"{res['mean_w1_normalized']:.3f}; results in {out}"
+    )
+    return 0
+
+
+def _cmd_optimize(a) -> int:
+    from polyvae import io, load_model
+    from polyvae.analysis.optimize import optimize_latent
+
+    out = _output(a, suffixes=io.POSITION_SUFFIXES)
+    model = load_model(a.model)
+    res = optimize_latent(
+        model,
+        a.objective,
+        n_starts=a.starts,
+        steps=a.steps,
+        prior_weight=a.prior_weight,
+        min_distance=a.min_distance,
+        seed=a.seed,
+    )
+    path = io.write_positions(
+        out,
+        res.positions,
+        atoms=io.model_atoms(model),
+        unit=model.unit,
+        extra={"objective": res.objective, "z": res.z},
+    )
+    _report(f"best {a.objective} = {res.objective[0]:.4f} {model.unit}; written to {path}")
+    return 0
+
+
+def _cmd_export(a) -> int:
+    from polyvae import export, io, load_model
+
+    if a.target == "colvar" and not a.data:
+        raise ValueError("export colvar needs the trajectories to encode (TRAJ ...)")
+    if a.target != "colvar" and a.data:
+        raise ValueError(f"export {a.target} takes no trajectories; got {len(a.data)}")
+    if a.atoms is not None and a.target not in ("colvars", "plumed"):
+        raise ValueError(f"--atoms applies to export colvars and plumed, not {a.target}")
+    kind = "dir" if a.target in ("colvars", "plumed") else "file"
+    out = _output(a, kind=kind, suffixes=(".pt", ".ptc") if a.target == "torchscript" else None)
+    model = load_model(a.model)
+    if a.target == "colvar":
+        chunks = io.iter_frames(a.data, atoms=io.model_atoms(model), **_read_kwargs(a))
+        path = export.colvar_for_model(model, chunks, out)
+    elif a.target == "colvars":
+        path = export.write_colvars(model, out, atoms=a.atoms)
+    elif a.target == "plumed":
+        path = export.write_plumed(model, out, atoms=a.atoms)
+    else:
+        path = export.write_torchscript(model, out)
+    _report(f"{a.target} export written to {path}")
+    return 0
+
+
+def _cmd_toy(a) -> int:
+    from polyvae.toys import run_toy
+
+    if a.output is not None:
+        _output(a, kind="dir")
+    metrics = run_toy(
+        a.case,
+        beta=a.beta,
+        learn_sigma=a.learn_sigma,
+        out_dir=a.output,
+        seed=a.seed,
+        progress=not a.quiet,
+    )
+    _report(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    from polyvae import io
+    from polyvae.job import DEFAULT_DATA, run_job
+
+    out = _output(a, kind="dir")
+    path = Path(a.data) if a.data else DEFAULT_DATA
+    frames = io.read_frames(path)
+    frames.metadata["source"] = str(path)
+    summary = run_job(frames, out, progress=not a.quiet, **_train_kwargs(a))
+    _report(
+        json.dumps(
+            {k: v for k, v in summary.items() if k not in ("model", "train", "files")}, indent=2
+        )
+    )
+    return 0
+
+
+_COMMANDS = {
+    "train": _cmd_train,
+    "encode": _cmd_encode,
+    "generate": _cmd_generate,
+    "marginals": _cmd_marginals,
+    "optimize": _cmd_optimize,
+    "export": _cmd_export,
+    "toy": _cmd_toy,
+    "demo": _cmd_demo,
+}
+
+_CRASH_SIGNALS = ("SIGFPE", "SIGSEGV", "SIGBUS", "SIGILL", "SIGABRT")
+
+
+def _error(text: str) -> int:
+    print(f"polyvae: error: {cli_message(text)}", file=sys.stderr)
+    return 2
+
+
+def _execute(args) -> int:
+    """Run one parsed command with the command's logging and warnings; restore both after."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("polyvae: %(message)s"))
+    log, engine_log = logging.getLogger("polyvae"), logging.getLogger("MDAnalysis")
+    levels = (log.level, engine_log.level)
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    engine_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # the engines' own notices (file-format hints, deprecations) are not for this
+            # command's user; MDAnalysis installs its own warning filter on import, so
+            # filter at display time
+            shown = warnings.showwarning
+
+            def _show(message, category, filename, *rest):
+                if not any(
+                    f"{os.sep}{m}{os.sep}" in str(filename) for m in ("MDAnalysis", "mdtraj")
+                ):
+                    shown(message, category, filename, *rest)
+
+            warnings.showwarning = _show
+            import matplotlib
+
+            matplotlib.use("Agg")
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("polyvae: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every error: one line, exit code 2
+        return _error(str(exc) or type(exc).__name__)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(levels[0])
+        engine_log.setLevel(levels[1])
+
+
+def _execute_in_child(args) -> int:
+    """Run the command in a forked child, so that a crash in compiled reader code (a
+    corrupt trajectory can make a C decoder divide by zero) is reported, not fatal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's exit status is what is tested
+        code = 2
+        try:
+            code = _execute(args)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def forward(signum, _frame):  # a scheduler's SIGTERM/SIGHUP stops the work too
+        os.kill(pid, signum)
+
+    handlers = {signal.SIGINT: signal.SIG_IGN}  # Ctrl-C reaches the child: it reports it
+    handlers |= {sig: forward for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:  # pragma: no cover - retried by Python since 3.5
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not os.WIFSIGNALED(status):
+        return os.WEXITSTATUS(status)
+    name = signal.Signals(os.WTERMSIG(status)).name
+    inputs = [*(getattr(args, "data", None) or []), getattr(args, "model", None)]
+    named = ", ".join(str(p) for p in inputs if p)
+    if name in _CRASH_SIGNALS:
+        return _error(
+            f"the command crashed with {name} in compiled code while working on {named or 'its'} "
+            "input; a trajectory file is probably corrupt (e.g. a damaged XTC frame): check it "
+            "(e.g. gmx check -f FILE) or leave it out"
+        )
+    return _error(f"the command was killed by {name} (out of memory?)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``polyvae`` command; returns the exit code."""
+    """Entry point of the ``polyvae`` command; returns the exit code.
+
+    Errors are one line on stderr with exit code 2. Run as a program (``argv`` None),
+    the command works in a child process where the platform forks, so that a crash of
+    a compiled trajectory reader is reported like any other error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("polyvae: %(message)s"))
-    log = logging.getLogger("polyvae")
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    # the engines' own notices (file-format hints, deprecations) are not for this command's
-    # user; MDAnalysis installs its own warning filter on import, so filter at display time
-    shown = warnings.showwarning
-
-    def _show(message, category, filename, *rest):
-        if not any(f"{os.sep}{m}{os.sep}" in str(filename) for m in ("MDAnalysis", "mdtraj")):
-            shown(message, category, filename, *rest)
-
-    warnings.showwarning = _show
-    logging.getLogger("MDAnalysis").setLevel(logging.ERROR)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    try:
-        return _run(args)
-    except (ValueError, TypeError, ImportError, FloatingPointError, OSError) as exc:
-        hint = ""
-        if type(exc).__name__ == "TruncatedTrajectoryError":
-            hint = " (pass --allow-truncated to go on with them)"
-        print(f"polyvae: error: {exc}{hint}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("polyvae: interrupted", file=sys.stderr)
-        return 130
+    if argv is None and hasattr(os, "fork"):
+        return _execute_in_child(args)
+    return _execute(args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ content.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,62 @@ class Frames:
             self.times[idx],
             self.unit,
             dict(self.metadata),
+        )
+
+    @classmethod
+    def concat(cls, frames: Sequence[Frames], labels: Sequence[str] | None = None) -> Frames:
+        """Join trajectories of the same atoms frame-wise.
+
+        Parameters
+        ----------
+        frames : sequence of Frames
+            At least one; all with the same atoms (count and names), dimension and unit.
+        labels : sequence of str, optional
+            A name for each item (e.g. its file) used in error messages; default
+            ``frames[0]``, ``frames[1]``, ...
+
+        Returns
+        -------
+        Frames
+            Positions (sum of T, N, D) and times concatenated; masses, names and a copy
+            of the metadata of the first item.
+        """
+        parts = list(frames)
+        if not parts:
+            raise ValueError("frames must hold at least one Frames to concatenate; got none")
+        for k, f in enumerate(parts):
+            if not isinstance(f, Frames):
+                raise TypeError(f"frames[{k}] must be a polyvae Frames; got {type(f).__name__}")
+        names = [f"frames[{k}]" for k in range(len(parts))] if labels is None else list(labels)
+        first = parts[0]
+        for k, f in enumerate(parts[1:], start=1):
+            if (f.n_atoms, f.dim) != (first.n_atoms, first.dim):
+                raise ValueError(
+                    f"{names[k]} has {f.n_atoms} atoms in {f.dim}D but {names[0]} has "
+                    f"{first.n_atoms} atoms in {first.dim}D; they cannot be concatenated"
+                )
+            if f.unit != first.unit:
+                raise ValueError(
+                    f"{names[k]} is in unit {f.unit!r} but {names[0]} in {first.unit!r}; "
+                    "they cannot be concatenated"
+                )
+            if f.names != first.names:
+                i = next(
+                    i for i, (a, b) in enumerate(zip(f.names, first.names, strict=True)) if a != b
+                )
+                raise ValueError(
+                    f"atom {i} of {names[k]} is named {f.names[i]!r} but {first.names[i]!r} in "
+                    f"{names[0]}: not the same atoms, they cannot be concatenated"
+                )
+        if len(parts) == 1:
+            return first[:]
+        return cls(
+            np.concatenate([f.positions for f in parts]),
+            first.masses,
+            first.names,
+            np.concatenate([f.times for f in parts]),
+            first.unit,
+            dict(first.metadata),
         )
 
     def __repr__(self) -> str:

@@ -37,6 +37,7 @@ from polyvae import geometry
 from polyvae._checks import ensure_array, ensure_int, ensure_masses
 from polyvae.encoder_numpy import encode_numpy
 from polyvae.io.pbc import Unwrapper, resolve_unwrap
+from polyvae.io.trajectories import check_atom_names, model_atoms
 from polyvae.vae import VAEModel, load_model
 
 __all__ = [
@@ -117,7 +118,9 @@ class LatentCV(AnalysisBase):
     Parameters
     ----------
     atomgroup : AtomGroup
-        The atoms the model was trained on, in the training order (N atoms).
+        The atoms the model was trained on, in the training order (N atoms). For a model
+        trained through a topology, their names are checked against the model's
+        (:func:`polyvae.io.check_atom_names`); a mismatch raises ``ValueError``.
     model : VAEModel or path
         A model trained on 3D positions of N atoms (lengths in Å), or its file.
     unwrap : bool or None
@@ -177,6 +180,19 @@ class LatentCV(AnalysisBase):
                 f"atomgroup has {atomgroup.n_atoms} atoms but the model was trained on "
                 f"{model.n_atoms}"
             )
+        if model_atoms(model) is not None:
+            try:
+                names = atomgroup.names
+            except NoDataError:
+                raise ValueError(
+                    "atomgroup has no atom names, so it cannot be checked against the model's "
+                    "atoms; use a topology with names (PSF, TPR, PDB, GRO)"
+                ) from None
+            try:
+                resnames = atomgroup.resnames
+            except NoDataError:
+                resnames = None
+            check_atom_names(names, model_atoms(model), "atomgroup", resnames)
         ensure_int(chunk_size, "chunk_size", 1)
         super().__init__(atomgroup.universe.trajectory, **kwargs)
         self._ag = atomgroup

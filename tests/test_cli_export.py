@@ -87,7 +87,9 @@ def test_export_colvar_file_of_a_trajectory(models, tmp_path):
     assert out.read_text().startswith("#! FIELDS time z0 z1")
     model = polyvae.load_model(d / "dist")
     expected, _ = model.encode(
-        polyvae.io.read_for_model(datafiles.DCD, model, topology=datafiles.PSF)
+        polyvae.io.read_frames(
+            datafiles.DCD, atoms=polyvae.io.model_atoms(model), topology=datafiles.PSF
+        )
     )
     np.testing.assert_allclose(data[:, 1:], expected, rtol=1e-6, atol=1e-6)
 
@@ -95,7 +97,7 @@ def test_export_colvar_file_of_a_trajectory(models, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["export", "plumed", "{d}/relu", "-o", "{t}/x"], 'activation="tanh"'),
+        (["export", "plumed", "{d}/relu", "-o", "{t}/x"], "--activation tanh"),
         (["export", "colvars", "{d}/pos", "-o", "{t}/x"], "Colvars export needs distance features"),
         (["export", "colvar", "{d}/dist", "-o", "{t}/x"], "needs the trajectories to encode"),
         (["export", "plumed", "{d}/dist", "{d}/dist", "-o", "{t}/x"], "takes no trajectories"),

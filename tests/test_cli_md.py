@@ -226,4 +226,5 @@ def test_allow_truncated_goes_on_with_the_frames_read(adk_model, tmp_path, capsy
         )
         == 0
     )
-    np.testing.assert_allclose(cut, np.load(tmp_path / "full.npz")["latent"][:48], atol=1e-6)
+    # chunks of 20 frames against one of 98: float32 matmuls of other shapes differ by ~1e-6
+    np.testing.assert_allclose(cut, np.load(tmp_path / "full.npz")["latent"][:48], atol=1e-5)

@@ -113,3 +113,40 @@ def test_npz_errors(tmp_path):
         polyvae.read_frames(tmp_path / "traj.xyz")
     with pytest.raises(TypeError, match="frames must be a polyvae Frames"):
         polyvae.write_npz(tmp_path / "x.npz", np.zeros((2, 3, 2)))
+
+
+def test_frames_concat():
+    rng = np.random.default_rng(0)
+    a = polyvae.Frames(rng.normal(size=(3, 4, 2)), masses=[1, 2, 3, 4], times=[0, 1, 2])
+    a.metadata["source"] = "a"
+    b = polyvae.Frames(rng.normal(size=(2, 4, 2)), times=[5, 6])
+    both = polyvae.Frames.concat([a, b])
+    np.testing.assert_array_equal(both.positions, np.concatenate([a.positions, b.positions]))
+    np.testing.assert_array_equal(both.times, [0, 1, 2, 5, 6])
+    np.testing.assert_array_equal(both.masses, a.masses)
+    assert both.metadata == {"source": "a"} and both.metadata is not a.metadata
+    with pytest.raises(ValueError, match="at least one Frames"):
+        polyvae.Frames.concat([])
+    with pytest.raises(TypeError, match=r"frames\[1\] must be a polyvae Frames; got ndarray"):
+        polyvae.Frames.concat([a, b.positions])
+    c = polyvae.Frames(rng.normal(size=(2, 5, 2)))
+    with pytest.raises(ValueError, match=r"'c.npz' has 5 atoms in 2D but 'a.npz' has 4 atoms"):
+        polyvae.Frames.concat([a, c], labels=["'a.npz'", "'c.npz'"])
+    with pytest.raises(ValueError, match=r"frames\[1\] is in unit 'nm' but frames\[0\] in 'Å'"):
+        polyvae.Frames.concat([a, polyvae.Frames(b.positions, unit="nm")])
+    renamed = polyvae.Frames(b.positions, names=["B0", "X", "B2", "B3"])
+    with pytest.raises(ValueError, match=r"atom 1 of frames\[1\] is named 'X' but 'B1'"):
+        polyvae.Frames.concat([a, renamed])
+
+
+def test_read_frames_joins_npz_files(tmp_path):
+    x = np.random.default_rng(0).normal(size=(6, 4, 3)).astype(np.float32)
+    np.savez(tmp_path / "a.npz", arr=x[:4])
+    np.savez(tmp_path / "b.npz", arr=x[4:])
+    f = polyvae.read_frames([tmp_path / "a.npz", tmp_path / "b.npz"], start=1, step=2)
+    np.testing.assert_array_equal(f.positions, x[1::2])
+    chunks = list(polyvae.io.iter_frames([tmp_path / "a.npz", tmp_path / "b.npz"], chunk_size=4))
+    assert [c.n_frames for c in chunks] == [4, 2]
+    np.savez(tmp_path / "c.npz", arr=x[:, :3])
+    with pytest.raises(ValueError, match=r"'.*c.npz' has 3 atoms in 3D but '.*a.npz' has 4"):
+        polyvae.read_frames([tmp_path / "a.npz", tmp_path / "c.npz"])

@@ -304,3 +304,29 @@ def test_latent_cv_is_alignment_invariant(mda, model, serial):
     # transformations travel to the workers with the universe
     par = LatentCV(ag, model).run(backend="multiprocessing", n_workers=2)
     np.testing.assert_allclose(par.results.latent, cv.results.latent, rtol=0, atol=1e-6)
+
+
+def test_atom_names_are_checked_against_the_model(mda, adk, model):
+    import dataclasses
+
+    from polyvae.io import atom_info
+    from polyvae.mda import LatentCV
+
+    u, ag, _ = adk
+    named = dataclasses.replace(model, metadata={"atoms": atom_info(ag, "name CA")})
+    assert LatentCV(ag, named).latent_dim == model.latent_dim  # the right atoms pass
+    shifted = u.atoms[ag.indices + 1]  # as many atoms, the wrong ones
+    with pytest.raises(
+        ValueError,
+        match=r"atom 0 of atomgroup is named 'HA' but the model was trained on 'CA' there "
+        r"\(model atom index 4\)",
+    ):
+        LatentCV(shifted, named)
+    reordered = ag[[1, 0, *range(2, ag.n_atoms)]]  # CA everywhere: the residues tell
+    with pytest.raises(
+        ValueError,
+        match=r"atom 0 of atomgroup is in residue 'ARG' but the model was trained "
+        r"on 'MET' there .*not in its order",
+    ):
+        LatentCV(reordered, named)
+    LatentCV(shifted, model)  # a model without stored atoms checks only the count

@@ -68,6 +68,7 @@ def write_colvars(
     *,
     name_prefix: str = "z",
     colvars_trajectory_frequency: int = 100,
+    atoms: Any = None,
 ) -> Path:
     """Write a Colvars configuration computing the latent CV of a distance-input model.
 
@@ -87,6 +88,8 @@ def write_colvars(
         Colvar names are ``name_prefix`` + latent index.
     colvars_trajectory_frequency : int
         ``colvarsTrajFrequency``: steps between lines of the Colvars trajectory file.
+    atoms : sequence of int, optional
+        0-based topology indices of the model's atoms (see :func:`encoder_spec`).
 
     Returns
     -------
@@ -98,7 +101,7 @@ def write_colvars(
     ExportError
         Position inputs, unit not Å, or an activation Colvars cannot express.
     """
-    spec = as_spec(spec_or_model, "Colvars")
+    spec = as_spec(spec_or_model, "Colvars", atoms)
     if spec.kind != "distances":
         raise ExportError(
             "Colvars export needs distance features: retrain with --features distances "

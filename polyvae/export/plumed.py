@@ -51,9 +51,15 @@ _HY36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 # ---- shared with the Colvars writer --------------------------------------------------
-def as_spec(spec_or_model: Any, target: str) -> EncoderSpec:
-    """The :class:`EncoderSpec` of a model (or the spec itself), with lengths in Å."""
-    spec = spec_or_model if isinstance(spec_or_model, EncoderSpec) else encoder_spec(spec_or_model)
+def as_spec(spec_or_model: Any, target: str, atoms: Any = None) -> EncoderSpec:
+    """The :class:`EncoderSpec` of a model (or the spec itself), with lengths in Å.
+
+    ``atoms`` (0-based topology indices) is passed to :func:`encoder_spec`.
+    """
+    if isinstance(spec_or_model, EncoderSpec):
+        spec = spec_or_model
+    else:
+        spec = encoder_spec(spec_or_model, atoms=atoms)
     if spec.unit not in _ANGSTROM:
         raise ExportError(
             f"the {target} export writes lengths in Å but the model's unit is {spec.unit!r}; "
@@ -126,6 +132,7 @@ def write_plumed(
     *,
     stride: int = 1,
     colvar: str = "COLVAR",
+    atoms: Any = None,
 ) -> Path:
     """Write ``plumed.dat`` (and ``reference.pdb`` for position inputs) computing the CV.
 
@@ -144,6 +151,8 @@ def write_plumed(
         PRINT stride in MD steps.
     colvar : str
         Output file name for PRINT.
+    atoms : sequence of int, optional
+        0-based topology indices of the model's atoms (see :func:`encoder_spec`).
 
     Returns
     -------
@@ -161,7 +170,7 @@ def write_plumed(
     small, positive coordinates), which PLUMED's rotation inherits: its CV agrees with
     the model's to about 1e-6 relative (exactly where the reference has <= 4 decimals).
     """
-    spec = as_spec(spec_or_model, "PLUMED")
+    spec = as_spec(spec_or_model, "PLUMED", atoms)
     if len(spec.layers) > 1 and spec.activation != "tanh":
         raise ExportError(
             f"PLUMED's ANN action supports only the Tanh and Linear activations; this model "

@@ -86,26 +86,51 @@ class EncoderSpec:
         return forward_numpy(self.folded_layers(), features, self.activation)
 
 
-def encoder_spec(model) -> EncoderSpec:
+def _atom_indices(atoms, n: int) -> np.ndarray:
+    arr = np.asarray(atoms)
+    if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+        raise ExportError(
+            f"atoms must be a sequence of 0-based integer atom indices; got {arr.dtype} "
+            f"array of shape {arr.shape}"
+        )
+    if arr.size != n:
+        raise ExportError(f"atoms must give one index per model atom ({n}); got {arr.size}")
+    if arr.min() < 0 or len(np.unique(arr)) != n:
+        raise ExportError("atoms must be distinct, non-negative 0-based atom indices")
+    return arr.astype(np.int64)
+
+
+def encoder_spec(model, atoms=None) -> EncoderSpec:
     """Reduce a trained coordinate model to what an engine needs for its CV.
+
+    Parameters
+    ----------
+    model : VAEModel
+    atoms : sequence of int (N,), optional
+        0-based topology indices of the model's atoms, in the model's order (engine atom
+        number = index + 1). Default: the indices stored with a model trained through a
+        topology; needed for a model trained on ``.npz`` frames.
 
     Raises
     ------
     ExportError
-        The model has no coordinate pipeline, lacks the topology atom indices, or
-        uses principal-axis alignment with position inputs (engines superpose on a
+        The model has no coordinate pipeline, no atom indices are known, or it uses
+        principal-axis alignment with position inputs (engines superpose on a
         reference: retrain with ``align="kabsch"`` or with distance features).
     """
     pipe = model.pipeline
     if pipe is None or model.config.likelihood != "gaussian":
         raise ExportError("only models of atom coordinates can be exported as a CV")
-    atoms = model.atoms
-    if atoms is None or atoms.indices is None:
+    info = model.atoms
+    if atoms is not None:
+        indices = _atom_indices(atoms, pipe.n_atoms)
+    elif info is not None and info.indices is not None:
+        indices = np.asarray(info.indices, dtype=np.int64)
+    else:
         raise ExportError(
             "the model file has no atom indices (it was trained on an .npz trajectory, not "
-            "through a topology), so the engine's atom numbers are unknown; retrain from an "
-            "MD trajectory with its topology, or set model.metadata['atoms'] = "
-            "{'indices': [...], 'names': [...]} with 0-based topology indices"
+            "through a topology), so the engine's atom numbers are unknown; pass atoms=[...] "
+            f"with the 0-based topology indices of the model's {pipe.n_atoms} atoms"
         )
     kind = getattr(pipe, "features", "positions")
     n, d = pipe.n_atoms, pipe.dim
@@ -124,8 +149,8 @@ def encoder_spec(model) -> EncoderSpec:
     return EncoderSpec(
         kind=kind,
         features=features,
-        atom_indices=np.asarray(atoms.indices, dtype=np.int64),
-        atom_names=list(atoms.names),
+        atom_indices=indices,
+        atom_names=list(info.names),
         masses=np.asarray(pipe.masses, dtype=np.float64),
         reference=None if reference is None else np.asarray(reference, np.float64),
         mean=np.asarray(mean, np.float64),

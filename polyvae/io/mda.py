@@ -26,6 +26,7 @@ import numpy as np
 
 from polyvae.frames import Frames
 from polyvae.io.pbc import Unwrapper, has_box, resolve_unwrap
+from polyvae.io.xtc import check_xtc
 
 __all__ = ["TruncatedTrajectoryError", "make_universe", "select_atoms", "atom_info"]
 __all__ += ["iter_chunks", "read_universe", "SELF_CONTAINED_SUFFIXES"]
@@ -66,11 +67,16 @@ class TruncatedTrajectoryError(ValueError):
             else f"the {n_kept} frames read are kept in this error's .frames"
             if n_kept == n_frames_read
             else f"the last {n_kept} of them are kept in this error's .frames "
-            "(read_universe keeps all)"
+            "(read_frames keeps all)"
         )
-        super().__init__(
-            f"trajectory {path!r} is truncated: read {n_frames_read} frames before frame "
-            f"{frame_index} could not be read ({reason}); {kept}"
+        hint = "" if n_frames_read == 0 else "; pass allow_truncated=True to go on with them"
+        super().__init__(f"{self.short()}; {kept}{hint}")
+
+    def short(self) -> str:
+        """The message without what is kept: which file, which frame, why."""
+        return (
+            f"trajectory {self.path!r} is truncated: read {self.n_frames_read} frames before "
+            f"frame {self.frame_index} could not be read ({self.reason})"
         )
 
 
@@ -83,6 +89,8 @@ def _paths(value: Any, name: str) -> list[Path]:
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"{name} must be a path or a list of paths; got {type(item).__name__}")
         path = Path(item)
+        if path.is_dir():
+            raise IsADirectoryError(f"{name} {str(path)!r} is a directory; expected a file")
         if not path.is_file():
             raise FileNotFoundError(f"{name}: no such file {str(path)!r}")
         out.append(path)
@@ -124,6 +132,9 @@ def make_universe(topology: str | os.PathLike, trajectories: Any = None, **kwarg
         raise TypeError(f"topology must be a path; got {type(topology).__name__}")
     (top,) = _paths(topology, "topology")
     trajs = _paths(trajectories, "trajectories")
+    for traj in trajs:
+        if traj.suffix.lower() == ".xtc":
+            check_xtc(traj)
     args = [str(p) for p in trajs]
     try:
         return mda.Universe(str(top), *([args] if len(args) > 1 else args), **kwargs)
@@ -419,17 +430,9 @@ def _check_finite_chunk(buf: np.ndarray, indices: list, label: str, atoms: Any) 
 
 
 def _concat(chunks: Sequence[Frames]) -> Frames:
-    first = chunks[0]
-    meta = dict(first.metadata)
-    meta["frame_indices"] = [i for c in chunks for i in c.metadata["frame_indices"]]
-    return Frames(
-        np.concatenate([c.positions for c in chunks]),
-        first.masses,
-        first.names,
-        np.concatenate([c.times for c in chunks]),
-        first.unit,
-        meta,
-    )
+    frames = Frames.concat(chunks)
+    frames.metadata["frame_indices"] = [i for c in chunks for i in c.metadata["frame_indices"]]
+    return frames
 
 
 def read_universe(source: Any, **kwargs: Any) -> Frames:
