@@ -760,7 +760,8 @@ def _execute_in_child(args) -> int:
             "input; a trajectory file is probably corrupt (e.g. a damaged XTC frame): check it "
             "(e.g. gmx check -f FILE) or leave it out"
         )
-    return _error(f"the command was killed by {name} (out of memory?)")
+    why = " (out of memory?)" if name == "SIGKILL" else ""
+    return _error(f"the command was stopped by {name}{why}")
 
 
 def main(argv: list[str] | None = None) -> int:
