@@ -143,7 +143,6 @@ def load_archive(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             f"model file {str(path)!r} has format version {version!r}; this polyvae reads "
             f"versions up to {FORMAT_VERSION}: upgrade polyvae"
         )
-    _check_metadata(config.get("metadata"), path)
     if not zipfile.is_zipfile(io.BytesIO(raw_arr)):
         raise ValueError(
             f"model file {str(path)!r}: params.npz is corrupt (not an npz archive): "
@@ -173,43 +172,3 @@ def load_archive(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
                 "the file is damaged"
             )
     return config, arrays
-
-
-def _check_metadata(meta, path: Path) -> None:
-    """The parts of ``metadata`` that readers index into: types and lengths."""
-    where = f"model file {str(path)!r}: config.json"
-    if meta is None:
-        return
-    if not isinstance(meta, dict):
-        raise ValueError(f"{where} 'metadata' must be an object; got {type(meta).__name__}")
-    names = meta.get("names")
-    if names is not None and not (
-        isinstance(names, list) and all(isinstance(s, str) for s in names)
-    ):
-        raise ValueError(
-            f"{where} metadata 'names' must be a list of strings; got {type(names).__name__}"
-        )
-    atoms = meta.get("atoms")
-    if atoms is None:
-        return
-    if not isinstance(atoms, dict):
-        raise ValueError(
-            f"{where} metadata 'atoms' must be an object with 'indices' and 'names'; got "
-            f"{type(atoms).__name__}"
-        )
-    for key, kind in (("indices", int), ("names", str)):
-        value = atoms.get(key)
-        if not isinstance(value, list) or not all(
-            isinstance(v, kind) and not isinstance(v, bool) for v in value
-        ):
-            raise ValueError(
-                f"{where} metadata atoms[{key!r}] must be a list of {kind.__name__}; got "
-                f"{type(value).__name__}"
-            )
-    if len(atoms["indices"]) != len(atoms["names"]):
-        raise ValueError(
-            f"{where} metadata atoms has {len(atoms['indices'])} indices but "
-            f"{len(atoms['names'])} names"
-        )
-    if any(i < 0 for i in atoms["indices"]):
-        raise ValueError(f"{where} metadata atoms['indices'] holds a negative index")

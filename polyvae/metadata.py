@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AtomInfo", "TrainingStats"]
+__all__ = ["AtomInfo", "TrainingStats", "check_model_metadata"]
 
 
 def _str_list(d: dict, key: str, n: int | None, where: str) -> tuple[str, ...] | None:
@@ -94,8 +94,10 @@ class AtomInfo:
         n = len(names) if names is not None else len(indices)
         if names is None:
             names = tuple(f"B{i}" for i in range(n))
-        if indices is not None and (len(indices) != n or (n and indices.min() < 0)):
-            raise ValueError(f"{where}: 'indices' must be {n} non-negative integers")
+        if indices is not None and len(indices) != n:
+            raise ValueError(f"{where} has {len(indices)} indices but {n} names")
+        if indices is not None and n and indices.min() < 0:
+            raise ValueError(f"{where}: 'indices' holds a negative index ({indices.min()})")
         masses = _num_list(d, "masses", n, where, integer=False)
         if masses is not None and not (np.all(np.isfinite(masses)) and np.all(masses > 0)):
             raise ValueError(f"{where}: 'masses' must be finite and positive")
@@ -168,3 +170,24 @@ class TrainingStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_model_metadata(metadata: Any) -> dict:
+    """The ``metadata`` of a model file with its typed parts checked; ``{}`` for None.
+
+    Raises ValueError naming the part that is malformed (unit, names, atoms,
+    train_stats).
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"'metadata' must be a JSON object; got {_brief(metadata)}")
+    unit = metadata.get("unit", "Å")
+    if not isinstance(unit, str) or not unit:
+        raise ValueError(f"metadata 'unit' must be a non-empty string; got {_brief(unit)}")
+    _str_list(metadata, "names", None, "metadata")
+    if metadata.get("atoms") is not None:
+        AtomInfo.from_dict(metadata["atoms"], "metadata 'atoms'")
+    if metadata.get("train_stats") is not None:
+        TrainingStats.from_dict(metadata["train_stats"], "metadata 'train_stats'")
+    return metadata

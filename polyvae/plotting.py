@@ -40,10 +40,6 @@ def _as_axes(axes, n: int) -> np.ndarray:
     return arr
 
 
-def _positive_int(value: Any, name: str) -> int:
-    return ensure_int(value, name, 1)
-
-
 def plot_history(history: Mapping[str, Any], ax=None):
     """-ELBO, reconstruction and KL per epoch; validation dashed in the same colour.
 
@@ -136,7 +132,7 @@ def plot_latent(latent: Any, ax=None, color_by: Any = None, density: bool = Fals
 
 
 def _subsample(n: int, max_frames: int) -> np.ndarray:
-    if n <= _positive_int(max_frames, "max_frames"):
+    if n <= ensure_int(max_frames, "max_frames", 1):
         return np.arange(n)
     logger.debug("plotting %d of %d frames", max_frames, n)
     return np.unique(np.linspace(0, n - 1, max_frames).round().astype(int))
@@ -240,7 +236,7 @@ def plot_marginals(marginals: Marginals, axes=None, pairs: Any = None, max_panel
     """
     if not isinstance(marginals, Marginals):
         raise TypeError(f"marginals must be a Marginals; got {type(marginals).__name__}")
-    max_panels = _positive_int(max_panels, "max_panels")
+    max_panels = ensure_int(max_panels, "max_panels", 1)
     if pairs is None:
         rows = _default_pairs(marginals, max_panels)
     else:

@@ -32,7 +32,7 @@ from polyvae.checkpoint import (
     unflatten_tree,
 )
 from polyvae.encoder_numpy import numpy_params
-from polyvae.metadata import AtomInfo, TrainingStats
+from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
 from polyvae.training import TrainConfig
 from polyvae.transforms import Pipeline
 
@@ -406,7 +406,7 @@ class VAEModel:
                 parr = {k[9:]: v for k, v in arrays.items() if k.startswith("pipeline/")}
                 pipeline = Pipeline.from_config(config["pipeline"], parr)
             tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
-            metadata = _checked_metadata(config.get("metadata"))
+            metadata = check_model_metadata(config.get("metadata"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
@@ -419,27 +419,6 @@ class VAEModel:
         if not isinstance(history, dict):
             raise ValueError(f"model file {str(path)!r}: 'history' must be a JSON object")
         return cls(vcfg, params, pipeline, tcfg, history, metadata)
-
-
-def _checked_metadata(metadata: Any) -> dict:
-    """The metadata of a model file, its typed parts checked (ValueError naming the part)."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise ValueError(f"'metadata' must be a JSON object; got {type(metadata).__name__}")
-    unit = metadata.get("unit", "Å")
-    if not isinstance(unit, str) or not unit:
-        raise ValueError(f"metadata 'unit' must be a non-empty string; got {unit!r}")
-    names = metadata.get("names")
-    if names is not None and not (
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-    ):
-        raise ValueError("metadata 'names' must be a list of strings")
-    if metadata.get("atoms") is not None:
-        AtomInfo.from_dict(metadata["atoms"], "metadata 'atoms'")
-    if metadata.get("train_stats") is not None:
-        TrainingStats.from_dict(metadata["train_stats"], "metadata 'train_stats'")
-    return metadata
 
 
 def load_model(path: str | os.PathLike) -> VAEModel:

@@ -185,7 +185,7 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
         (["train", "{d}/missing.npz", "-o", "{d}/x.polyvae"], "no such file"),
         (
             ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--lr", "0"],
-            "learning_rate must be a positive",
+            "learning_rate must be a finite number > 0",
         ),
         (
             ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--latent-dim", "0"],

@@ -75,7 +75,9 @@ def test_errors():
         Pipeline(features="angles")
     with pytest.raises(ValueError, match='pairs applies to features="distances" only'):
         Pipeline(pairs=[(0, 1)])
-    with pytest.raises(ValueError, match=r"pairs must be >= 1 \(as a stride: every k-th pair\); got 0"):
+    with pytest.raises(
+        ValueError, match=r"pairs must be >= 1 \(as a stride: every k-th pair\); got 0"
+    ):
         Pipeline(features="distances", pairs=0).fit(x)
     with pytest.raises(ValueError, match=r"pairs must index atoms 0 .. 4"):
         Pipeline(features="distances", pairs=[(0, 9)]).fit(x)
@@ -85,7 +87,10 @@ def test_errors():
     feats = np.zeros((20, 15), np.float32)
     with pytest.raises(ValueError, match=r"inputs \(T, 10\) are required"):
         fit(feats, cfg, TrainConfig(batch_size=4), progress=False)
-    with pytest.raises(ValueError, match=r"inputs must have shape \(20, 10\) to match the model.s n_inputs; got \(20, 9\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"inputs must have shape \(20, 10\) to match the model.s n_inputs; got \(20, 9\)",
+    ):
         fit(feats, cfg, TrainConfig(batch_size=4), inputs=np.zeros((20, 9)), progress=False)
     with pytest.raises(ValueError, match="inputs given but config.n_inputs is None"):
         fit(feats, VAEConfig(n_features=15), inputs=np.zeros((20, 15)), progress=False)

@@ -34,7 +34,7 @@ def test_nan_names_first_bad_frame(rng):
     "shape, message",
     [
         ((10, 4, 1), "D = 2 or 3 .*got D=1"),
-        ((2, 3, 4, 2), "must have shape \\(T, N, D\\).*ndim=4"),
+        ((2, 3, 4, 2), "must have shape \\(T, N, D\\).*got shape \\(2, 3, 4, 2\\)"),
         ((2, 5, 4), "D = 2 or 3 .*got D=4"),
         ((2, 2, 3), "at least 3 atoms.*got N=2"),
         ((0, 5, 3), "no frames"),
@@ -54,7 +54,7 @@ def test_type_errors():
 
 def test_metadata_errors():
     x = np.zeros((2, 3, 2))
-    with pytest.raises(ValueError, match=r"masses must have shape \(N,\) = \(3,\).*got \(2,\)"):
+    with pytest.raises(ValueError, match=r"masses must have shape \(3,\); got \(2,\)"):
         Frames(x, masses=[1, 2])
     with pytest.raises(ValueError, match="masses must be finite and positive"):
         Frames(x, masses=[1, 0, 2])

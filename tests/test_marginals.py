@@ -145,7 +145,8 @@ def test_argument_validation(kwargs, exc, match):
 def test_position_validation():
     x = random_frames(10, t=20)
     with pytest.raises(
-        ValueError, match=r"same number of atoms; got 6 \(train_positions\) and 5 \(generated_positions\)"
+        ValueError,
+        match=r"same number of atoms; got 6 \(train_positions\) and 5 \(generated_positions\)",
     ):
         distance_marginals(x, x[:, :5])
     with pytest.raises(ValueError, match=r"generated_positions must have shape \(T, N, D\)"):

@@ -160,7 +160,9 @@ def test_plot_overlay_same_limits(tmp_path):
     lo = min(train[..., 0].min(), gen[..., 0].min())
     assert axes[0].get_xlim()[0] <= lo
     axes[0].figure.savefig(tmp_path / "overlay.png")
-    with pytest.raises(ValueError, match=r"got 8 \(train_positions\) and 7 \(generated_positions\)"):
+    with pytest.raises(
+        ValueError, match=r"got 8 \(train_positions\) and 7 \(generated_positions\)"
+    ):
         plot_overlay(train, gen[:, :7])
 
 

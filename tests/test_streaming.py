@@ -110,11 +110,16 @@ def test_divergence_keeps_last_finite_params():
 def test_errors():
     x = _data(200)
     tc = TrainConfig(epochs=1, batch_size=32)
-    with pytest.raises(ValueError, match=r"block_frames must be >= 32 \(at least batch_size\); got 16"):
+    with pytest.raises(
+        ValueError, match=r"block_frames must be >= 32 \(at least batch_size\); got 16"
+    ):
         fit_streaming(x, CFG, tc, block_frames=16, progress=False)
     with pytest.raises(TypeError, match="block_frames must be an integer; got 1.5"):
         fit_streaming(x, CFG, tc, block_frames=1.5, progress=False)
-    with pytest.raises(ValueError, match=r"features must have shape \(T, 8\) to match the model.s n_features; got \(200, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"features must have shape \(T, 8\) to match the model.s n_features; got \(200, 5\)",
+    ):
         fit_streaming(x[:, :5], CFG, tc, progress=False)
     with pytest.raises(TypeError, match="features must be a real-valued array; got dtype"):
         fit_streaming(np.full((200, 8), "a"), CFG, tc, progress=False)
@@ -133,10 +138,40 @@ def test_errors():
     cfg_in = VAEConfig(n_features=8, hidden=(16,), n_inputs=5)
     with pytest.raises(ValueError, match=r"inputs \(T, 5\) are required"):
         fit_streaming(x, cfg_in, tc, progress=False)
-    with pytest.raises(ValueError, match=r"inputs must have shape \(200, 5\) to match the model.s n_inputs; got \(199, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"inputs must have shape \(200, 5\) to match the model.s n_inputs; got \(199, 5\)",
+    ):
         fit_streaming(x, cfg_in, tc, inputs=x[:199, :5], progress=False)
     onehot = np.eye(4, dtype=np.float32)[np.arange(200) % 4]
     onehot[70] = [0.5, 0.5, 0, 0]
     cat = VAEConfig(n_features=4, hidden=(8,), likelihood="categorical")
     with pytest.raises(ValueError, match="must be one-hot rows .* row 70 is not"):
         fit_streaming(onehot, cat, tc, block_frames=32, progress=False)
+
+
+def test_train_streams_when_asked_or_above_the_size_limit(monkeypatch, caplog):
+    """polyvae.train reaches the streamed trainer: by stream=True, or automatically above
+    STREAM_ABOVE_BYTES; one block gives the in-memory parameters bit for bit."""
+    import logging
+
+    from helpers import random_chain
+
+    import polyvae
+    from polyvae import training
+
+    frames = random_chain(np.random.default_rng(2), n_frames=200, n_atoms=6)
+    kwargs = dict(hidden=(16,), epochs=2, batch_size=16, progress=False)
+    in_memory = polyvae.train(frames, stream=False, **kwargs)
+    with caplog.at_level(logging.INFO, logger="polyvae.training"):
+        streamed = polyvae.train(frames, stream=True, **kwargs)
+    assert "streamed in blocks" in caplog.text
+    for a, b in zip(_leaves(streamed.params), _leaves(in_memory.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    caplog.clear()
+    monkeypatch.setattr(training, "STREAM_ABOVE_BYTES", 1000)  # 200 x 12 float32 > 1000 B
+    with caplog.at_level(logging.INFO, logger="polyvae.training"):
+        polyvae.train(frames, **kwargs)
+    assert "streamed in blocks" in caplog.text
+    with pytest.raises(TypeError, match="stream must be True, False or None"):
+        polyvae.train(frames, stream="yes", **kwargs)

@@ -282,12 +282,18 @@ def test_compare_validation():
     a = _chain_set(rng, t=10, n=6)
     b = _chain_set(rng, t=10, n=7)
     with pytest.raises(
-        ValueError, match=r"same number of atoms; got 6 \(train_positions\) and 7 \(generated_positions\)"
+        ValueError,
+        match=r"same number of atoms; got 6 \(train_positions\) and 7 \(generated_positions\)",
     ):
         compare_structures(a, b)
-    with pytest.raises(ValueError, match=r"same dimension D; got 3 \(train_positions\) and 2 \(generated_positions\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"same dimension D; got 3 \(train_positions\) and 2 \(generated_positions\)",
+    ):
         compare_structures(a, a[..., :2])
-    with pytest.raises(ValueError, match=r"train_positions must have shape \(T, N, D\) .*got shape"):
+    with pytest.raises(
+        ValueError, match=r"train_positions must have shape \(T, N, D\) .*got shape"
+    ):
         compare_structures(a[0], a)
     with pytest.raises(ValueError, match="bonds must hold at least one bond"):
         compare_structures(a, a, bonds=np.zeros((0, 2), dtype=int))

@@ -96,7 +96,9 @@ def test_divergence_saves_last_finite_model_when_output_set(tmp_path):
     good = polyvae.train(x, hidden=(8,), epochs=1, output=out, progress=False)
     before = out.read_bytes()
     # a decoder sigma this small overflows the Gaussian log-likelihood at once
-    with pytest.raises(TrainingDivergedError, match="epoch 1.*saved to .*m.diverged.polyvae") as info:
+    with pytest.raises(
+        TrainingDivergedError, match="epoch 1.*saved to .*m.diverged.polyvae"
+    ) as info:
         polyvae.train(x, hidden=(8,), epochs=3, sigma=1e-30, output=out, progress=False)
     assert str(out) in str(info.value) and "left as it was" in str(info.value)
     assert out.read_bytes() == before  # the good model is untouched
@@ -112,7 +114,10 @@ def test_divergence_saves_last_finite_model_when_output_set(tmp_path):
         (dict(learning_rate=-1e-3), "learning_rate must be a finite number > 0"),
         (dict(epochs=0), "epochs must be >= 1"),
         (dict(batch_size=0), "batch_size must be >= 1"),
-        (dict(validation_fraction=1.0), "validation_fraction must be a finite number >= 0 and < 1; got 1.0"),
+        (
+            dict(validation_fraction=1.0),
+            "validation_fraction must be a finite number >= 0 and < 1; got 1.0",
+        ),
     ],
 )
 def test_train_config_errors(kwargs, message):
