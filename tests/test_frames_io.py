@@ -56,8 +56,10 @@ def test_metadata_errors():
     x = np.zeros((2, 3, 2))
     with pytest.raises(ValueError, match=r"masses must have shape \(3,\); got \(2,\)"):
         Frames(x, masses=[1, 2])
-    with pytest.raises(ValueError, match="masses must be finite and positive"):
+    with pytest.raises(ValueError, match="masses must be positive; got min=0"):
         Frames(x, masses=[1, 0, 2])
+    with pytest.raises(ValueError, match="masses contains NaN or inf: first bad row is 1"):
+        Frames(x, masses=[1, np.nan, 2])
     with pytest.raises(ValueError, match="one entry per atom .N=3.; got 2"):
         Frames(x, names=["A", "B"])
     with pytest.raises(ValueError, match=r"times must have shape \(T,\) = \(2,\)"):
