@@ -74,7 +74,7 @@ def polyvae_encode(model_path: Path, pdb: Path, dcd: Path, stop: int | None = No
     model = polyvae.load_model(model_path)
     model.encode(np.zeros((1, model.n_atoms, 3), np.float32))  # compile outside the clock
     t0 = time.perf_counter()
-    chunks = io.iter_trajectories(dcd, topology=pdb, atoms=io.model_atoms(model), stop=stop)
+    chunks = io.iter_frames(dcd, topology=pdb, atoms=io.model_atoms(model), stop=stop)
     mean, _, _ = model.encode_chunks(chunks)
     return len(mean), time.perf_counter() - t0
 
@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     t_write = time.perf_counter() - t0
     model_path = a.workdir / "adk_ca.polyvae"
     if not model_path.exists():
-        frames = polyvae.io.read_trajectories(dcd, topology=pdb, stop=2000)
+        frames = polyvae.io.read_frames(dcd, topology=pdb, stop=2000)
         polyvae.train(frames, epochs=20, progress=False, output=model_path)
 
     # each twice, taking turns, best of two: disk caching and machine load favour neither

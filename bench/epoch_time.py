@@ -39,7 +39,7 @@ def load_features(n_frames: int) -> tuple[np.ndarray, str]:
 
 
 def polyvae_epoch(x, config, batch_size):
-    """One epoch as ``polyvae.train.fit`` runs it: the host-side plan, then the compiled steps."""
+    """One epoch as ``polyvae.training.fit`` runs it: the host-side plan, then the compiled steps."""
     _, steps = make_steps(config, 1e-3)
     opt = optax.adam(1e-3)
     state = {"params": init_params(config, key=jax.random.PRNGKey(0))}

@@ -1,7 +1,7 @@
 """Where an epoch's time goes, read from JAX's profiler rather than guessed.
 
 Traces ``--epochs`` epochs of polyvae's training (chapter architecture, 2048 frames, the
-compiled steps of ``polyvae.train.make_steps``) at each batch size, then attributes the
+compiled steps of ``polyvae.steps.make_steps``) at each batch size, then attributes the
 time of every XLA kernel (a thunk: one fused loop, one matrix product, ...) to
 
 - a phase, from the kernel's HLO metadata: ``forward`` (under ``jvp``), ``backward``

@@ -7,7 +7,7 @@ in a temporary folder, chunk by chunk, so that the host never holds the array in
 anonymous memory. Then, each in a fresh process (so that each peak is its own):
 
 - ``polyvae.training.fit(..., stream=True)`` on the memmap (blocks of ``--block-frames``);
-- unless ``--no-fit``: ``polyvae.train.fit`` on the same memmap (the whole training
+- unless ``--no-fit``: ``polyvae.training.fit`` on the same memmap (the whole training
   array copied to the host heap and to the device), for comparison.
 
 Both train encoder 36-256-256-256-2 (decoder mirrored), batch ``--batch-size``,

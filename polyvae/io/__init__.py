@@ -26,11 +26,9 @@ from polyvae.io.trajectories import (
     POSITION_SUFFIXES,
     check_atom_names,
     iter_frames,
-    iter_trajectories,
     load_reference,
     model_atoms,
     read_frames,
-    read_trajectories,
     write_latent,
     write_positions,
 )
@@ -60,6 +58,4 @@ __all__ = [
     "model_atoms",
     "check_atom_names",
     "check_xtc",
-    "read_trajectories",
-    "iter_trajectories",
 ]

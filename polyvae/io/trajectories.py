@@ -30,8 +30,6 @@ __all__ = [
     "check_atom_names",
     "LATENT_SUFFIXES",
     "POSITION_SUFFIXES",
-    "read_trajectories",
-    "iter_trajectories",
 ]
 
 logger = logging.getLogger(__name__)
@@ -313,16 +311,6 @@ def _join(chunks: list[Frames], label: str) -> Frames:
         frames.metadata["frame_indices"] = [i for c in chunks for i in c.metadata["frame_indices"]]
     frames.metadata["source"] = label
     return frames
-
-
-def read_trajectories(paths: Any, **kwargs: Any) -> Frames:
-    """Older name of :func:`read_frames`."""
-    return read_frames(paths, **kwargs)
-
-
-def iter_trajectories(paths: Any, **kwargs: Any) -> Iterator[Frames]:
-    """Older name of :func:`iter_frames`."""
-    return iter_frames(paths, **kwargs)
 
 
 def write_positions(
