@@ -106,8 +106,13 @@ def _check_md_formats(paths: list[Path], topology: Any) -> None:
 
 
 def model_atoms(model) -> dict | None:
-    """The atom description stored with a model trained on an MD trajectory (or None)."""
-    return model.metadata.get("atoms")
+    """The atoms of a model trained through a topology, as the readers take them (or None).
+
+    The JSON form of :attr:`polyvae.VAEModel.atoms` (checked when the model loaded);
+    None for a model trained on ``.npz`` frames, whose atoms have no topology indices.
+    """
+    atoms = model.atoms
+    return None if atoms is None or atoms.indices is None else atoms.to_dict()
 
 
 def check_atom_names(
