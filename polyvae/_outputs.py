@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["check_output"]
+__all__ = ["check_output", "check_suffix"]
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -25,6 +25,18 @@ def _nearest_existing(path: Path) -> Path:
         if os.path.lexists(parent):
             return parent
     return Path(".")
+
+
+def check_suffix(path: str | os.PathLike, suffixes: Sequence[str], name: str = "path") -> str:
+    """The lower-case suffix of ``path``, one of ``suffixes``; ValueError naming ``name``."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in suffixes:
+        raise ValueError(
+            f"{name} {str(p)!r}: unknown format {suffix or '(no suffix)'!r}; "
+            f"expected a file ending in {', '.join(suffixes)}"
+        )
+    return suffix
 
 
 def check_output(
@@ -57,11 +69,8 @@ def check_output(
     if kind == "file":
         if p.is_dir():
             raise ValueError(f"{name} {str(p)!r} is an existing directory; expected a file name")
-        if suffixes is not None and p.suffix.lower() not in suffixes:
-            raise ValueError(
-                f"{name} {str(p)!r}: unknown format {p.suffix.lower() or '(no suffix)'!r}; "
-                f"expected a file ending in {', '.join(suffixes)}"
-            )
+        if suffixes is not None:
+            check_suffix(p, suffixes, name)
         folder = p.parent
     elif kind == "dir":
         if p.exists() and not p.is_dir():

@@ -159,7 +159,7 @@ def test_encode_npz_has_exactly_that_name(ws, tmp_path):
 
 
 def test_write_latent_refuses_an_unknown_suffix(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown latent CV format '.xyz'; expected one of"):
+    with pytest.raises(ValueError, match=r"unknown format '.xyz'; expected a file ending in .npz"):
         polyvae.io.write_latent(tmp_path / "cv.xyz", np.zeros((2, 1)), np.ones((2, 1)), [0, 1])
 
 

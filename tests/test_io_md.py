@@ -253,7 +253,9 @@ def test_errors(tmp_path, ca_files):
         read_mdtraj(tmp_path / "missing.xtc", topology=ca_files["pdb"])
     with pytest.raises(ValueError, match="select 'name XYZ' matches no atoms"):
         read_mdtraj(ca_files["dcd"], topology=ca_files["pdb"], select="name XYZ")
-    with pytest.raises(ValueError, match=r"unsupported output format '\.mol2'.*\.pdb, \.dcd"):
+    with pytest.raises(
+        ValueError, match=r"unknown format '\.mol2'; expected a file ending in .*\.pdb, \.dcd"
+    ):
         write_structures(tmp_path / "x.mol2", np.zeros((1, 3, 3)))
     with pytest.raises(ValueError, match="topology is required"):
         read_universe(ca_files["dcd"])

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._outputs import check_suffix
 from polyvae.frames import Frames
 
 __all__ = [
@@ -363,12 +364,7 @@ def write_latent(
         ``path`` itself (its folder is created).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in LATENT_SUFFIXES:
-        raise ValueError(
-            f"path {str(path)!r}: unknown latent CV format {suffix or '(no suffix)'!r}; "
-            f"expected one of {', '.join(LATENT_SUFFIXES)}"
-        )
+    suffix = check_suffix(path, LATENT_SUFFIXES)
     mean, std = np.asarray(latent), np.asarray(latent_std)
     t = np.asarray(times, dtype=np.float64)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._outputs import check_suffix
 from polyvae.frames import Frames, as_positions
 
 __all__ = ["write_structures", "WRITER_SUFFIXES"]
@@ -107,12 +108,7 @@ def write_structures(
     Path of the written file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in WRITER_SUFFIXES:
-        raise ValueError(
-            f"path {str(path)!r}: unsupported output format {suffix!r}; "
-            f"expected one of {', '.join(WRITER_SUFFIXES)}"
-        )
+    suffix = check_suffix(path, WRITER_SUFFIXES)
     if isinstance(positions, Frames):
         frames = positions
         if atoms is None:
