@@ -5,7 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import acceptance  # noqa: E402
 import encode_throughput  # noqa: E402
+import engine_check  # noqa: E402
 import epoch_time  # noqa: E402
 import flops  # noqa: E402
 import mlcolvar_compare  # noqa: E402
@@ -19,3 +21,6 @@ if __name__ == "__main__":
     mlcolvar_compare.main([])
     encode_throughput.main([])
     train_large.main([])
+    engine_check.main()
+    sys.argv = sys.argv[:1]
+    acceptance.main()
