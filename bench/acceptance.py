@@ -62,12 +62,12 @@ def adk_heldout(seeds=(0, 1, 2)) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--shared", default=None, help="folder holding data/dmol (default: ../shared)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import polyvae
 
     result = {"polyvae": polyvae.__file__, "adk_heldout_corr": adk_heldout()}
