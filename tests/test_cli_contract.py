@@ -265,6 +265,13 @@ def test_trajectory_errors(ws, tmp_path, capsys):
         ["train", datafiles.DCD, "--top", tmp_path / "top.psf", "-o", tmp_path / "m.polyvae"],
         r"topology '.*top.psf' is a directory; expected a file",
     )
+    # a folder without a format suffix, as a user types it
+    (tmp_path / "runs").mkdir()
+    _fail(
+        capsys,
+        ["encode", ws / "m.polyvae", tmp_path / "runs", "-o", tmp_path / "cv.npz"],
+        r"trajectory '.*runs' is a directory; expected a file",
+    )
     _fail(
         capsys,
         ["train", datafiles.DCD, "-o", tmp_path / "m.polyvae"],

@@ -60,16 +60,16 @@ def _as_paths(paths: Any, topology: Any) -> list[Path]:
         out.append(Path(p))
     if not out:
         raise ValueError("paths must name at least one trajectory file; got none")
-    npz = [p.suffix.lower() == _NPZ for p in out]
-    if any(npz) and not all(npz):
-        raise ValueError("paths mix .npz files with MD trajectories; give one kind at a time")
-    if not all(npz):
-        _check_md_formats(out, topology)
     for p in out:
         if p.is_dir():
             raise IsADirectoryError(f"trajectory {str(p)!r} is a directory; expected a file")
         if not p.exists():
             raise FileNotFoundError(f"trajectory {str(p)!r}: no such file")
+    npz = [p.suffix.lower() == _NPZ for p in out]
+    if any(npz) and not all(npz):
+        raise ValueError("paths mix .npz files with MD trajectories; give one kind at a time")
+    if not all(npz):
+        _check_md_formats(out, topology)
     return out
 
 
