@@ -23,6 +23,7 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_masses, ensure_pairs
 from polyvae._checks import ensure_positions as _positions
+from polyvae.frames import Frames
 
 __all__ = [
     "center_of_mass",
@@ -313,9 +314,10 @@ class Pipeline:
             ``aligned`` (T, N, D), ``targets`` (T, F) and ``inputs`` (T, n_inputs),
             float32; ``inputs`` is None when the encoder reads the targets.
         """
-        if masses is None and hasattr(positions, "masses"):
-            masses = positions.masses
-        x = _positions(positions, min_atoms=3)
+        if isinstance(positions, Frames):  # validated when it was made
+            x, masses = positions.positions, positions.masses if masses is None else masses
+        else:
+            x = _positions(positions, min_atoms=3)
         _, n, d = x.shape
         self.masses = ensure_masses(masses, n)
         self.n_atoms, self.dim = n, d
