@@ -63,13 +63,14 @@ def _as_paths(paths: Any, topology: Any) -> list[Path]:
     for p in out:
         if p.is_dir():
             raise IsADirectoryError(f"trajectory {str(p)!r} is a directory; expected a file")
-        if not p.exists():
-            raise FileNotFoundError(f"trajectory {str(p)!r}: no such file")
     npz = [p.suffix.lower() == _NPZ for p in out]
     if any(npz) and not all(npz):
         raise ValueError("paths mix .npz files with MD trajectories; give one kind at a time")
     if not all(npz):
         _check_md_formats(out, topology)
+    for p in out:
+        if not p.exists():
+            raise FileNotFoundError(f"trajectory {str(p)!r}: no such file")
     return out
 
 
