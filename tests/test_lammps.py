@@ -6,6 +6,7 @@ that run LAMMPS skip without it, the file readers are tested anyway.
 
 import numpy as np
 import pytest
+from engine_cv import restraint_only_run
 from lammps_harness import (
     DEFAULT_POLYMER,
     polymer_data_file,
@@ -147,20 +148,7 @@ def test_restraint_force_at_step_zero(lammps_ok, start, tmp_path):
     config.write_text(
         DISTANCE_CV + "harmonic {\n  colvars d\n  centers 12.0\n  forceConstant 3.0\n}\n"
     )
-    r = run_polymer(
-        tmp_path,
-        start,
-        n_steps=0,
-        dump_every=1,
-        seed=1,
-        colvars_config=config,
-        thermostat=False,
-        velocities=None,
-        bond_k=0.0,
-        angle_k=0.0,
-        lj_epsilon=0.0,
-        dump_forces=True,
-    )
+    r = restraint_only_run(tmp_path, start, config, n_steps=0, dump_every=1, seed=1)
     np.testing.assert_array_equal(r["timesteps"], [0])
     vec = start[0] - start[-1]
     d = np.linalg.norm(vec)
