@@ -343,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="OUT.npz (key 'positions'), or OUT.pdb, OUT.dcd, OUT.xtc with the model's atoms",
     )
+    p.add_argument(
+        "--valid-only",
+        action="store_true",
+        help="keep only structures whose bonds and angles lie in their training ranges and "
+        "whose atoms come no closer than in the training frames",
+    )
 
     p = sub.add_parser(
         "marginals",
@@ -556,8 +562,23 @@ def _cmd_generate(a) -> int:
     out = _output(a, suffixes=io.POSITION_SUFFIXES)
     model = load_model(a.model)
     pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only)
+    report = model.check_structures(pos)
+    if report is None:
+        if a.valid_only:
+            raise ValueError(
+                f"--valid-only needs the structure checks that newer model files keep; "
+                f"{a.model} has none: retrain it"
+            )
+        validity = "validity not checked: the model file keeps no structure checks"
+    else:
+        validity = f"{report.valid.sum()} of {len(pos)} valid ({100 * report.fraction_valid:.1f} %)"
+        if a.valid_only:
+            pos = pos[report.valid]
+            if len(pos) == 0:
+                raise ValueError(f"none of the {a.n} conformations drawn is valid; nothing written")
+            validity = f"kept the {len(pos)} valid of {a.n} drawn"
     path = io.write_positions(out, pos, atoms=io.model_atoms(model), unit=model.unit)
-    _report(f"{len(pos)} conformations written to {path}")
+    _report(f"{len(pos)} conformations written to {path}; {validity}")
     return 0
 
 

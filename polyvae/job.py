@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATA = resources.files("polyvae") / "data" / "polymer2d.npz"
 
 
+def _validity(model: VAEModel, positions: np.ndarray) -> dict | None:
+    report = model.check_structures(positions)
+    return None if report is None else report.to_dict()
+
+
 def _savefig(ax, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -171,6 +176,8 @@ def run_job(
         "rg_training_min": float(rg_train.min()),
         "min_nonbonded_optimized": float(min_nonbonded_distance(opt.positions[0])),
         "min_nonbonded_training_p01": model.train_stats.min_nonbonded_p01,
+        "validity_generated": _validity(model, generated),
+        "validity_optimized": _validity(model, opt.positions[:1]),
         "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

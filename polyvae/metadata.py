@@ -190,4 +190,8 @@ def check_model_metadata(metadata: Any) -> dict:
         AtomInfo.from_dict(metadata["atoms"], "metadata 'atoms'")
     if metadata.get("train_stats") is not None:
         TrainingStats.from_dict(metadata["train_stats"], "metadata 'train_stats'")
+    if metadata.get("structure_checks") is not None:
+        from polyvae.analysis.validity import StructureChecks
+
+        StructureChecks.from_dict(metadata["structure_checks"], "metadata 'structure_checks'")
     return metadata

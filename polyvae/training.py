@@ -392,6 +392,17 @@ def training_stats(aligned: np.ndarray, masses: np.ndarray) -> TrainingStats:
     )
 
 
+def _structure_checks(aligned: np.ndarray):
+    """Validity checks fitted on the training frames (bonds: a chain in atom order), or
+    None for molecules too small to have pairs beyond the excluded ones."""
+    from polyvae.analysis.validity import StructureChecks
+
+    try:
+        return StructureChecks.from_training(aligned)
+    except ValueError:
+        return None
+
+
 def _diverged_path(output: str | os.PathLike) -> Path:
     """Where a diverged run keeps its last finite parameters: ``NAME.diverged.SUFFIX``."""
     out = Path(output)
@@ -480,6 +491,9 @@ def train(
         **{k: frames.metadata[k] for k in ("source", "atoms") if k in frames.metadata},
         "train_stats": training_stats(prepared.aligned, pipeline.masses).to_dict(),
     }
+    checks = _structure_checks(prepared.aligned)
+    if checks is not None:
+        metadata["structure_checks"] = checks.to_dict()
     try:
         params, history = fit(
             prepared.targets,

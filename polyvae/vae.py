@@ -153,6 +153,22 @@ class VAEModel:
         stats = self.metadata.get("train_stats")
         return None if stats is None else TrainingStats.from_dict(stats)
 
+    @property
+    def structure_checks(self):
+        """The validity checks fitted on the training frames
+        (:class:`polyvae.analysis.validity.StructureChecks`), or None if the model file has
+        none (older files, non-coordinate models, molecules of very few atoms)."""
+        from polyvae.analysis.validity import StructureChecks
+
+        d = self.metadata.get("structure_checks")
+        return None if d is None else StructureChecks.from_dict(d)
+
+    def check_structures(self, positions: Any):
+        """:class:`~polyvae.analysis.validity.ValidityReport` of structures (T, N, D) in the
+        model's unit; None when the model has no structure checks."""
+        checks = self.structure_checks
+        return None if checks is None else checks.check(positions)
+
     def encoder_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Dense layers of the encoder mean, as float64 NumPy ``(W (n_in, n_out), b)``.
 

@@ -1,0 +1,193 @@
+"""Is a structure physically valid? Checks from the topology, thresholds from the training data.
+
+:class:`StructureChecks` is fitted on aligned training frames and the molecule's bonds
+(default: a chain in atom order): every bond length and every bond angle must lie in
+its range over the training frames, and no pair beyond the excluded ones (bonded 1-2
+and angle 1-3 pairs, and 1-4 pairs in 3D, which force fields do not repel fully) may
+come closer than the closest such pair in the training frames. The training frames
+pass these checks by construction (with the default percentiles 0 and 100); a
+generated or optimized structure that fails one has a broken bond, a bent angle or
+overlapping atoms that the data never showed.
+
+The checks are JSON-ready (:meth:`StructureChecks.to_dict`), so the model file keeps
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from polyvae import geometry
+from polyvae._checks import ensure_frames, ensure_int, ensure_number, ensure_pairs
+
+__all__ = ["StructureChecks", "ValidityReport"]
+
+
+@dataclass(frozen=True)
+class ValidityReport:
+    """Which structures pass the checks, and why the others fail.
+
+    Attributes
+    ----------
+    bonds_ok, angles_ok, contacts_ok : ndarray (T,) of bool
+        Every bond in range; every angle in range; no non-excluded pair too close.
+    valid : ndarray (T,) of bool
+        All three.
+    """
+
+    bonds_ok: np.ndarray
+    angles_ok: np.ndarray
+    contacts_ok: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.bonds_ok & self.angles_ok & self.contacts_ok
+
+    @property
+    def fraction_valid(self) -> float:
+        return float(self.valid.mean())
+
+    def to_dict(self) -> dict:
+        """JSON-ready fractions: valid, and each check on its own."""
+        return {
+            "n_structures": int(self.valid.size),
+            "fraction_valid": self.fraction_valid,
+            "fraction_bonds_ok": float(self.bonds_ok.mean()),
+            "fraction_angles_ok": float(self.angles_ok.mean()),
+            "fraction_contacts_ok": float(self.contacts_ok.mean()),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class StructureChecks:
+    """Ranges of bonds and angles and the closest contact, from training frames.
+
+    Attributes
+    ----------
+    n_atoms : int
+    bonds : ndarray (B, 2) of int
+    bond_range : ndarray (B, 2)
+        Lowest and highest length of each bond (length unit of the frames).
+    angle_range : ndarray (A, 2)
+        Lowest and highest value of each bond angle (radians), for
+        ``geometry.angle_triples(n_atoms, bonds)``.
+    exclude : int
+        Pairs up to this many bonds apart are not checked for contacts (2 in 2D, 3 in 3D).
+    min_contact : float
+        Closest distance of a non-excluded pair over the training frames.
+    """
+
+    n_atoms: int
+    bonds: np.ndarray
+    bond_range: np.ndarray
+    angle_range: np.ndarray
+    exclude: int
+    min_contact: float
+
+    @property
+    def angles(self) -> np.ndarray:
+        return geometry.angle_triples(self.n_atoms, self.bonds)
+
+    @property
+    def pairs(self) -> np.ndarray:
+        return geometry.nonbonded_pairs(self.n_atoms, self.bonds, self.exclude)
+
+    @classmethod
+    def from_training(
+        cls,
+        positions: Any,
+        bonds: Any = None,
+        *,
+        exclude: int | None = None,
+        percentiles: tuple[float, float] = (0.0, 100.0),
+    ) -> StructureChecks:
+        """Fit the checks on training frames.
+
+        Parameters
+        ----------
+        positions : array (T, N, D)
+            Training frames (any orientation).
+        bonds : array (B, 2) of int, optional
+            The molecule's bonds; default a chain in atom order.
+        exclude : int, optional
+            Bond-count distance up to which pairs are excluded from the contact check;
+            default 3 in 3D (1-2, 1-3, 1-4), 2 in 2D (1-2, 1-3).
+        percentiles : (low, high)
+            Percentiles of each bond's and angle's training values that bound it;
+            (0, 100) takes the training range itself.
+        """
+        x, _ = ensure_frames(positions, "positions", allow_single=False, min_atoms=3)
+        n, d = x.shape[1], x.shape[2]
+        bonds = geometry.chain_bonds(n) if bonds is None else ensure_pairs(bonds, n, "bonds")
+        if len(bonds) == 0:
+            raise ValueError("bonds must hold at least one bond; got none")
+        exclude = (3 if d == 3 else 2) if exclude is None else ensure_int(exclude, "exclude", 1)
+        lo = ensure_number(percentiles[0], "percentiles[0]", minimum=0, maximum=100)
+        hi = ensure_number(percentiles[1], "percentiles[1]", minimum=lo, maximum=100)
+        lengths = geometry.pair_distances(x, bonds)
+        angles = geometry.bond_angles(x, geometry.angle_triples(n, bonds))
+        pairs = geometry.nonbonded_pairs(n, bonds, exclude)
+        if len(pairs) == 0:
+            raise ValueError(
+                f"no pair of the {n} atoms is more than {exclude} bonds apart: "
+                "nothing to check for contacts"
+            )
+        block = max(1, (1 << 22) // len(pairs))  # frames at a time: a bounded (t, P) array
+        contacts = min(
+            geometry.pair_distances(x[s : s + block], pairs).min() for s in range(0, len(x), block)
+        )
+        return cls(
+            n_atoms=n,
+            bonds=bonds,
+            bond_range=np.percentile(lengths, [lo, hi], axis=0).T,
+            angle_range=np.percentile(angles, [lo, hi], axis=0).T.reshape(-1, 2),
+            exclude=exclude,
+            min_contact=float(contacts),
+        )
+
+    def check(self, positions: Any) -> ValidityReport:
+        """Check structures (T, N, D) or one structure (N, D)."""
+        x, _ = ensure_frames(positions, "positions", min_atoms=self.n_atoms)
+        if x.shape[1] != self.n_atoms:
+            raise ValueError(
+                f"positions must hold the {self.n_atoms} atoms of the checks; got {x.shape[1]}"
+            )
+        lengths = geometry.pair_distances(x, self.bonds)
+        bonds_ok = np.all(
+            (lengths >= self.bond_range[:, 0]) & (lengths <= self.bond_range[:, 1]), axis=1
+        )
+        angles = geometry.bond_angles(x, self.angles)
+        angles_ok = np.all(
+            (angles >= self.angle_range[:, 0]) & (angles <= self.angle_range[:, 1]), axis=1
+        )
+        contacts_ok = geometry.pair_distances(x, self.pairs).min(axis=1) >= self.min_contact
+        return ValidityReport(bonds_ok, angles_ok, contacts_ok)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, for the model file."""
+        return {
+            "n_atoms": int(self.n_atoms),
+            "bonds": self.bonds.tolist(),
+            "bond_range": self.bond_range.tolist(),
+            "angle_range": self.angle_range.tolist(),
+            "exclude": int(self.exclude),
+            "min_contact": float(self.min_contact),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "structure_checks") -> StructureChecks:
+        """Read :meth:`to_dict` output; ValueError naming ``where`` when it is malformed."""
+        try:
+            n = ensure_int(d["n_atoms"], f"{where} 'n_atoms'", 3)
+            bonds = ensure_pairs(np.asarray(d["bonds"], dtype=np.int64), n, f"{where} 'bonds'")
+            bond_range = np.asarray(d["bond_range"], dtype=np.float64).reshape(len(bonds), 2)
+            n_angles = len(geometry.angle_triples(n, bonds))
+            angle_range = np.asarray(d["angle_range"], dtype=np.float64).reshape(n_angles, 2)
+            exclude = ensure_int(d["exclude"], f"{where} 'exclude'", 1)
+            min_contact = ensure_number(d["min_contact"], f"{where} 'min_contact'", minimum=0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where} is malformed: {exc}") from None
+        return cls(n, bonds, bond_range, angle_range, exclude, min_contact)
