@@ -561,14 +561,14 @@ def _cmd_generate(a) -> int:
 
     out = _output(a, suffixes=io.POSITION_SUFFIXES)
     model = load_model(a.model)
+    if a.valid_only and model.structure_checks is None:  # before any work
+        raise ValueError(
+            f"--valid-only needs the structure checks that newer model files keep; "
+            f"{a.model} has none: retrain it"
+        )
     pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only)
     report = model.check_structures(pos)
     if report is None:
-        if a.valid_only:
-            raise ValueError(
-                f"--valid-only needs the structure checks that newer model files keep; "
-                f"{a.model} has none: retrain it"
-            )
         validity = "validity not checked: the model file keeps no structure checks"
     else:
         validity = f"{report.valid.sum()} of {len(pos)} valid ({100 * report.fraction_valid:.1f} %)"
