@@ -25,6 +25,7 @@ __all__ = [
     "chain_bonds",
     "bond_graph_distances",
     "nonbonded_pairs",
+    "neighbours",
     "angle_triples",
     "dihedral_quads",
     "mass_weights",
@@ -96,36 +97,36 @@ def nonbonded_pairs(n_atoms: int, bonds: np.ndarray, exclude: int = 1) -> np.nda
     return pairs[hops[pairs[:, 0], pairs[:, 1]] > exclude]
 
 
+def neighbours(n_atoms: int, bonds: np.ndarray) -> list[list[int]]:
+    """The atoms bonded to each atom, in ascending order."""
+    nb: list[set[int]] = [set() for _ in range(int(n_atoms))]
+    for i, j in np.asarray(bonds, dtype=np.int64).reshape(-1, 2):
+        nb[i].add(int(j))
+        nb[j].add(int(i))
+    return [sorted(v) for v in nb]
+
+
 def angle_triples(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
     """Every bond angle ``(i, j, k)`` with ``j`` bonded to ``i`` and ``k``, ``i < k``: (A, 3)."""
-    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    neighbours: list[list[int]] = [[] for _ in range(int(n_atoms))]
-    for i, j in b:
-        neighbours[i].append(int(j))
-        neighbours[j].append(int(i))
     out = [
         (i, j, k)
-        for j, nb in enumerate(neighbours)
-        for a, i in enumerate(sorted(nb))
-        for k in sorted(nb)[a + 1 :]
+        for j, nb in enumerate(neighbours(n_atoms, bonds))
+        for a, i in enumerate(nb)
+        for k in nb[a + 1 :]
     ]
     return np.asarray(out, dtype=np.int64).reshape(-1, 3)
 
 
 def dihedral_quads(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
     """Every proper dihedral ``(i, j, k, l)`` along bonded paths i-j-k-l, once each: (Q, 4)."""
-    triples = angle_triples(n_atoms, bonds)
-    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    nb = neighbours(n_atoms, bonds)
     out = set()
-    for j, k in b:
-        for jj, kk in ((j, k), (k, j)):
-            left = {t[0] if t[2] == kk else t[2] for t in triples if t[1] == jj and kk in t[::2]}
-            right = {t[0] if t[2] == jj else t[2] for t in triples if t[1] == kk and jj in t[::2]}
-            for i in left:
-                for m in right:
-                    if i != m:
-                        quad = (int(i), int(jj), int(kk), int(m))
-                        out.add(min(quad, quad[::-1]))
+    for j, k in np.asarray(bonds, dtype=np.int64).reshape(-1, 2):
+        for i in nb[j]:
+            for m in nb[k]:
+                if len({i, int(j), int(k), m}) == 4:
+                    quad = (i, int(j), int(k), m)
+                    out.add(min(quad, quad[::-1]))
     return np.asarray(sorted(out), dtype=np.int64).reshape(-1, 4)
 
 

@@ -62,14 +62,6 @@ class ZMatrix:
         return (n - 1) + (n - 2) + (n - 3 if self.dim == 3 else 0)
 
 
-def _neighbours(n: int, bonds: np.ndarray) -> list[list[int]]:
-    nb: list[list[int]] = [[] for _ in range(n)]
-    for i, j in bonds:
-        nb[i].append(int(j))
-        nb[j].append(int(i))
-    return [sorted(set(v)) for v in nb]
-
-
 def zmatrix(n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None) -> ZMatrix:
     """A Z-matrix from the bond graph (default: a linear chain in atom order).
 
@@ -104,7 +96,7 @@ def zmatrix(n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None) 
     if root is None:
         root = int(np.argmin(hops.max(axis=1)))
     root = ensure_int(root, "root", 0)
-    nb = _neighbours(n, bonds)
+    nb = geometry.neighbours(n, bonds)
     parent = np.full(n, -1)
     order, seen = [root], {root}
     queue = deque([root])
