@@ -16,6 +16,18 @@ Likelihoods
 fixed number (``sigma=0.1``) or a learned global per-feature vector (``sigma=None``).
 ``"categorical"``: one-hot data; decoder gives class logits (softmax probabilities).
 
+Decoders
+--------
+``"cartesian"``: the Gaussian features are the standardized aligned coordinates.
+``"internal"``: the features are the standardized aligned coordinates followed by the
+internal coordinates along a Z-matrix described by ``config.layout``
+(:class:`polyvae.internal_decoder.InternalLayout`): normal on Cartesian coordinates,
+bond lengths and angles, wrapped normal on dihedrals, all with learned scales. Two
+decoder networks give them (``params["decoder"]`` the internal coordinates,
+``params["decoder_cartesian"]`` the Cartesian ones); the Cartesian network sees the
+latent sample through ``stop_gradient``, so the internal coordinates alone shape the
+latent space and the Cartesian network learns the global shape on it.
+
 The loss per frame is ``-log p(x|z) + beta * KL[q(z|x) || N(0, I)]`` with one
 reparameterized sample of z; with ``beta = 1`` it is the negative ELBO.
 """
@@ -23,7 +35,8 @@ reparameterized sample of z; with ``beta = 1`` it is the negative ELBO.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +47,7 @@ from polyvae._checks import ensure_choice, ensure_int, ensure_number
 __all__ = [
     "ACTIVATIONS",
     "LIKELIHOODS",
+    "DECODERS",
     "VAEConfig",
     "init_params",
     "encode",
@@ -53,6 +67,7 @@ ACTIVATIONS = {
     "softplus": jax.nn.softplus,
 }
 LIKELIHOODS = ("gaussian", "categorical")
+DECODERS = ("cartesian", "internal")
 _STD_FLOOR = 1e-6
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -80,6 +95,11 @@ class VAEConfig:
         Encoder input size when the encoder sees other features than the decoder
         reconstructs (e.g. interatomic distances in, Cartesian coordinates out);
         None: the encoder reads the same F features.
+    decoder : {"cartesian", "internal"}
+        What the Gaussian decoder's features are (see the module docstring).
+    layout : InternalLayout, optional
+        The fitted internal coordinates, required by ``decoder="internal"``. It is
+        kept in the model file with the pipeline, not in :meth:`to_dict`.
     """
 
     n_features: int
@@ -90,6 +110,8 @@ class VAEConfig:
     sigma: float | None = None
     beta: float = 1.0
     n_inputs: int | None = None
+    decoder: str = "cartesian"
+    layout: Any = None
 
     def __post_init__(self) -> None:
         ensure_int(self.n_features, "n_features", 1)
@@ -114,19 +136,35 @@ class VAEConfig:
             sigma = ensure_number(self.sigma, "sigma (None: learned)", minimum=0, exclusive=True)
             object.__setattr__(self, "sigma", sigma)
         object.__setattr__(self, "beta", ensure_number(self.beta, "beta", minimum=0))
+        ensure_choice(self.decoder, "decoder", DECODERS)
+        if self.decoder == "internal":
+            if self.likelihood != "gaussian" or self.sigma is not None:
+                raise ValueError(
+                    'decoder="internal" needs the gaussian likelihood with learned scales '
+                    "(sigma=None)"
+                )
+            n_layout = getattr(self.layout, "n_features", None)
+            if n_layout != self.n_features:
+                raise ValueError(
+                    f'decoder="internal" needs a fitted layout with n_features={self.n_features} '
+                    f"internal coordinates; got {self.layout!r:.60}"
+                )
+        elif self.layout is not None:
+            raise ValueError('layout applies to decoder="internal" only')
 
     @property
     def learned_sigma(self) -> bool:
         return self.likelihood == "gaussian" and self.sigma is None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layout"}
         d["hidden"] = list(self.hidden)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> VAEConfig:
-        d = dict(d)
+    def from_dict(cls, d: dict, layout: Any = None) -> VAEConfig:
+        """Inverse of :meth:`to_dict`; ``layout`` for an internal decoder."""
+        d = dict(d, layout=layout)
         d["hidden"] = tuple(d["hidden"])
         return cls(**d)
 
@@ -164,10 +202,14 @@ def init_params(config: VAEConfig, *, key: jax.Array) -> dict:
     k_enc, k_dec = jax.random.split(key)
     f, latent, hidden = config.n_features, config.latent_dim, list(config.hidden)
     f_in = f if config.n_inputs is None else config.n_inputs
-    params = {
-        "encoder": _init_layers(k_enc, [f_in, *hidden, 2 * latent], gain),
-        "decoder": _init_layers(k_dec, [latent, *hidden[::-1], f], gain),
-    }
+    params = {"encoder": _init_layers(k_enc, [f_in, *hidden, 2 * latent], gain)}
+    if config.decoder == "internal":
+        k_dec, k_cart = jax.random.split(k_dec)
+        nc = config.layout.n_cartesian
+        params["decoder"] = _init_layers(k_dec, [latent, *hidden[::-1], f - nc], gain)
+        params["decoder_cartesian"] = _init_layers(k_cart, [latent, *hidden[::-1], nc], gain)
+    else:
+        params["decoder"] = _init_layers(k_dec, [latent, *hidden[::-1], f], gain)
     if config.learned_sigma:
         params["log_sigma"] = jnp.zeros((f,), jnp.float32)
     return params
@@ -197,6 +239,10 @@ def decode(params: dict, z: jax.Array, config: VAEConfig) -> dict:
         categorical: ``{"logits": (..., F), "probs": (..., F)}``.
     """
     out = _mlp(params["decoder"], z, config.activation)
+    if config.decoder == "internal":
+        # the Cartesian part learns on the latent space that the internal part shapes
+        cart = _mlp(params["decoder_cartesian"], jax.lax.stop_gradient(z), config.activation)
+        out = jnp.concatenate([cart, out], axis=-1)
     if config.likelihood == "categorical":
         return {"logits": out, "probs": jax.nn.softmax(out, axis=-1)}
     if config.learned_sigma:
@@ -211,6 +257,8 @@ def log_likelihood(params: dict, x: jax.Array, z: jax.Array, config: VAEConfig) 
     out = decode(params, z, config)
     if config.likelihood == "categorical":
         return jnp.sum(x * jax.nn.log_softmax(out["logits"], axis=-1), axis=-1)
+    if config.decoder == "internal":
+        return config.layout.log_likelihood(x, out["mean"], params["log_sigma"])
     sigma = out["sigma"]
     resid = (x - out["mean"]) / sigma
     return -0.5 * jnp.sum(resid**2 + 2.0 * jnp.log(sigma) + _LOG_2PI, axis=-1)
@@ -312,6 +360,9 @@ def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only
         return jax.nn.one_hot(cls, config.n_features, dtype=jnp.float32), z
     if mean_only:
         return out["mean"], z
+    if config.decoder == "internal":
+        eps = jax.random.normal(k_x, out["mean"].shape, out["mean"].dtype)
+        return config.layout.sample(out["mean"], params["log_sigma"], eps), z
     return _reparameterize(out["mean"], jnp.broadcast_to(out["sigma"], out["mean"].shape), k_x), z
 
 

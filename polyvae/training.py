@@ -52,6 +52,7 @@ __all__ = [
     "STREAM_ABOVE_BYTES",
     "TrainConfig",
     "TrainingDivergedError",
+    "choose_cartesian_weight",
     "fit",
     "split_indices",
     "train",
@@ -403,6 +404,44 @@ def _structure_checks(aligned: np.ndarray):
         return None
 
 
+def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int = 512, seed: int = 0):
+    """The internal decoder's model with the Cartesian weight whose structures fit best.
+
+    For each weight in :data:`polyvae.internal_decoder.CARTESIAN_WEIGHTS`, ``n``
+    structures are generated and their pair-distance marginals compared with the frames
+    ``aligned`` (mean W1/σ over all pairs); the lowest wins. The figures are kept in
+    ``metadata["cartesian_weight_scan"]``.
+
+    Returns
+    -------
+    VAEModel
+        A model sharing ``model``'s parameters, with the chosen weight.
+    """
+    from dataclasses import replace
+
+    from polyvae.analysis.marginals import distance_marginals
+    from polyvae.internal_decoder import CARTESIAN_WEIGHTS
+    from polyvae.vae import VAEModel
+
+    scan, best = {}, None
+    for weight in CARTESIAN_WEIGHTS:
+        layout = replace(model.pipeline.layout, cartesian_weight=weight)
+        pipeline = replace(model.pipeline, layout=layout)
+        config = replace(model.config, layout=layout)
+        candidate = VAEModel(
+            config, model.params, pipeline, model.train_config, model.history, model.metadata
+        )
+        generated = candidate.generate(n, seed=seed)
+        w1 = distance_marginals(aligned, generated).to_dict()["mean_w1_normalized"]
+        scan[str(weight)] = round(float(w1), 4)
+        if best is None or w1 < best[0]:
+            best = (w1, candidate)
+    logger.info("internal decoder: Cartesian weight scan (mean W1/sigma) %s", scan)
+    chosen = best[1]
+    chosen.metadata = {**model.metadata, "cartesian_weight_scan": scan}
+    return chosen
+
+
 def _diverged_path(output: str | os.PathLike) -> Path:
     """Where a diverged run keeps its last finite parameters: ``NAME.diverged.SUFFIX``."""
     out = Path(output)
@@ -426,6 +465,8 @@ def train(
     reference: Any = None,
     features: str = "positions",
     pairs: Any = None,
+    decoder: str = "cartesian",
+    bonds: Any = None,
     stream: bool | None = None,
     output: str | os.PathLike | None = None,
     progress: bool = True,
@@ -447,7 +488,12 @@ def train(
     features : {"positions", "distances"}
         Encoder input: aligned coordinates, or interatomic distances (``pairs``: (P, 2)
         atom pairs, or k for every k-th pair; default all), which MD engines can compute
-        without alignment. The decoder reconstructs aligned coordinates either way.
+        without alignment.
+    decoder : {"cartesian", "internal"}
+        What the decoder reconstructs: aligned Cartesian coordinates, or internal
+        coordinates (bond lengths, angles, dihedrals) along a Z-matrix of ``bonds``
+        (default a chain in atom order), rebuilt to Cartesian; see
+        :mod:`polyvae.internal_decoder`.
     stream : bool, optional
         Stream the training rows from host memory (see :func:`fit`); default: above
         :data:`STREAM_ABOVE_BYTES`.
@@ -473,7 +519,14 @@ def train(
         seed=seed,
         validation_fraction=validation_fraction,
     )
-    pipeline = Pipeline(align=align, reference=reference, features=features, pairs=pairs)
+    pipeline = Pipeline(
+        align=align,
+        reference=reference,
+        features=features,
+        pairs=pairs,
+        decoder=decoder,
+        bonds=bonds,
+    )
     prepared = pipeline.fit_transform(frames)
     config = VAEConfig(
         n_features=pipeline.n_features,
@@ -482,7 +535,9 @@ def train(
         activation=activation,
         sigma=sigma,
         beta=beta,
-        n_inputs=None if features == "positions" else pipeline.n_inputs,
+        n_inputs=pipeline.n_inputs if pipeline.separate_inputs else None,
+        decoder=decoder,
+        layout=pipeline.layout,
     )
     metadata = {
         "unit": frames.unit,
@@ -512,6 +567,8 @@ def train(
             err.epoch, err.params, err.history, saved_to=kept, output=output
         ) from None
     result = VAEModel(config, params, pipeline, tconfig, history, metadata)
+    if decoder == "internal":
+        result = choose_cartesian_weight(result, prepared.aligned)
     if output is not None:
         result.save(output)
     return result

@@ -38,10 +38,12 @@ __all__ = [
     "TrainingArrays",
     "ALIGN_METHODS",
     "FEATURES",
+    "DECODERS",
 ]
 
 ALIGN_METHODS = ("principal", "kabsch", "none")
 FEATURES = ("positions", "distances")
+DECODERS = ("cartesian", "internal")
 
 
 def _validated(positions: Any, masses: Any, name: str = "positions"):
@@ -189,7 +191,7 @@ class TrainingArrays(NamedTuple):
     """The training frames as :meth:`Pipeline.fit_transform` prepares them (float32)."""
 
     aligned: np.ndarray  # (T, N, D)
-    targets: np.ndarray  # (T, F) standardized aligned coordinates
+    targets: np.ndarray  # (T, F) decoder features: standardized aligned or internal coordinates
     inputs: np.ndarray | None  # (T, n_inputs) encoder inputs, None when they are the targets
 
 
@@ -214,6 +216,12 @@ class Pipeline:
     pairs : array (P, 2) or int, optional
         Atom pairs for ``features="distances"``: explicit pairs, or ``k`` for every
         k-th pair of all pairs (large selections); default all pairs.
+    decoder : {"cartesian", "internal"}
+        What the decoder reconstructs: the standardized aligned coordinates, or the
+        internal coordinates along a Z-matrix of ``bonds``
+        (:class:`~polyvae.internal_decoder.InternalLayout`, fitted here).
+    bonds : array (B, 2) of int, optional
+        The molecule's bonds for the internal decoder; default a chain in atom order.
 
     Attributes
     ----------
@@ -224,6 +232,8 @@ class Pipeline:
     n_atoms, dim : int
     in_mean, in_scale : ndarray (P,)
         Standardization of the pair distances (``features="distances"``).
+    layout : InternalLayout or None
+        The internal coordinates (``decoder="internal"``).
     """
 
     align: str = "principal"
@@ -238,12 +248,16 @@ class Pipeline:
     pairs: Any = None
     in_mean: np.ndarray | None = None
     in_scale: np.ndarray | None = None
+    decoder: str = "cartesian"
+    bonds: np.ndarray | None = None
+    layout: Any = None
 
-    _ARRAYS = ("reference", "masses", "mean", "scale", "pairs", "in_mean", "in_scale")
+    _ARRAYS = ("reference", "masses", "mean", "scale", "pairs", "in_mean", "in_scale", "bonds")
 
     def __post_init__(self) -> None:
         ensure_choice(self.align, "align", ALIGN_METHODS)
         ensure_choice(self.features, "features", FEATURES)
+        ensure_choice(self.decoder, "decoder", DECODERS)
         if self.pairs is not None and self.features != "distances":
             raise ValueError('pairs applies to features="distances" only')
 
@@ -251,7 +265,12 @@ class Pipeline:
     def n_inputs(self) -> int:
         """Size of the encoder's input."""
         self._require_fit()
-        return self.n_features if self.features == "positions" else len(self.pairs)
+        return self.n_atoms * self.dim if self.features == "positions" else len(self.pairs)
+
+    @property
+    def separate_inputs(self) -> bool:
+        """Whether the encoder reads other features than the decoder reconstructs."""
+        return self.features != "positions" or self.decoder != "cartesian"
 
     @property
     def fitted(self) -> bool:
@@ -259,8 +278,9 @@ class Pipeline:
 
     @property
     def n_features(self) -> int:
+        """Size of the decoder's output: N*D coordinates, or the internal coordinates."""
         self._require_fit()
-        return self.n_atoms * self.dim
+        return self.n_atoms * self.dim if self.layout is None else self.layout.n_features
 
     def _require_fit(self) -> None:
         if not self.fitted:
@@ -283,6 +303,12 @@ class Pipeline:
     def _standardized(self, aligned: np.ndarray) -> np.ndarray:
         feats = flatten(aligned).astype(np.float64)
         return ((feats - self.mean) / self.scale).astype(np.float32)
+
+    def _targets(self, aligned: np.ndarray) -> np.ndarray:
+        cartesian = self._standardized(aligned)
+        if self.layout is None:
+            return cartesian
+        return np.concatenate([cartesian, self.layout.features(aligned)], axis=1)
 
     def _inputs(self, x: np.ndarray, aligned: np.ndarray) -> np.ndarray:
         if self.features == "positions":
@@ -311,8 +337,9 @@ class Pipeline:
         Returns
         -------
         TrainingArrays
-            ``aligned`` (T, N, D), ``targets`` (T, F) and ``inputs`` (T, n_inputs),
-            float32; ``inputs`` is None when the encoder reads the targets.
+            ``aligned`` (T, N, D), ``targets`` (T, F) (the decoder's features) and
+            ``inputs`` (T, n_inputs), float32; ``inputs`` is None when the encoder
+            reads the targets.
         """
         if isinstance(positions, Frames):  # validated when it was made
             x, masses = positions.positions, positions.masses if masses is None else masses
@@ -339,6 +366,12 @@ class Pipeline:
         else:
             self.mean = np.zeros(n * d)
             self.scale = np.ones(n * d)
+        if self.decoder == "internal":
+            from polyvae.internal_decoder import InternalLayout
+
+            if self.bonds is not None:
+                self.bonds = ensure_pairs(self.bonds, n, "bonds")
+            self.layout = InternalLayout.fit(aligned, self.bonds)
         inputs = None
         if self.features == "distances":
             self.pairs = _resolve_pairs(self.pairs, n)
@@ -353,8 +386,9 @@ class Pipeline:
             self.in_scale = np.where(rigid, 1.0, std) if self.standardize else np.ones_like(std)
             if not self.standardize:
                 self.in_mean = np.zeros_like(self.in_mean)
+        if self.separate_inputs:
             inputs = self._inputs(x, aligned)
-        return TrainingArrays(aligned, self._standardized(aligned), inputs)
+        return TrainingArrays(aligned, self._targets(aligned), inputs)
 
     def check_positions(self, positions: Any, name: str = "positions") -> np.ndarray:
         """Validate frames against the fitted atom count and dimension."""
@@ -372,29 +406,48 @@ class Pipeline:
         return self._aligned(self.check_positions(positions))
 
     def transform(self, positions: Any) -> np.ndarray:
-        """Frames (T, N, D) to standardized features (T, N*D), float32."""
-        return self._standardized(self.align_frames(positions))
+        """Frames (T, N, D) to the decoder's features (T, F), float32: standardized
+        aligned coordinates, or internal coordinates."""
+        return self._targets(self.align_frames(positions))
 
     def encoder_inputs(self, positions: Any) -> np.ndarray:
         """What the encoder reads, (T, n_inputs) float32: the standardized aligned
         coordinates, or the standardized pair distances."""
-        if self.features == "positions":
-            return self.transform(positions)
         x = self.check_positions(positions)
-        return self._inputs(x, None)
+        return self._inputs(x, self._aligned(x) if self.features == "positions" else None)
 
-    def inverse_transform(self, features: Any):
-        """Standardized features (..., F) to aligned positions (..., N, D).
+    def inverse_transform(self, features: Any, sigma: Any = None):
+        """Decoder features (..., F) to aligned positions (..., N, D).
 
         Works on NumPy arrays and on JAX arrays (inside jit and grad), so decoded
-        structures stay differentiable.
+        structures stay differentiable. For the internal decoder the structure is the
+        most probable one under its Cartesian and internal parts
+        (:meth:`~polyvae.internal_decoder.InternalLayout.refine`), which weighs them by
+        the decoder's noise scales ``sigma`` (F,), in feature units (required then).
         """
         self._require_fit()
         xp = geometry.array_namespace(features)
-        feats = features * xp.asarray(self.scale, dtype=features.dtype) + xp.asarray(
+        nc = self.n_atoms * self.dim
+        cart = features[..., :nc] * xp.asarray(self.scale, dtype=features.dtype) + xp.asarray(
             self.mean, dtype=features.dtype
         )
-        return unflatten(feats, self.n_atoms, self.dim)
+        positions = unflatten(cart, self.n_atoms, self.dim)
+        if self.layout is None:
+            return positions
+        if sigma is None:
+            raise ValueError(
+                'sigma (the decoder scales, F values) is required to turn decoder="internal" '
+                "features into positions"
+            )
+        sig = xp.asarray(sigma, dtype=features.dtype)
+        refine = self.layout.refine if xp is not np else self.layout.refine_jit()
+        refined = refine(
+            positions, features[..., nc:], sig[:nc] * xp.asarray(self.scale, sig.dtype), sig[nc:]
+        )
+        if xp is not np:
+            return refined
+        flat = np.asarray(refined, np.float64).reshape(-1, self.n_atoms, self.dim)
+        return self._aligned(flat).reshape(positions.shape)
 
     def to_config(self) -> tuple[dict, dict[str, np.ndarray]]:
         """JSON-ready settings and the fitted arrays, for the model file."""
@@ -405,14 +458,28 @@ class Pipeline:
             "n_atoms": self.n_atoms,
             "dim": self.dim,
             "features": self.features,
+            "decoder": self.decoder,
         }
         arrays = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
+        if self.layout is not None:
+            arrays.update({f"layout_{k}": v for k, v in self.layout.to_arrays().items()})
         return config, arrays
 
     @classmethod
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> Pipeline:
         """Rebuild a fitted pipeline from :meth:`to_config` output."""
+        decoder = config.get("decoder", "cartesian")
+        layout = None
+        if decoder == "internal":
+            from polyvae.internal_decoder import InternalLayout
+
+            layout = InternalLayout.from_arrays(
+                {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")}, config["dim"]
+            )
         return cls(
+            decoder=decoder,
+            bonds=arrays.get("bonds"),
+            layout=layout,
             align=config["align"],
             standardize=config["standardize"],
             n_atoms=int(config["n_atoms"]),

@@ -214,7 +214,8 @@ class VAEModel:
         params, config, pipeline = self.params, self.config, self.pipeline
 
         def structure(z):
-            return pipeline.inverse_transform(vae.decode(params, z, config)["mean"])
+            out = vae.decode(params, z, config)
+            return pipeline.inverse_transform(out["mean"], out["sigma"])
 
         return structure
 
@@ -256,7 +257,8 @@ class VAEModel:
         """Model features (T, F) back to aligned positions (T, N, D)."""
         if self.pipeline is None:
             return np.asarray(features)
-        return np.asarray(self.pipeline.inverse_transform(np.asarray(features, np.float32)))
+        f = np.asarray(features, np.float32)
+        return np.asarray(self.pipeline.inverse_transform(f, self.decoder_sigma))
 
     # ---- outputs ---------------------------------------------------------------------
     def encode(self, frames: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -414,13 +416,14 @@ class VAEModel:
         """Read a model file written by :meth:`save` (never executes code)."""
         config, arrays = load_archive(path)
         try:
-            vcfg = vae.VAEConfig.from_dict(config["model"])
             flat = {k[7:]: v for k, v in arrays.items() if k.startswith("params/")}
             params = jax.tree.map(jnp.asarray, unflatten_tree(flat, config["params_structure"]))
             pipeline = None
             if config.get("pipeline") is not None:
                 parr = {k[9:]: v for k, v in arrays.items() if k.startswith("pipeline/")}
                 pipeline = Pipeline.from_config(config["pipeline"], parr)
+            layout = None if pipeline is None else pipeline.layout
+            vcfg = vae.VAEConfig.from_dict(config["model"], layout=layout)
             tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
             metadata = check_model_metadata(config.get("metadata"))
         except (KeyError, TypeError, ValueError) as exc:

@@ -1,0 +1,359 @@
+"""The internal-coordinate decoder: its features, its likelihood and its rebuild.
+
+With ``decoder="internal"`` the VAE's decoder gives, for every latent point, two
+descriptions of the molecule: its aligned Cartesian coordinates (which fix its global
+shape) and its internal coordinates along a Z-matrix (:mod:`polyvae.internal`): bond
+lengths, bond angles and, in 3D, dihedrals; in 2D the angles are signed turning
+angles. Each has its own learned noise scales and both enter the likelihood, a product
+of two experts on the same frame:
+
+- *Cartesian* coordinates and *linear* internal coordinates (bond lengths, 3D bond
+  angles) are standardized and normally distributed;
+- *circular* coordinates (dihedrals, 2D turning angles) are kept in radians, relative
+  to their circular mean and wrapped to (-pi, pi], and follow a wrapped normal
+  distribution.
+
+A structure is the most probable one under both experts: :meth:`InternalLayout.refine`
+starts from the Cartesian coordinates and minimizes the two experts' energies with a
+fixed number of Adam steps (in JAX, batched and differentiable). Where the internal
+scales are tight (bonds, angles) the structure takes the internal values; where the
+Cartesian scales are tight relative to what many small internal changes add up to (the
+far ends of a long chain) it keeps the Cartesian shape, so errors do not build up along
+the chain as they do when a structure is rebuilt from internal coordinates alone.
+A generated structure perturbs both experts' means with their noise and then takes the
+most probable structure (perturb and minimize), which samples the product exactly for
+Gaussian experts on linear coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from polyvae import geometry
+from polyvae.internal import ZMatrix, to_cartesian, to_internal, zmatrix
+
+__all__ = ["InternalLayout", "REFINE_STEPS", "CARTESIAN_WEIGHTS"]
+
+CARTESIAN_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
+"""The weights of the Cartesian expert that training chooses from."""
+
+REFINE_STEPS = 300
+"""Adam steps of :meth:`InternalLayout.refine`."""
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_TWO_PI = 2.0 * math.pi
+
+
+def _wrap(xp, a):
+    """Angles to (-pi, pi]."""
+    return xp.arctan2(xp.sin(a), xp.cos(a))
+
+
+def _circular_mean(a: np.ndarray) -> np.ndarray:
+    return np.arctan2(np.sin(a).mean(axis=0), np.cos(a).mean(axis=0))
+
+
+@dataclass(frozen=True, eq=False)
+class InternalLayout:
+    """Fitted description of the internal coordinates of a molecule.
+
+    Attributes
+    ----------
+    zmatrix : ZMatrix
+        Build order and reference atoms.
+    circular : ndarray (Q,) of bool
+        Which internal coordinates are angles on the circle (dihedrals; 2D turning
+        angles).
+    center, scale : ndarray (Q,)
+        Linear coordinates: training mean and standard deviation. Circular ones:
+        circular mean and 1.
+    contact_pairs : ndarray (P, 2) of int
+        Atom pairs more than two bonds apart (1-4 and beyond).
+    contact_min : ndarray (P,)
+        The closest each pair's class came in the training frames (one value for the
+        1-4 pairs, one for the pairs further apart); :meth:`refine` repels pairs that
+        come closer.
+    cartesian_weight : float
+        Weight of the Cartesian expert in :meth:`refine` (0: the structure is rebuilt
+        from the internal coordinates alone). :func:`polyvae.training.train` chooses it
+        after training, as the one of :data:`CARTESIAN_WEIGHTS` whose generated
+        structures match the held-out frames' pair distances best.
+
+    The decoder's features are the ``N * D`` standardized Cartesian coordinates
+    followed by the Q internal features (:attr:`n_features` in all). Instances compare
+    and hash by identity: a compiled training step is cached per layout.
+    """
+
+    zmatrix: ZMatrix
+    circular: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    contact_pairs: np.ndarray
+    contact_min: np.ndarray
+    cartesian_weight: float = 1.0
+
+    @property
+    def n_internal(self) -> int:
+        return int(self.circular.size)
+
+    @property
+    def n_cartesian(self) -> int:
+        return self.zmatrix.n_atoms * self.zmatrix.dim
+
+    @property
+    def n_features(self) -> int:
+        return self.n_cartesian + self.n_internal
+
+    @property
+    def n_atoms(self) -> int:
+        return self.zmatrix.n_atoms
+
+    @property
+    def dim(self) -> int:
+        return self.zmatrix.dim
+
+    @property
+    def circular_features(self) -> np.ndarray:
+        """(F,) bool: which of all decoder features are circular."""
+        return np.concatenate([np.zeros(self.n_cartesian, bool), self.circular])
+
+    # ---- fitting and features ----------------------------------------------------------
+    @classmethod
+    def fit(cls, positions: np.ndarray, bonds=None) -> InternalLayout:
+        """Fit on training frames (T, N, D); ``bonds`` as :func:`polyvae.internal.zmatrix`."""
+        x = np.asarray(positions, dtype=np.float64)
+        zm = zmatrix(x.shape[1], bonds, dim=x.shape[2])
+        values = _concat(to_internal(x, zm))
+        circular = _circular_mask(zm)
+        center = np.where(circular, _circular_mean(values), values.mean(axis=0))
+        std = values.std(axis=0)
+        scale = np.where(circular | (std <= 1e-9), 1.0, std)
+        n = x.shape[1]
+        bonds = geometry.chain_bonds(n) if bonds is None else np.asarray(bonds)
+        pairs = geometry.nonbonded_pairs(n, bonds, 2)
+        hops = geometry.bond_graph_distances(n, bonds)[pairs[:, 0], pairs[:, 1]]
+        closest = geometry.pair_distances(x, pairs).min(axis=0) if len(pairs) else np.zeros(0)
+        contact_min = np.zeros(len(pairs))
+        for near in (True, False):
+            group = (hops == 3) if near else (hops > 3)
+            if group.any():
+                contact_min[group] = closest[group].min()
+        return cls(zm, circular, center, scale, pairs, contact_min)
+
+    def features(self, positions: np.ndarray) -> np.ndarray:
+        """Internal features (T, Q) of frames (T, N, D), float32."""
+        values = _concat(to_internal(np.asarray(positions, dtype=np.float64), self.zmatrix))
+        out = np.where(self.circular, _wrap(np, values - self.center), values - self.center)
+        return (out / self.scale).astype(np.float32)
+
+    def values(self, features):
+        """Internal features (..., Q) to internal coordinates (..., Q), radians for angles."""
+        xp = geometry.array_namespace(features)
+        return features * xp.asarray(self.scale, features.dtype) + xp.asarray(
+            self.center, features.dtype
+        )
+
+    def measure(self, positions):
+        """Internal coordinates (..., Q) of positions (..., N, D), NumPy or JAX."""
+        return _concat(to_internal(positions, self.zmatrix))
+
+    def rebuild(self, features):
+        """Internal features (..., Q) to positions (..., N, D) by NeRF alone, in JAX.
+
+        The first atom at the origin; errors add up along the chain (see
+        :meth:`refine` for the structure the model gives).
+        """
+        v = self.values(features)
+        n = self.n_atoms
+        parts = {"bonds": v[..., : n - 1], "angles": v[..., n - 1 : 2 * n - 3]}
+        if self.dim == 3:
+            parts["dihedrals"] = v[..., 2 * n - 3 :]
+        return to_cartesian(parts, self.zmatrix)
+
+    # ---- likelihood ----------------------------------------------------------------------
+    def log_likelihood(self, x, mean, log_sigma):
+        """log p(x | mean, sigma) of all decoder features, summed, shape (...,), in JAX.
+
+        Normal for linear features; wrapped normal for circular ones (the three nearest
+        windings, exact to float32 precision for sigma below about 1.5 rad).
+        """
+        import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
+
+        circ = jnp.asarray(self.circular_features)
+        resid = jnp.where(circ, _wrap(jnp, x - mean), x - mean)
+        shifts = jnp.where(circ, _TWO_PI, 0.0)
+        quad = -0.5 * (jnp.stack([resid - shifts, resid, resid + shifts]) / jnp.exp(log_sigma)) ** 2
+        # linear features: the three terms coincide; keep one of them
+        windings = jnp.where(circ, logsumexp(quad, axis=0), quad[1])
+        return jnp.sum(windings - log_sigma - 0.5 * _LOG_2PI, axis=-1)
+
+    def sample(self, mean, log_sigma, eps):
+        """A draw of every decoder feature from standard-normal ``eps`` (..., F)."""
+        import jax.numpy as jnp
+
+        draw = mean + jnp.exp(log_sigma) * eps
+        return jnp.where(jnp.asarray(self.circular_features), _wrap(jnp, draw), draw)
+
+    # ---- the structure ------------------------------------------------------------------
+    def refine(self, anchor, internal_features, cartesian_sigma, internal_sigma, steps=None):
+        """The structure most probable under both experts, in JAX (batched, differentiable).
+
+        Parameters
+        ----------
+        anchor : array (..., N, D)
+            The Cartesian expert's positions (length units); the start.
+        internal_features : array (..., Q)
+            The internal expert's features.
+        cartesian_sigma : array (N * D,)
+            The Cartesian expert's scale per coordinate, in length units.
+        internal_sigma : array (Q,)
+            The internal expert's scale per feature (feature units).
+        steps : int, optional
+            Adam steps; default :data:`REFINE_STEPS`.
+
+        Returns
+        -------
+        jax.Array (..., N, D)
+        """
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        anchor = jnp.asarray(anchor)
+        dtype = anchor.dtype
+        target = self.values(jnp.asarray(internal_features, dtype))
+        circ = jnp.asarray(self.circular)
+        inv_c = 1.0 / jnp.reshape(jnp.asarray(cartesian_sigma, dtype), anchor.shape[-2:])
+        inv_q = 1.0 / (jnp.asarray(internal_sigma, dtype) * jnp.asarray(self.scale, dtype))
+        near_pairs = near_min = None  # the pairs closest at the start of each minimization
+        weight = float(self.cartesian_weight)
+        bond = float(np.median(self.center[: self.n_atoms - 1]))
+        stiff = 0.5 / (0.01 * bond) ** 2  # 1 kT at 1 % of a bond inside the closest contact
+
+        def energy(x):
+            """(...,) energy of each structure."""
+            e_cart = 0.5 * weight * jnp.sum(((x - anchor) * inv_c) ** 2, axis=(-2, -1))
+            d = self.measure(x) - target
+            e_int = jnp.where(circ, 1.0 - jnp.cos(d), 0.5 * d**2) * inv_q**2
+            e = e_cart + jnp.sum(e_int, axis=-1)
+            if near_pairs is None:
+                return e
+            close = jax.nn.relu(near_min - _gathered_distances(x, near_pairs))
+            return e + stiff * jnp.sum(close**2, axis=-1)
+
+        n_steps = REFINE_STEPS if steps is None else int(steps)
+        opt = optax.adam(optax.exponential_decay(0.02 * bond, n_steps, 0.02))
+        grad = jax.grad(lambda x: jnp.sum(energy(x)))
+
+        def minimize(x0):
+            nonlocal near_pairs, near_min
+            near_pairs, near_min = self._near_pairs(x0)
+
+            def step(carry, _):
+                x, state = carry
+                updates, state = opt.update(grad(x), state)
+                return (optax.apply_updates(x, updates), state), None
+
+            (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=n_steps)
+            return x, energy(x)
+
+        # two starts: the Cartesian positions, and the internal coordinates rebuilt and
+        # superposed on them; each structure keeps the one that ends lower
+        rebuilt = self.rebuild(jnp.asarray(internal_features, dtype))
+        rebuilt = geometry.centered(rebuilt, jnp.ones(self.n_atoms, dtype) / self.n_atoms)
+        centre = jnp.mean(anchor, axis=-2, keepdims=True)
+        rot = geometry.kabsch_rotation(rebuilt, anchor - centre, jnp.ones(self.n_atoms, dtype))
+        rebuilt = geometry.rotate(rebuilt, rot) + centre
+        x_b, e_b = minimize(rebuilt)
+        if weight == 0.0:
+            return x_b
+        x_a, e_a = minimize(anchor)
+        return jnp.where((e_b < e_a)[..., None, None], x_b, x_a)
+
+    def _near_pairs(self, x0):
+        """Per structure, the K = min(P, 8 N) contact pairs closest in ``x0``: (..., K, 2)
+        atom indices and (..., K) their closest training distances. A minimization
+        moves atoms much less than the distance to the K-th pair, so only these can
+        come into contact."""
+        import jax
+        import jax.numpy as jnp
+
+        if len(self.contact_pairs) == 0:
+            return None, None
+        pairs = jnp.asarray(self.contact_pairs)
+        k = min(len(self.contact_pairs), 8 * self.n_atoms)
+        d0 = geometry.pair_distances(jax.lax.stop_gradient(x0), self.contact_pairs)
+        _, idx = jax.lax.top_k(-d0, k)
+        return pairs[idx], jnp.asarray(self.contact_min, x0.dtype)[idx]
+
+    def refine_jit(self):
+        """:meth:`refine` compiled once per layout (for NumPy callers)."""
+        return _jitted_refine(self)
+
+    # ---- persistence ---------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        zm = self.zmatrix
+        return {
+            "zm_order": zm.order,
+            "zm_refs": zm.refs,
+            "zm_ring_bonds": zm.ring_bonds,
+            "circular": self.circular.astype(np.int8),
+            "center": self.center,
+            "scale": self.scale,
+            "contact_pairs": self.contact_pairs,
+            "contact_min": self.contact_min,
+            "cartesian_weight": np.asarray([self.cartesian_weight]),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], dim: int) -> InternalLayout:
+        zm = ZMatrix(
+            np.asarray(arrays["zm_order"], np.int64),
+            np.asarray(arrays["zm_refs"], np.int64),
+            np.asarray(arrays["zm_ring_bonds"], np.int64).reshape(-1, 2),
+            int(dim),
+        )
+        return cls(
+            zm,
+            np.asarray(arrays["circular"]).astype(bool),
+            np.asarray(arrays["center"], np.float64),
+            np.asarray(arrays["scale"], np.float64),
+            np.asarray(arrays["contact_pairs"], np.int64).reshape(-1, 2),
+            np.asarray(arrays["contact_min"], np.float64),
+            float(np.asarray(arrays["cartesian_weight"]).ravel()[0]),
+        )
+
+
+def _gathered_distances(x, pairs):
+    """Distances (..., K) of per-structure atom pairs (..., K, 2) in x (..., N, D)."""
+    import jax.numpy as jnp
+
+    a = jnp.take_along_axis(x, pairs[..., 0:1], axis=-2)
+    b = jnp.take_along_axis(x, pairs[..., 1:2], axis=-2)
+    return jnp.sqrt(jnp.sum((a - b) ** 2, axis=-1) + 1e-12)
+
+
+@lru_cache(maxsize=8)
+def _jitted_refine(layout: InternalLayout):
+    import jax
+
+    return jax.jit(layout.refine)
+
+
+def _concat(parts: dict):
+    xp = geometry.array_namespace(parts["bonds"])
+    keys = ("bonds", "angles", "dihedrals")
+    return xp.concatenate([parts[k] for k in keys if k in parts], axis=-1)
+
+
+def _circular_mask(zm: ZMatrix) -> np.ndarray:
+    n = zm.n_atoms
+    bonds = np.zeros(n - 1, bool)
+    angles = np.full(n - 2, zm.dim == 2)
+    parts = [bonds, angles] + ([np.ones(n - 3, bool)] if zm.dim == 3 else [])
+    return np.concatenate(parts)
