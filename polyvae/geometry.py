@@ -154,9 +154,7 @@ def _branch(nb: list[list[int]], elements: list[str], atom: int, parent: int, de
     nested tuple that does not depend on atom numbering."""
     if depth == 0:
         return (elements[atom],)
-    children = sorted(
-        _branch(nb, elements, c, atom, depth - 1) for c in nb[atom] if c != parent
-    )
+    children = sorted(_branch(nb, elements, c, atom, depth - 1) for c in nb[atom] if c != parent)
     return (elements[atom], tuple(children))
 
 

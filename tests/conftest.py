@@ -40,6 +40,4 @@ def peptide():
     datafiles = pytest.importorskip("MDAnalysisTests.datafiles")
     from polyvae.io import read_universe
 
-    return read_universe(
-        datafiles.TRJpbc_bz2, topology=datafiles.PRMpbc, select="not resname WAT"
-    )
+    return read_universe(datafiles.TRJpbc_bz2, topology=datafiles.PRMpbc, select="not resname WAT")

@@ -233,11 +233,11 @@ class StructureChecks:
             chiral = ensure_pairs(
                 np.asarray(d.get("chiral", []), dtype=np.int64), n, f"{where} 'chiral'", width=4
             )
-            chiral_sign = np.asarray(d.get("chiral_sign", []), dtype=np.float64).reshape(len(chiral))
+            chiral_sign = np.asarray(d.get("chiral_sign", []), dtype=np.float64).reshape(
+                len(chiral)
+            )
             if not np.all(np.abs(chiral_sign) == 1):
                 raise ValueError(f"{where} 'chiral_sign' must hold +1 or -1 for each centre")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where} is malformed: {exc}") from None
-        return cls(
-            n, bonds, bond_range, angle_range, exclude, min_contact, chiral, chiral_sign
-        )
+        return cls(n, bonds, bond_range, angle_range, exclude, min_contact, chiral, chiral_sign)
