@@ -1,7 +1,8 @@
 """Frames: the trajectory container every stage of polyvae consumes.
 
 A :class:`Frames` holds positions ``(T, N, D)`` in float32 (lengths in Å unless
-``unit`` says otherwise), per-atom masses and names, and per-frame times. It is
+``unit`` says otherwise), per-atom masses and names, per-frame times and, when the
+source knows them, the bonds between its atoms. It is
 validated once, at construction, so that later stages can trust its shape and
 content.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae._checks import ensure_finite_rows, ensure_masses, ensure_positions
+from polyvae._checks import ensure_finite_rows, ensure_masses, ensure_pairs, ensure_positions
 
 __all__ = ["Frames", "as_positions", "check_finite"]
 
@@ -33,6 +34,21 @@ def as_positions(positions: Any, name: str = "positions", min_atoms: int = 3) ->
     return ensure_positions(positions, name, min_atoms=min_atoms)
 
 
+def _canonical(bonds: np.ndarray) -> np.ndarray:
+    rows = np.sort(bonds, axis=1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def _same_bonds(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return np.array_equal(_canonical(a), _canonical(b))
+
+
+def _count(bonds: np.ndarray | None) -> str:
+    return "no bond information" if bonds is None else f"{len(bonds)} bonds"
+
+
 @dataclass(frozen=True, eq=False)
 class Frames:
     """A validated trajectory of one molecule (or one atom selection).
@@ -49,6 +65,13 @@ class Frames:
         Frame times (default 0, 1, 2, ...).
     unit : str
         Length unit of ``positions`` ("Å" unless the source says otherwise).
+    metadata : dict, optional
+        What the reader knows about the source; ``metadata["atoms"]`` describes the
+        atoms (the :func:`polyvae.io.mda.atom_info` schema).
+    bonds : array_like (B, 2) of int, optional
+        0-based bonded atom pairs (from the topology), or None when unknown. Default:
+        ``metadata["atoms"]["bonds"]`` if present; when both are given they must agree.
+        ``metadata["atoms"]``, if present, is made to hold the same bonds.
     """
 
     positions: np.ndarray
@@ -57,6 +80,7 @@ class Frames:
     times: np.ndarray = None  # type: ignore[assignment]
     unit: str = "Å"
     metadata: dict = field(default_factory=dict)
+    bonds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         pos = as_positions(self.positions, "positions")
@@ -82,6 +106,30 @@ class Frames:
         object.__setattr__(self, "masses", masses)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "times", times)
+        self._set_bonds(n)
+
+    def _set_bonds(self, n: int) -> None:
+        atoms = self.metadata.get("atoms") if isinstance(self.metadata, dict) else None
+        stored = atoms.get("bonds") if isinstance(atoms, dict) else None
+        bonds = self.bonds
+        if bonds is None and stored is None:
+            return
+        if bonds is None:
+            bonds = ensure_pairs(stored, n, "metadata['atoms']['bonds']")
+        else:
+            bonds = ensure_pairs(bonds, n, "bonds")
+            if stored is not None and not np.array_equal(
+                np.asarray(stored, dtype=np.int64).reshape(-1, 2), bonds
+            ):
+                raise ValueError(
+                    "bonds and metadata['atoms']['bonds'] must agree when both are given; "
+                    f"got {len(bonds)} and {len(stored)} bonds that differ"
+                )
+        object.__setattr__(self, "bonds", bonds)
+        if isinstance(atoms, dict):
+            metadata = dict(self.metadata)
+            metadata["atoms"] = {**atoms, "bonds": bonds.tolist()}
+            object.__setattr__(self, "metadata", metadata)
 
     @property
     def n_frames(self) -> int:
@@ -112,6 +160,7 @@ class Frames:
             self.times[idx],
             self.unit,
             dict(self.metadata),
+            self.bonds,
         )
 
     @classmethod
@@ -129,8 +178,8 @@ class Frames:
         Returns
         -------
         Frames
-            Positions (sum of T, N, D) and times concatenated; masses, names and a copy
-            of the metadata of the first item.
+            Positions (sum of T, N, D) and times concatenated; masses, names, bonds and
+            a copy of the metadata of the first item.
         """
         parts = list(frames)
         if not parts:
@@ -159,6 +208,11 @@ class Frames:
                     f"atom {i} of {names[k]} is named {f.names[i]!r} but {first.names[i]!r} in "
                     f"{names[0]}: not the same atoms, they cannot be concatenated"
                 )
+            if not _same_bonds(f.bonds, first.bonds):
+                raise ValueError(
+                    f"{names[k]} and {names[0]} have different bonds ({_count(f.bonds)} and "
+                    f"{_count(first.bonds)}): not the same topology, they cannot be concatenated"
+                )
         if len(parts) == 1:
             return first[:]
         return cls(
@@ -168,6 +222,7 @@ class Frames:
             np.concatenate([f.times for f in parts]),
             first.unit,
             dict(first.metadata),
+            first.bonds,
         )
 
     def __repr__(self) -> str:

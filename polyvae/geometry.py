@@ -2,7 +2,8 @@
 
 Every formula polyvae uses on coordinates lives here once: atom pairs and the bond
 graph, pair distances, centre of mass, centring, rotation, principal axes, Kabsch
-superposition, radius of gyration, bond angles and dihedrals. The public, validating
+superposition, radius of gyration, bond angles, dihedrals, and the chiral centres of
+the bond graph with their handedness. The public, validating
 functions (:mod:`polyvae.transforms`, :mod:`polyvae.analysis.structure`) check their
 arguments and call these; the model, the optimizer and the exports call them directly.
 
@@ -14,6 +15,7 @@ given a JAX array (also a tracer inside ``jit`` or ``grad``) computes with
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -38,6 +40,10 @@ __all__ = [
     "radius_of_gyration",
     "bond_angles",
     "dihedrals",
+    "element_symbol",
+    "chiral_centres",
+    "signed_volumes",
+    "chirality",
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # float64 elements per (t, P, D) temporary of NumPy pair distances
@@ -128,6 +134,55 @@ def dihedral_quads(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
                     quad = (i, int(j), int(k), m)
                     out.add(min(quad, quad[::-1]))
     return np.asarray(sorted(out), dtype=np.int64).reshape(-1, 4)
+
+
+def element_symbol(label: str) -> str:
+    """Element symbol from an atom name or element: ``"CA"`` -> C, ``"1HB"`` -> H, ``"Cl"`` -> Cl.
+
+    Digits and symbols are dropped; a second lower-case letter is kept (``"Cl"``,
+    ``"Br"``), otherwise the first letter is the element, as in biomolecular naming
+    (an upper-case ``"CL"`` reads as carbon).
+    """
+    letters = re.sub(r"[^A-Za-z]", "", str(label))
+    if len(letters) >= 2 and letters[0].isupper() and letters[1].islower():
+        return letters[:2]
+    return letters[:1].upper()
+
+
+def _branch(nb: list[list[int]], elements: list[str], atom: int, parent: int, depth: int):
+    """The bond tree seen from ``atom`` away from ``parent``, ``depth`` bonds deep, as a
+    nested tuple that does not depend on atom numbering."""
+    if depth == 0:
+        return (elements[atom],)
+    children = sorted(_branch(nb, elements, c, atom, depth - 1) for c in nb[atom] if c != parent)
+    return (elements[atom], tuple(children))
+
+
+def chiral_centres(n_atoms: int, bonds: np.ndarray, names, depth: int = 6) -> np.ndarray:
+    """Stereocentres: atoms with 4 bonded neighbours whose four branches all differ.
+
+    Each neighbour's branch is the tree of bonds leading away from the centre, with
+    atoms labelled by element (:func:`element_symbol` of ``names``), compared out to
+    ``depth`` bonds. This finds tetrahedral centres such as the Cα of amino acids
+    other than glycine; it does not find centres whose branches differ only beyond
+    ``depth`` bonds, nor by isotope or bond order.
+
+    Returns
+    -------
+    ndarray (C, 4) of int64
+        Rows ``(centre, a, b, c)``: the centre and its three lowest-numbered neighbours,
+        the quads for :func:`chirality`.
+    """
+    nb = neighbours(n_atoms, bonds)
+    elements = [element_symbol(s) for s in names]
+    out = []
+    for centre, around in enumerate(nb):
+        if len(around) != 4:
+            continue
+        branches = {_branch(nb, elements, a, centre, depth) for a in around}
+        if len(branches) == 4:
+            out.append((centre, *around[:3]))
+    return np.asarray(out, dtype=np.int64).reshape(-1, 4)
 
 
 # ---- kernels on positions --------------------------------------------------------------
@@ -255,3 +310,23 @@ def dihedrals(x, quads: np.ndarray):
     v = b0 - xp.sum(b0 * b1, axis=-1, keepdims=True) * b1
     u = b2 - xp.sum(b2 * b1, axis=-1, keepdims=True) * b1
     return xp.arctan2(xp.sum(xp.cross(b1, v) * u, axis=-1), xp.sum(v * u, axis=-1))
+
+
+def signed_volumes(x, quads: np.ndarray):
+    """Signed volume ``(a - o) . ((b - o) x (c - o))`` of every quad ``(o, a, b, c)``: (..., C).
+
+    3D positions only; it changes sign under a mirror image.
+    """
+    xp = array_namespace(x)
+    o = x[..., quads[:, 0], :]
+    a, b, c = (x[..., quads[:, k], :] - o for k in (1, 2, 3))
+    return xp.sum(a * xp.cross(b, c), axis=-1)
+
+
+def chirality(x, quads: np.ndarray):
+    """Handedness of every chiral centre ``(centre, a, b, c)``: +1, -1 (0 if planar), (..., C).
+
+    The sign of :func:`signed_volumes`; quads from :func:`chiral_centres`.
+    """
+    xp = array_namespace(x)
+    return xp.sign(signed_volumes(x, quads))

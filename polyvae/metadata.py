@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._checks import ensure_pairs
+
 __all__ = ["AtomInfo", "TrainingStats", "check_model_metadata"]
 
 
@@ -45,6 +47,23 @@ def _num_list(d: dict, key: str, n: int | None, where: str, integer: bool):
     return np.asarray(value, dtype=np.int64 if integer else np.float64)
 
 
+def _bonds(d: dict, n: int, where: str) -> np.ndarray | None:
+    value = d.get("bonds")
+    if value is None:
+        return None
+    ok = isinstance(value, list) and all(
+        isinstance(b, list)
+        and len(b) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in b)
+        for b in value
+    )
+    if not ok:
+        raise ValueError(
+            f"{where}: 'bonds' must be a list of [i, j] pairs of integers; got {_brief(value)}"
+        )
+    return ensure_pairs(np.asarray(value, dtype=np.int64).reshape(-1, 2), n, f"{where} 'bonds'")
+
+
 def _brief(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -68,6 +87,10 @@ class AtomInfo:
         The selection that picked the atoms.
     n_atoms_topology : int or None
         Atoms in the whole topology.
+    bonds : ndarray (B, 2) of int or None
+        0-based bonded pairs in the model's atom order, only bonds with both atoms in
+        the selection; None when unknown (an older file, a topology without bonds). A
+        model file written by :func:`polyvae.train` holds the bonds the model used.
     """
 
     names: tuple[str, ...]
@@ -77,6 +100,7 @@ class AtomInfo:
     resids: np.ndarray | None = None
     selection: str | None = None
     n_atoms_topology: int | None = None
+    bonds: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -115,6 +139,7 @@ class AtomInfo:
             resids=_num_list(d, "resids", n, where, integer=True),
             selection=selection,
             n_atoms_topology=total,
+            bonds=_bonds(d, n, where),
         )
 
     def to_dict(self) -> dict:
@@ -132,6 +157,8 @@ class AtomInfo:
             out["selection"] = self.selection
         if self.n_atoms_topology is not None:
             out["n_atoms_topology"] = int(self.n_atoms_topology)
+        if self.bonds is not None:
+            out["bonds"] = [[int(i), int(j)] for i, j in self.bonds]
         return out
 
 

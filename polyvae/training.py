@@ -46,6 +46,7 @@ from polyvae.steps import (
     make_steps,
     streamed_epoch,
 )
+from polyvae.topology import model_bonds as resolve_bonds
 from polyvae.transforms import Pipeline
 
 __all__ = [
@@ -371,16 +372,19 @@ def fit(
     return params, history
 
 
-def training_stats(aligned: np.ndarray, masses: np.ndarray) -> TrainingStats:
+def training_stats(
+    aligned: np.ndarray, masses: np.ndarray, bonds: np.ndarray | None = None
+) -> TrainingStats:
     """Structural statistics of aligned training frames (T, N, D), kept in the model file.
 
-    Bonds are those of a linear chain in atom order.
+    ``bonds`` (B, 2) are the molecule's bonds (:func:`polyvae.topology.model_bonds`);
+    default a linear chain in atom order.
     """
     x = np.asarray(aligned, dtype=np.float64)
     n = x.shape[1]
     w = geometry.mass_weights(masses, n)
     rg = geometry.radius_of_gyration(x, w)
-    bonds = geometry.chain_bonds(n)
+    bonds = geometry.chain_bonds(n) if bonds is None else np.asarray(bonds, dtype=np.int64)
     pairs = geometry.nonbonded_pairs(n, bonds)
     closest = geometry.pair_distances(x, pairs).min(axis=1) if len(pairs) else np.full(1, np.inf)
     lengths = geometry.pair_distances(x, bonds)
@@ -393,13 +397,14 @@ def training_stats(aligned: np.ndarray, masses: np.ndarray) -> TrainingStats:
     )
 
 
-def _structure_checks(aligned: np.ndarray):
-    """Validity checks fitted on the training frames (bonds: a chain in atom order), or
-    None for molecules too small to have pairs beyond the excluded ones."""
+def _structure_checks(aligned: np.ndarray, bonds: np.ndarray | None = None, names=None):
+    """Validity checks fitted on the training frames with the model's bonds (and, in 3D,
+    the handedness of the chiral centres found from ``names``), or None for molecules
+    too small to have pairs beyond the excluded ones."""
     from polyvae.analysis.validity import StructureChecks
 
     try:
-        return StructureChecks.from_training(aligned)
+        return StructureChecks.from_training(aligned, bonds, names=names)
     except ValueError:
         return None
 
@@ -490,10 +495,15 @@ def train(
         atom pairs, or k for every k-th pair; default all), which MD engines can compute
         without alignment.
     decoder : {"cartesian", "internal"}
-        What the decoder reconstructs: aligned Cartesian coordinates, or internal
-        coordinates (bond lengths, angles, dihedrals) along a Z-matrix of ``bonds``
-        (default a chain in atom order), rebuilt to Cartesian; see
-        :mod:`polyvae.internal_decoder`.
+        What the decoder reconstructs: aligned Cartesian coordinates, or, with them,
+        internal coordinates (bond lengths, angles, dihedrals) along a Z-matrix of
+        ``bonds``; see :mod:`polyvae.internal_decoder`.
+    bonds : array (B, 2) of int, optional
+        The molecule's bonds (0-based, in the frames' atom order). Default: the
+        topology's bonds (``frames.bonds``), or a chain in atom order where the atoms
+        have none; see :func:`polyvae.topology.model_bonds`. They fix the Z-matrix, the
+        structure checks and training statistics and are kept in
+        ``metadata["atoms"]["bonds"]``.
     stream : bool, optional
         Stream the training rows from host memory (see :func:`fit`); default: above
         :data:`STREAM_ABOVE_BYTES`.
@@ -512,6 +522,7 @@ def train(
 
     if not isinstance(frames, Frames):
         frames = Frames(frames)
+    model_bonds = resolve_bonds(frames, bonds=bonds)
     tconfig = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -525,7 +536,7 @@ def train(
         features=features,
         pairs=pairs,
         decoder=decoder,
-        bonds=bonds,
+        bonds=model_bonds if decoder == "internal" else None,
     )
     prepared = pipeline.fit_transform(frames)
     config = VAEConfig(
@@ -539,14 +550,19 @@ def train(
         decoder=decoder,
         layout=pipeline.layout,
     )
+    atoms = frames.metadata.get("atoms") or {
+        "names": list(frames.names),
+        "masses": frames.masses.tolist(),
+    }
     metadata = {
         "unit": frames.unit,
         "names": list(frames.names),
         "n_frames_trained": frames.n_frames,
-        **{k: frames.metadata[k] for k in ("source", "atoms") if k in frames.metadata},
-        "train_stats": training_stats(prepared.aligned, pipeline.masses).to_dict(),
+        **{k: frames.metadata[k] for k in ("source",) if k in frames.metadata},
+        "atoms": {**atoms, "bonds": model_bonds.tolist()},
+        "train_stats": training_stats(prepared.aligned, pipeline.masses, model_bonds).to_dict(),
     }
-    checks = _structure_checks(prepared.aligned)
+    checks = _structure_checks(prepared.aligned, model_bonds, frames.names)
     if checks is not None:
         metadata["structure_checks"] = checks.to_dict()
     try:

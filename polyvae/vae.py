@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyvae import geometry
 from polyvae import model as vae
 from polyvae._checks import ensure_array, ensure_int, ensure_onehot
 from polyvae._prefetch import prefetch
@@ -135,9 +136,9 @@ class VAEModel:
     def atoms(self) -> AtomInfo | None:
         """The atoms the model was trained on (names, masses, topology indices...).
 
-        From the trajectory's topology when there was one; otherwise names from the
-        frames and the pipeline's masses, without topology indices. None for
-        non-coordinate models.
+        From the trajectory's topology when there was one; otherwise names and masses
+        of the frames, without topology indices. ``bonds`` are the bonds the model used
+        (files from before bonds were kept have none). None for non-coordinate models.
         """
         atoms = self.metadata.get("atoms")
         if atoms:
@@ -146,6 +147,21 @@ class VAEModel:
             return None
         names = self.metadata.get("names") or [f"B{i}" for i in range(self.pipeline.n_atoms)]
         return AtomInfo(names=tuple(names), masses=np.asarray(self.pipeline.masses))
+
+    @property
+    def bonds(self) -> np.ndarray | None:
+        """The molecule's bonds (B, 2), 0-based in the model's atom order.
+
+        Those stored at training; for older files, those of the structure checks, or a
+        chain in atom order (what such models used). None for non-coordinate models.
+        """
+        atoms = self.atoms
+        if atoms is None:
+            return None
+        if atoms.bonds is not None:
+            return atoms.bonds
+        checks = self.structure_checks
+        return checks.bonds if checks is not None else geometry.chain_bonds(atoms.n_atoms)
 
     @property
     def train_stats(self) -> TrainingStats | None:

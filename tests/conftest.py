@@ -29,3 +29,15 @@ def small_model():
 
     x = random_chain(np.random.default_rng(7), n_frames=256, n_atoms=8)
     return polyvae.train(x, hidden=(32, 32), epochs=20, progress=False), x
+
+
+@pytest.fixture(scope="session")
+def peptide():
+    """Alanine dipeptide (ACE-ALA-NME, 22 atoms with hydrogens) from MDAnalysisTests:
+    11 frames of an Amber run in water (capped-ala.prmtop + capped-ala.mdcrd.bz2), the
+    water left out, made whole across the box; bonds from the PRMTOP topology."""
+    pytest.importorskip("MDAnalysis")
+    datafiles = pytest.importorskip("MDAnalysisTests.datafiles")
+    from polyvae.io import read_universe
+
+    return read_universe(datafiles.TRJpbc_bz2, topology=datafiles.PRMpbc, select="not resname WAT")

@@ -4,10 +4,12 @@
 (default: a chain in atom order): every bond length and every bond angle must lie in
 its range over the training frames, and no pair beyond the excluded ones (bonded 1-2
 and angle 1-3 pairs, and 1-4 pairs in 3D, which force fields do not repel fully) may
-come closer than the closest such pair in the training frames. The training frames
+come closer than the closest such pair in the training frames. In 3D, given atom
+names, every chiral centre (:func:`polyvae.geometry.chiral_centres`) must keep the
+handedness most training frames have. The training frames
 pass these checks by construction (with the default percentiles 0 and 100); a
-generated or optimized structure that fails one has a broken bond, a bent angle or
-overlapping atoms that the data never showed.
+generated or optimized structure that fails one has a broken bond, a bent angle,
+overlapping atoms or a mirrored stereocentre that the data never showed.
 
 The checks are JSON-ready (:meth:`StructureChecks.to_dict`), so the model file keeps
 them.
@@ -15,7 +17,7 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,31 +36,38 @@ class ValidityReport:
     ----------
     bonds_ok, angles_ok, contacts_ok : ndarray (T,) of bool
         Every bond in range; every angle in range; no non-excluded pair too close.
+    chirality_ok : ndarray (T,) of bool or None
+        Every chiral centre has its training handedness; None without chiral centres.
     valid : ndarray (T,) of bool
-        All three.
+        All of them.
     """
 
     bonds_ok: np.ndarray
     angles_ok: np.ndarray
     contacts_ok: np.ndarray
+    chirality_ok: np.ndarray | None = None
 
     @property
     def valid(self) -> np.ndarray:
-        return self.bonds_ok & self.angles_ok & self.contacts_ok
+        valid = self.bonds_ok & self.angles_ok & self.contacts_ok
+        return valid if self.chirality_ok is None else valid & self.chirality_ok
 
     @property
     def fraction_valid(self) -> float:
         return float(self.valid.mean())
 
     def to_dict(self) -> dict:
-        """JSON-ready fractions: valid, and each check on its own."""
-        return {
+        """JSON-ready fractions: valid, and each check on its own (chirality if checked)."""
+        out = {
             "n_structures": int(self.valid.size),
             "fraction_valid": self.fraction_valid,
             "fraction_bonds_ok": float(self.bonds_ok.mean()),
             "fraction_angles_ok": float(self.angles_ok.mean()),
             "fraction_contacts_ok": float(self.contacts_ok.mean()),
         }
+        if self.chirality_ok is not None:
+            out["fraction_chirality_ok"] = float(self.chirality_ok.mean())
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +87,11 @@ class StructureChecks:
         Pairs up to this many bonds apart are not checked for contacts (2 in 2D, 3 in 3D).
     min_contact : float
         Closest distance of a non-excluded pair over the training frames.
+    chiral : ndarray (C, 4) of int
+        Chiral centres as ``(centre, a, b, c)`` quads (:func:`polyvae.geometry.chiral_centres`);
+        empty in 2D or without atom names.
+    chiral_sign : ndarray (C,) of float
+        Handedness (+1 or -1) of each centre in most training frames.
     """
 
     n_atoms: int
@@ -86,6 +100,8 @@ class StructureChecks:
     angle_range: np.ndarray
     exclude: int
     min_contact: float
+    chiral: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    chiral_sign: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def angles(self) -> np.ndarray:
@@ -101,6 +117,7 @@ class StructureChecks:
         positions: Any,
         bonds: Any = None,
         *,
+        names: Any = None,
         exclude: int | None = None,
         percentiles: tuple[float, float] = (0.0, 100.0),
     ) -> StructureChecks:
@@ -112,6 +129,9 @@ class StructureChecks:
             Training frames (any orientation).
         bonds : array (B, 2) of int, optional
             The molecule's bonds; default a chain in atom order.
+        names : sequence of str (N,), optional
+            Atom names or elements; with them, 3D frames also fix the handedness of
+            every chiral centre (the sign most training frames have).
         exclude : int, optional
             Bond-count distance up to which pairs are excluded from the contact check;
             default 3 in 3D (1-2, 1-3, 1-4), 2 in 2D (1-2, 1-3).
@@ -139,6 +159,13 @@ class StructureChecks:
         contacts = min(
             geometry.pair_distances(x[s : s + block], pairs).min() for s in range(0, len(x), block)
         )
+        chiral = np.zeros((0, 4), np.int64)
+        if names is not None and d == 3:
+            names = [str(s) for s in names]
+            if len(names) != n:
+                raise ValueError(f"names must have one entry per atom (N={n}); got {len(names)}")
+            chiral = geometry.chiral_centres(n, bonds, names)
+        signs = geometry.chirality(x, chiral).sum(axis=0) if len(chiral) else np.zeros(0)
         return cls(
             n_atoms=n,
             bonds=bonds,
@@ -146,6 +173,8 @@ class StructureChecks:
             angle_range=np.percentile(angles, [lo, hi], axis=0).T.reshape(-1, 2),
             exclude=exclude,
             min_contact=float(contacts),
+            chiral=chiral,
+            chiral_sign=np.where(signs < 0, -1.0, 1.0),
         )
 
     def check(self, positions: Any) -> ValidityReport:
@@ -164,7 +193,15 @@ class StructureChecks:
             (angles >= self.angle_range[:, 0]) & (angles <= self.angle_range[:, 1]), axis=1
         )
         contacts_ok = geometry.pair_distances(x, self.pairs).min(axis=1) >= self.min_contact
-        return ValidityReport(bonds_ok, angles_ok, contacts_ok)
+        chirality_ok = None
+        if len(self.chiral):
+            if x.shape[2] != 3:
+                raise ValueError(
+                    f"positions must be 3D to check the {len(self.chiral)} chiral centres; "
+                    f"got D={x.shape[2]}"
+                )
+            chirality_ok = np.all(geometry.chirality(x, self.chiral) == self.chiral_sign, axis=1)
+        return ValidityReport(bonds_ok, angles_ok, contacts_ok, chirality_ok)
 
     def to_dict(self) -> dict:
         """JSON-ready form, for the model file."""
@@ -175,6 +212,11 @@ class StructureChecks:
             "angle_range": self.angle_range.tolist(),
             "exclude": int(self.exclude),
             "min_contact": float(self.min_contact),
+            **(
+                {"chiral": self.chiral.tolist(), "chiral_sign": self.chiral_sign.tolist()}
+                if len(self.chiral)
+                else {}
+            ),
         }
 
     @classmethod
@@ -188,6 +230,14 @@ class StructureChecks:
             angle_range = np.asarray(d["angle_range"], dtype=np.float64).reshape(n_angles, 2)
             exclude = ensure_int(d["exclude"], f"{where} 'exclude'", 1)
             min_contact = ensure_number(d["min_contact"], f"{where} 'min_contact'", minimum=0)
+            chiral = ensure_pairs(
+                np.asarray(d.get("chiral", []), dtype=np.int64), n, f"{where} 'chiral'", width=4
+            )
+            chiral_sign = np.asarray(d.get("chiral_sign", []), dtype=np.float64).reshape(
+                len(chiral)
+            )
+            if not np.all(np.abs(chiral_sign) == 1):
+                raise ValueError(f"{where} 'chiral_sign' must hold +1 or -1 for each centre")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where} is malformed: {exc}") from None
-        return cls(n, bonds, bond_range, angle_range, exclude, min_contact)
+        return cls(n, bonds, bond_range, angle_range, exclude, min_contact, chiral, chiral_sign)

@@ -29,6 +29,7 @@ from polyvae.io.pbc import Unwrapper, has_box, resolve_unwrap
 from polyvae.io.xtc import check_xtc
 
 __all__ = ["TruncatedTrajectoryError", "make_universe", "select_atoms", "atom_info"]
+__all__ += ["selection_bonds"]
 __all__ += ["iter_chunks", "read_universe", "SELF_CONTAINED_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,27 @@ def _attr(group: Any, name: str, default: list) -> list:
         return default
 
 
+def selection_bonds(atomgroup: Any) -> np.ndarray | None:
+    """The topology's bonds between atoms of ``atomgroup``, as indices into the group.
+
+    Returns
+    -------
+    ndarray (B, 2) of int64 or None
+        Pairs ``i < j`` of positions in ``atomgroup`` (sorted), only bonds with both
+        atoms in the group; None when the topology has no bonds at all.
+    """
+    try:
+        pairs = atomgroup.universe.atoms.bonds.to_indices().astype(np.int64).reshape(-1, 2)
+    except AttributeError:  # NoDataError: the topology has no bonds
+        return None
+    local = np.full(atomgroup.universe.atoms.n_atoms, -1, dtype=np.int64)
+    local[atomgroup.ix] = np.arange(atomgroup.n_atoms)
+    mapped = local[pairs]
+    mapped = np.sort(mapped[(mapped >= 0).all(axis=1)], axis=1)
+    mapped = mapped[mapped[:, 0] != mapped[:, 1]]
+    return np.unique(mapped, axis=0).reshape(-1, 2)
+
+
 def atom_info(atomgroup: Any, select: str = "all") -> dict:
     """JSON-ready description of the atoms in ``atomgroup``.
 
@@ -209,9 +231,13 @@ def atom_info(atomgroup: Any, select: str = "all") -> dict:
     dict
         ``selection`` (str), ``indices`` (0-based topology indices), ``names``,
         ``resnames``, ``resids``, ``masses`` (u, from the topology or guessed by
-        MDAnalysis) and ``n_atoms_topology``.
+        MDAnalysis), ``n_atoms_topology`` and, when the topology has bonds, ``bonds``
+        (:func:`selection_bonds`, as a list of ``[i, j]``; empty when no bond joins
+        two selected atoms, as for a Cα selection).
     """
     n = atomgroup.n_atoms
+    bonds = selection_bonds(atomgroup)
+    extra = {} if bonds is None else {"bonds": bonds.tolist()}
     return {
         "selection": str(select),
         "indices": [int(i) for i in atomgroup.indices],
@@ -220,6 +246,7 @@ def atom_info(atomgroup: Any, select: str = "all") -> dict:
         "resids": [int(i) for i in _attr(atomgroup, "resids", [1] * n)],
         "masses": [float(m) for m in _attr(atomgroup, "masses", [1.0] * n)],
         "n_atoms_topology": int(atomgroup.universe.atoms.n_atoms),
+        **extra,
     }
 
 
@@ -329,7 +356,8 @@ def iter_chunks(
     ------
     Frames
         positions (T, N, 3) float32 in Å, masses (N,) in u, times (T,) in ps,
-        metadata ``{"atoms": atom_info(...), "frame_indices": [...], "unwrapped": bool}``.
+        metadata ``{"atoms": atom_info(...), "frame_indices": [...], "unwrapped": bool}``;
+        ``bonds`` from the topology (see :func:`selection_bonds`), or None.
 
     Raises
     ------
@@ -364,6 +392,10 @@ def iter_chunks(
     do_unwrap = resolve_unwrap(traj.ts.dimensions, unwrap, f"frame {readable[0]} of {label}")
     unwrapper = Unwrapper(group, guess_bonds, label) if do_unwrap else None
     whole = unwrapper.atoms if do_unwrap else group
+    if do_unwrap and "bonds" not in info:  # guess_bonds may have added bonds
+        bonds = selection_bonds(group)
+        if bonds is not None:
+            info["bonds"] = bonds.tolist()
     logger.debug("reading %d frames of %s (unwrap=%s)", len(requested), label, do_unwrap)
 
     def chunk(pos: np.ndarray, times: list, frames: list) -> Frames:

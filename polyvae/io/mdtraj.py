@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._checks import ensure_pairs
 from polyvae.frames import Frames, as_positions
 
 __all__ = ["read_mdtraj", "to_mdtraj", "mdtraj_atom_info"]
@@ -53,7 +54,14 @@ def _select(topology: Any, select: str | None) -> np.ndarray | None:
     return idx
 
 
-def mdtraj_atom_info(topology: Any, indices: Any, select: str | None, n_total: int) -> dict:
+def mdtraj_atom_info(
+    topology: Any,
+    indices: Any,
+    select: str | None,
+    n_total: int,
+    *,
+    has_bonds: bool | None = None,
+) -> dict:
     """The :func:`polyvae.io.mda.atom_info` schema for atoms of an ``md.Topology``.
 
     Parameters
@@ -66,8 +74,17 @@ def mdtraj_atom_info(topology: Any, indices: Any, select: str | None, n_total: i
         Selection string (None: all atoms).
     n_total : int
         Number of atoms in the original topology.
+    has_bonds : bool, optional
+        Whether the original topology has bonds (mdtraj adds the standard bonds of
+        known residues to PDB files); default: whether ``topology`` has any. With
+        bonds, ``bonds`` lists those of ``topology`` (sorted pairs ``i < j``; empty
+        when no bond joins two selected atoms).
     """
     atoms = list(topology.atoms)
+    pairs = sorted({tuple(sorted((b[0].index, b[1].index))) for b in topology.bonds})
+    if has_bonds is None:
+        has_bonds = bool(pairs)
+    extra = {"bonds": [[int(i), int(j)] for i, j in pairs if i != j]} if has_bonds else {}
     return {
         "selection": "all" if select is None else select,
         "indices": [int(i) for i in indices],
@@ -76,6 +93,7 @@ def mdtraj_atom_info(topology: Any, indices: Any, select: str | None, n_total: i
         "resids": [int(a.residue.resSeq) for a in atoms],
         "masses": [float(a.element.mass) if a.element is not None else 0.0 for a in atoms],
         "n_atoms_topology": int(n_total),
+        **extra,
     }
 
 
@@ -104,7 +122,8 @@ def read_mdtraj(
     -------
     Frames
         positions (T, N, 3) float32 in Å (mdtraj's nm × 10), masses (N,) in u from the
-        elements, times (T,) in ps, metadata ``{"atoms": ...}`` (atom_info schema).
+        elements, times (T,) in ps, metadata ``{"atoms": ...}`` (atom_info schema);
+        ``bonds`` from the topology's bonds within the selection, None if it has none.
     """
     import mdtraj as md
 
@@ -113,6 +132,7 @@ def read_mdtraj(
     if isinstance(source, md.Trajectory):
         idx = _select(source.topology, select)
         n_total = source.n_atoms
+        has_bonds = source.topology.n_bonds > 0
         traj = source if idx is None else source.atom_slice(idx)
         traj = traj if stride is None else traj[::stride]
     else:
@@ -127,6 +147,7 @@ def read_mdtraj(
             ) from exc
         idx = _select(top, select)
         n_total = top.n_atoms
+        has_bonds = top.n_bonds > 0
         try:
             traj = md.load(paths, top=top, stride=stride, atom_indices=idx)
         except (OSError, ValueError) as exc:
@@ -134,7 +155,7 @@ def read_mdtraj(
                 f"mdtraj could not read {paths} with topology {top_path!r}: {exc}"
             ) from exc
     indices = np.arange(n_total) if idx is None else idx
-    info = mdtraj_atom_info(traj.topology, indices, select, n_total)
+    info = mdtraj_atom_info(traj.topology, indices, select, n_total, has_bonds=has_bonds)
     masses = np.asarray(info["masses"])
     if np.any(masses <= 0):
         bad = int(np.flatnonzero(masses <= 0)[0])
@@ -198,6 +219,11 @@ def _topology(atoms: dict, n_atoms: int):
             residue = top.add_residue(str(resname), chain, resSeq=int(resid))
             previous = (resid, resname)
         top.add_atom(str(name), _element(str(name), mass), residue)
+    bonds = atoms.get("bonds")
+    if bonds is not None:
+        atom_list = list(top.atoms)
+        for i, j in ensure_pairs(np.asarray(bonds), n_atoms, "atoms['bonds']"):
+            top.add_bond(atom_list[i], atom_list[j])
     return top
 
 
@@ -211,8 +237,8 @@ def to_mdtraj(positions: Any, atoms: Any, time: Any = None):
     atoms : dict or md.Topology
         The :func:`polyvae.io.mda.atom_info` schema (``names``, ``resnames``,
         ``resids``, optional ``masses``) or a topology of N atoms. From a dict, one
-        chain is built; a new residue starts where resid or resname changes; elements
-        are guessed from the names (1 or 2 letters, the one closest to the mass if
+        chain is built; a new residue starts where resid or resname changes; ``bonds``,
+        if given, become the topology's bonds; elements are guessed from the names (1 or 2 letters, the one closest to the mass if
         given; unknown names become virtual sites).
     time : array (T,), ps, optional
 

@@ -2,7 +2,8 @@
 
 The chapter's format holds one array under key ``arr`` with shape (T, N, D).
 polyvae's own format holds ``positions`` (T, N, D) and optionally ``masses`` (N,),
-``names`` (N,), ``times`` (T,) and ``unit`` (a 0-d string array). Both are read with
+``names`` (N,), ``times`` (T,), ``unit`` (a 0-d string array) and ``bonds`` (B, 2)
+(0-based bonded atom pairs). Both are read with
 ``allow_pickle=False``.
 """
 
@@ -64,6 +65,7 @@ def read_npz(path: str | os.PathLike, *, unit: str | None = None) -> Frames:
         names=None if "names" not in content else [str(s) for s in content["names"]],
         times=content.get("times"),
         unit=unit or stored_unit,
+        bonds=content.get("bonds"),
     )
 
 
@@ -75,6 +77,7 @@ def write_npz(path: str | os.PathLike, frames: Frames) -> Path:
     path : str or os.PathLike
         Output file; ``.npz`` is appended by NumPy if missing.
     frames : Frames
+        Its bonds, if known, are written under ``bonds``.
 
     Returns
     -------
@@ -86,6 +89,7 @@ def write_npz(path: str | os.PathLike, frames: Frames) -> Path:
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
+    bonds = {} if frames.bonds is None else {"bonds": frames.bonds}
     np.savez_compressed(
         path,
         positions=frames.positions,
@@ -93,5 +97,6 @@ def write_npz(path: str | os.PathLike, frames: Frames) -> Path:
         names=np.array(frames.names, dtype=str),
         times=frames.times,
         unit=np.array(frames.unit),
+        **bonds,
     )
     return path
