@@ -190,6 +190,18 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
     ):
         assert (out / name).exists(), name
     assert summary["n_atoms"] == 6 and 0 < summary["mean_w1_normalized"] < 10
+    unit = summary["unit"]
+    assert summary["rg_optimized"]["unit"] == summary["rg_training_min"]["unit"] == unit
+    opt = np.load(out / "optimized.npz")
+    assert summary["rg_optimized"]["value"] == pytest.approx(float(opt["objective"][0]))
+    checks = summary["optimized_checks"]  # of the structure returned first
+    assert checks["percentiles"] == [0.5, 99.5] and checks["min_contact"]["unit"] == unit
+    assert checks["valid"] == bool(opt["valid"][0])
+    assert checks["valid"] == (checks["bonds_ok"] and checks["angles_ok"] and checks["contacts_ok"])
+    if checks["valid"]:  # the band lies inside the model's checks
+        assert summary["validity_optimized"]["fraction_valid"] == 1.0
+    else:
+        assert "no optimized structure passes the structure checks" in printed.err
 
 
 @pytest.mark.parametrize(
