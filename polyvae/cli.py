@@ -58,17 +58,6 @@ def _sigma(text: str) -> float | None:
         ) from None
 
 
-def _min_distance(text: str):
-    if text in ("train", "none"):
-        return None if text == "none" else "train"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--min-distance must be 'train', 'none' or a distance; got {text!r}"
-        ) from None
-
-
 def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
     g = p.add_argument_group("trajectory input")
     g.add_argument(
@@ -389,11 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="penalty |z|^2/2 weight keeping z near the training data (default 0)",
     )
     p.add_argument(
-        "--min-distance",
-        type=_min_distance,
-        default="train",
-        help="closest non-bonded contact allowed: 'train' (training 1st percentile, "
-        "default), 'none', or a distance",
+        "--percentiles",
+        type=float,
+        nargs=2,
+        default=(0.5, 99.5),
+        metavar=("LOW", "HIGH"),
+        help="keep every bond and angle inside this percentile band of its training values "
+        "(a band stored in the model file: 0 100, 0.5 99.5, 1 99, 2.5 97.5; default 0.5 99.5), "
+        "and no contact closer than the training minimum; only structures that pass are written",
+    )
+    p.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="optimize without the structure checks (structures may be invalid)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default 0)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
@@ -495,6 +492,16 @@ _CLI_WORDS = (
     ('activation="tanh" (--activation tanh)', "--activation tanh"),
     ("(write_colvars)", "(polyvae export colvars)"),
     ("chunk_size", "--chunk-size"),
+    (
+        "raise n_starts, steps or penalty_weight, or pass require_valid=False to see them",
+        "raise --starts or --steps, or add --no-checks to optimize without the checks",
+    ),
+    ("percentiles must be a stored band", "--percentiles must be a stored band"),
+    (
+        "pass checks=StructureChecks.from_training(frames), or checks=None to optimize "
+        "without them",
+        "add --no-checks to optimize without them",
+    ),
 )
 
 
@@ -609,7 +616,8 @@ def _cmd_optimize(a) -> int:
         n_starts=a.starts,
         steps=a.steps,
         prior_weight=a.prior_weight,
-        min_distance=a.min_distance,
+        checks=None if a.no_checks else "model",
+        percentiles=None if a.no_checks else tuple(a.percentiles),
         seed=a.seed,
     )
     path = io.write_positions(
@@ -619,7 +627,15 @@ def _cmd_optimize(a) -> int:
         unit=model.unit,
         extra={"objective": res.objective, "z": res.z},
     )
-    _report(f"best {a.objective} = {res.objective[0]:.4f} {model.unit}; written to {path}")
+    checked = (
+        "without structure checks"
+        if res.valid is None
+        else f"{len(res.valid)} structure(s) pass the checks "
+        f"(bonds and angles in percentiles {a.percentiles[0]:g}-{a.percentiles[1]:g})"
+    )
+    _report(
+        f"best {a.objective} = {res.objective[0]:.4f} {model.unit}, {checked}; written to {path}"
+    )
     return 0
 
 

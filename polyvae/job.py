@@ -6,8 +6,10 @@
     latent.npz            latent CVs of the training frames: latent, latent_std, times
     generated.npz         generated conformations: positions (n, N, D), aligned frame
     marginals.json        per-pair Wasserstein-1 figures, training vs generated
-    optimized.npz         latent-space Rg minimization: positions (best first), objective, z
-    summary.json          the headline figures of all of the above
+    optimized.npz         latent-space Rg minimization: positions (valid first, best first),
+                          objective, z, valid
+    summary.json          the headline figures of all of the above; lengths as
+                          {"value": ..., "unit": ...}
     *.png                 loss curves, latent space, overlays, marginals, optimization
 """
 
@@ -23,23 +25,79 @@ from typing import Any
 
 import numpy as np
 
+from polyvae import geometry
 from polyvae.analysis.marginals import distance_marginals
 from polyvae.analysis.optimize import optimize_latent
-from polyvae.analysis.structure import (
-    compare_structures,
-    min_nonbonded_distance,
-    radius_of_gyration,
-)
+from polyvae.analysis.structure import compare_structures, radius_of_gyration
 from polyvae.frames import Frames
 from polyvae.training import train
 from polyvae.vae import VAEModel
 
-__all__ = ["run_job", "write_marginals", "DEFAULT_DATA"]
+__all__ = ["run_job", "write_marginals", "DEFAULT_DATA", "OPTIMIZE_PERCENTILES"]
 
 logger = logging.getLogger(__name__)
 
 # the bundled 2D bead-spring polymer, package data (a pathlib.Path for an installed package)
 DEFAULT_DATA = resources.files("polyvae") / "data" / "polymer2d.npz"
+
+
+#: The percentile band of every bond and angle that the optimized structure must keep.
+OPTIMIZE_PERCENTILES = (0.5, 99.5)
+
+
+def _length(value: float, unit: str) -> dict:
+    return {"value": float(value), "unit": unit}
+
+
+def _optimize(model: VAEModel, frames: Frames):
+    """Rg minimization under the model's checks (the stored band, if the file has it)."""
+    checks = model.structure_checks
+    if checks is None:
+        logger.warning("the model has no structure checks: the optimized structure is unchecked")
+        return optimize_latent(model, "rg", checks=None, start_frames=frames)
+    band = OPTIMIZE_PERCENTILES if OPTIMIZE_PERCENTILES in checks.bands else None
+    return optimize_latent(model, "rg", percentiles=band, start_frames=frames, require_valid=False)
+
+
+def _check_note(opt, rg_train_min: float, unit: str) -> str:
+    """The returned structure's checks, as lines of text for the figure."""
+    lines = [f"Rg {opt.objective[0]:.3f} {unit} (most compact training {rg_train_min:.3f})"]
+    if opt.report is None:
+        return "\n".join([*lines, "no structure checks in the model file"])
+    c, r = opt.checks, opt.report
+    lo, hi = c.percentiles
+    band = f"{lo:g}-{hi:g} pct"
+    closest = float(geometry.pair_distances(opt.positions[0], c.pairs).min())
+
+    def ok(flag):
+        return "ok" if flag else "FAILED"
+
+    lines += [
+        f"bonds in training {band}: {ok(r.bonds_ok[0])}",
+        f"angles in training {band}: {ok(r.angles_ok[0])}",
+        f"contacts: {ok(r.contacts_ok[0])} (min {closest:.3f} vs training {c.min_contact:.3f})",
+        "VALID" if r.valid[0] else "NOT VALID: no start gave a valid structure",
+    ]
+    return "\n".join(lines)
+
+
+def _optimized_checks(opt, unit: str) -> dict | None:
+    """The checks the returned (first) optimized structure was held to, and how it fares."""
+    if opt.report is None:
+        return None
+    c, r = opt.checks, opt.report
+    closest = float(geometry.pair_distances(opt.positions[0], c.pairs).min())
+    return {
+        "percentiles": list(c.percentiles),
+        "valid": bool(r.valid[0]),
+        "bonds_ok": bool(r.bonds_ok[0]),
+        "angles_ok": bool(r.angles_ok[0]),
+        "contacts_ok": bool(r.contacts_ok[0]),
+        "min_contact": _length(closest, unit),
+        "min_contact_training": _length(c.min_contact, unit),
+        "n_valid": int(opt.valid.sum()),
+        "n_starts": int(len(opt.valid)),
+    }
 
 
 def _validity(model: VAEModel, positions: np.ndarray) -> dict | None:
@@ -90,7 +148,11 @@ def write_marginals(
     report = compare_structures(train_pos, generated)
     result = {**marg.to_dict(), "n_generated": n, "structure": report.to_dict()}
     (out / "marginals.json").write_text(json.dumps(result, indent=2))
-    _savefig(plotting.plot_marginals(marg, axes=_figure(4, (3.6, 3.2))), out / "marginals.png")
+    fig = plotting.plot_marginals_overview(marg)
+    fig.savefig(out / "marginals.png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     _savefig(plotting.plot_overlay(train_pos, generated, axes=_figure(2)), out / "overlay.png")
     return result
 
@@ -139,8 +201,15 @@ def run_job(
     np.savez(out / "generated.npz", positions=generated)
     marg = write_marginals(model, frames, out, n=n_generate, seed=generate_seed)
 
-    opt = optimize_latent(model, "rg")
-    np.savez(out / "optimized.npz", positions=opt.positions, objective=opt.objective, z=opt.z)
+    opt = _optimize(model, frames)
+    valid = np.ones(len(opt.objective), bool) if opt.valid is None else opt.valid
+    np.savez(
+        out / "optimized.npz",
+        positions=opt.positions,
+        objective=opt.objective,
+        z=opt.z,
+        valid=valid,
+    )
     aligned = model.pipeline.align_frames(frames)
     rg_train = radius_of_gyration(aligned, model.pipeline.masses)
     most_compact = aligned[int(np.argmin(rg_train))]
@@ -151,13 +220,29 @@ def run_job(
     axes[0].set_title(f"latent CVs (colour: Rg / {model.unit})")
     plotting.plot_latent(latent, ax=axes[1], density=True)
     _savefig(axes, out / "latent.png")
-    axes = _figure(2)
-    plotting.plot_optimization(opt.trace[:8], ax=axes[0])
+    axes = _figure(3, (5.0, 4.8))
+    shown = slice(0, 4)  # the best starts; more lines hide each other
+    plotting.plot_optimization(
+        opt.trace[shown],
+        ax=axes[0],
+        penalty=None if opt.penalty_trace is None else opt.penalty_trace[shown],
+        round_starts=opt.round_starts,
+        weights=opt.weights if opt.checks is not None else None,
+        unit=model.unit,
+        label="Rg",
+        penalty_ax=axes[1] if opt.penalty_trace is not None else None,
+    )
+    if opt.penalty_trace is None:
+        axes[1].set_visible(False)
+    name = "optimized (lowest Rg" + (", valid)" if valid[0] else ", NOT valid)")
     plotting.plot_structures(
-        {"optimized (lowest Rg)": opt.positions[0], "most compact training frame": most_compact},
-        ax=axes[1],
+        {name: opt.positions[0], "most compact training frame": most_compact},
+        ax=axes[2],
+        note=_check_note(opt, float(rg_train.min()), model.unit),
     )
     _savefig(axes, out / "optimization.png")
+    if opt.valid is not None and not opt.valid[0]:
+        logger.warning("no optimized structure passes the structure checks; see summary.json")
 
     summary = {
         "data": frames.metadata.get("source", "frames"),
@@ -172,10 +257,9 @@ def run_job(
         "final_val_elbo": model.history.get("val_elbo", [None])[-1],
         "mean_w1_normalized": marg["mean_w1_normalized"],
         "bond_w1": marg["structure"]["bond_w1"],
-        "rg_optimized": float(opt.objective[0]),
-        "rg_training_min": float(rg_train.min()),
-        "min_nonbonded_optimized": float(min_nonbonded_distance(opt.positions[0])),
-        "min_nonbonded_training_p01": model.train_stats.min_nonbonded_p01,
+        "rg_optimized": _length(opt.objective[0], model.unit),
+        "rg_training_min": _length(rg_train.min(), model.unit),
+        "optimized_checks": _optimized_checks(opt, model.unit),
         "validity_generated": _validity(model, generated),
         "validity_optimized": _validity(model, opt.positions[:1]),
         "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],

@@ -18,7 +18,8 @@ from polyvae._checks import ensure_frames, ensure_int, ensure_same_atoms
 from polyvae.analysis.marginals import Marginals
 
 __all__ = ["plot_history", "plot_latent", "plot_conformations", "plot_overlay"]
-__all__ += ["plot_marginals", "plot_optimization", "plot_structures"]
+__all__ += ["plot_marginals", "plot_marginal_map", "plot_marginals_overview"]
+__all__ += ["plot_optimization", "plot_structures"]
 
 logger = logging.getLogger(__name__)
 
@@ -206,17 +207,66 @@ def plot_overlay(train_positions: Any, generated_positions: Any, axes=None, max_
     return axes
 
 
-def _default_pairs(marginals: Marginals, max_panels: int) -> list[int]:
+def _rows(marginals: Marginals, pairs) -> list[int]:
     rows = []
-    for j in (1, 3, 5, 7):
+    for i, j in np.asarray(pairs).reshape(-1, 2).tolist():
         try:
-            rows.append(marginals.index(0, j))
+            rows.append(marginals.index(i, j))
+        except KeyError as exc:
+            raise ValueError(f"pairs: {exc.args[0]}") from None
+    return rows
+
+
+def _bond_rows(marginals: Marginals, bonds) -> list[int]:
+    """Rows of the bonded pairs (default: a chain in atom order) present in the marginals."""
+    if bonds is None:
+        n = int(marginals.pairs.max()) + 1
+        bonds = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    arr = np.asarray(bonds)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"bonds must have shape (B, 2); got shape {arr.shape}")
+    rows = []
+    for i, j in arr.tolist():
+        try:
+            rows.append(marginals.index(i, j))
         except KeyError:
             continue
-    return rows[:max_panels] if rows else list(range(min(max_panels, marginals.n_pairs)))
+    return rows
 
 
-def plot_marginals(marginals: Marginals, axes=None, pairs: Any = None, max_panels: int = 8):
+def _by_w1(marginals: Marginals, rows) -> list[int]:
+    """Rows sorted by normalized W1, largest first (NaN last)."""
+    key = np.nan_to_num(marginals.w1_normalized[list(rows)], nan=-np.inf)
+    return [rows[k] for k in np.argsort(-key, kind="stable")]
+
+
+def _default_pairs(marginals: Marginals, max_panels: int, bonds=None) -> list[int]:
+    """The worst pairs (half the panels), then the worst bonded pairs."""
+    n_worst = max(1, max_panels // 2)
+    worst = _by_w1(marginals, list(range(marginals.n_pairs)))[:n_worst]
+    bonded = [r for r in _by_w1(marginals, _bond_rows(marginals, bonds)) if r not in worst]
+    rows = worst + bonded[: max_panels - len(worst)]
+    rest = [r for r in _by_w1(marginals, list(range(marginals.n_pairs))) if r not in rows]
+    return (rows + rest)[:max_panels]
+
+
+def _draw_marginal(ax, marginals: Marginals, k: int, tag: str = "") -> None:
+    edges = marginals.bin_edges[k]
+    for hist, label in (
+        (marginals.train_hist[k], "training"),
+        (marginals.generated_hist[k], "generated"),
+    ):
+        ax.plot(edges, np.append(hist, hist[-1]), drawstyle="steps-post", label=label)
+    i, j = marginals.pairs[k]
+    unit = f" ({marginals.unit})" if marginals.unit else ""
+    ax.set_title(f"{tag}({i}, {j})  W1/σ = {marginals.w1_normalized[k]:.3g}", fontsize=9)
+    ax.set_xlabel(f"distance{unit}")
+    ax.set_ylabel("density")
+
+
+def plot_marginals(
+    marginals: Marginals, axes=None, pairs: Any = None, max_panels: int = 8, bonds: Any = None
+):
     """One panel per pair: training and generated distance histograms as steps.
 
     Parameters
@@ -225,10 +275,12 @@ def plot_marginals(marginals: Marginals, axes=None, pairs: Any = None, max_panel
     axes : array of matplotlib Axes, optional
         At least as many as panels drawn.
     pairs : sequence of (i, j), optional
-        Pairs to show; default ``(0, j)`` for ``j`` in 1, 3, 5, 7 where present,
-        else the first ``max_panels`` pairs.
+        Pairs to show; default the pairs with the largest W1/σ (half the panels), then
+        the bonded pairs with the largest W1/σ.
     max_panels : int
         Most panels drawn.
+    bonds : array (B, 2), optional
+        The bonded pairs for the default choice (default: a chain in atom order).
 
     Returns
     -------
@@ -238,18 +290,12 @@ def plot_marginals(marginals: Marginals, axes=None, pairs: Any = None, max_panel
         raise TypeError(f"marginals must be a Marginals; got {type(marginals).__name__}")
     max_panels = ensure_int(max_panels, "max_panels", 1)
     if pairs is None:
-        rows = _default_pairs(marginals, max_panels)
+        rows = _default_pairs(marginals, max_panels, bonds)
     else:
         arr = np.asarray(pairs)
         if arr.ndim != 2 or arr.shape[1] != 2:
             raise ValueError(f"pairs must have shape (P, 2); got shape {arr.shape}")
-        rows = []
-        for i, j in arr.tolist():
-            try:
-                rows.append(marginals.index(i, j))
-            except KeyError as exc:
-                raise ValueError(f"pairs: {exc.args[0]}") from None
-        rows = rows[:max_panels]
+        rows = _rows(marginals, arr)[:max_panels]
     n = len(rows)
     if axes is None:
         ncols = min(4, n)
@@ -261,29 +307,134 @@ def plot_marginals(marginals: Marginals, axes=None, pairs: Any = None, max_panel
             ax.set_visible(False)
     else:
         all_axes = _as_axes(axes, n)
-    unit = f" ({marginals.unit})" if marginals.unit else ""
+    bonded = set(_bond_rows(marginals, bonds))
     for ax, k in zip(all_axes[:n], rows, strict=True):
-        edges = marginals.bin_edges[k]
-        for hist, label in (
-            (marginals.train_hist[k], "training"),
-            (marginals.generated_hist[k], "generated"),
-        ):
-            ax.plot(edges, np.append(hist, hist[-1]), drawstyle="steps-post", label=label)
-        i, j = marginals.pairs[k]
-        ax.set_title(f"({i}, {j})  W1/σ = {marginals.w1_normalized[k]:.3g}")
-        ax.set_xlabel(f"distance{unit}")
-        ax.set_ylabel("density")
-    all_axes[0].legend()
+        _draw_marginal(ax, marginals, k, "bond " if k in bonded else "")
+    all_axes[0].legend(fontsize=8)
     return all_axes[:n]
 
 
-def plot_optimization(trace: Any, ax=None):
-    """Objective versus optimization step, one line per start.
+def plot_marginal_map(marginals: Marginals, ax=None):
+    """Every pair's W1/σ as an i-j map (symmetric), with the mean W1/σ written in it.
+
+    Parameters
+    ----------
+    marginals : Marginals
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    if not isinstance(marginals, Marginals):
+        raise TypeError(f"marginals must be a Marginals; got {type(marginals).__name__}")
+    n = int(marginals.pairs.max()) + 1
+    grid = np.full((n, n), np.nan)
+    i, j = marginals.pairs[:, 0], marginals.pairs[:, 1]
+    grid[i, j] = grid[j, i] = marginals.w1_normalized
+    ax = _new_ax(ax)
+    image = ax.imshow(grid, cmap="magma_r", origin="upper", vmin=0)
+    ax.figure.colorbar(image, ax=ax, label="W1 / σ (training std)")
+    ticks = np.arange(n) if n <= 16 else np.arange(0, n, max(1, n // 8))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xlabel("atom j")
+    ax.set_ylabel("atom i")
+    ax.set_title(f"all {marginals.n_pairs} pairs: mean W1/σ = {marginals.mean_w1_normalized:.3f}")
+    return ax
+
+
+def plot_marginals_overview(
+    marginals: Marginals, bonds: Any = None, n_worst: int = 4, n_bonds: int = 4
+):
+    """A figure a reader can judge the marginals by: the W1/σ map of every pair with its
+    mean, W1/σ of every bond, and the histograms of the worst pairs and the worst bonds.
+
+    Parameters
+    ----------
+    marginals : Marginals
+    bonds : array (B, 2), optional
+        The bonded pairs (default: a chain in atom order).
+    n_worst, n_bonds : int
+        Histogram panels of the pairs and of the bonds with the largest W1/σ.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(marginals, Marginals):
+        raise TypeError(f"marginals must be a Marginals; got {type(marginals).__name__}")
+    n_worst = ensure_int(n_worst, "n_worst", 1)
+    n_bonds = ensure_int(n_bonds, "n_bonds", 0)
+    bond_rows = _bond_rows(marginals, bonds)
+    worst = _by_w1(marginals, list(range(marginals.n_pairs)))[:n_worst]
+    worst_bonds = [r for r in _by_w1(marginals, bond_rows) if r not in worst][:n_bonds]
+    ncols = max(4, n_worst, len(worst_bonds))
+    nrows = 2 + bool(worst_bonds)
+    fig = plt.figure(figsize=(3.2 * ncols, 2.9 * nrows + 0.6), constrained_layout=True)
+    gs = fig.add_gridspec(nrows, ncols, height_ratios=[1.5] + [1] * (nrows - 1))
+    half = ncols // 2
+    plot_marginal_map(marginals, fig.add_subplot(gs[0, :half]))
+    ax = fig.add_subplot(gs[0, half:])
+    if bond_rows:
+        labels = [f"{a}-{b}" for a, b in marginals.pairs[bond_rows]]
+        ax.bar(np.arange(len(bond_rows)), marginals.w1_normalized[bond_rows], color="C2")
+        ax.set_xticks(np.arange(len(bond_rows)), labels, rotation=90, fontsize=7)
+        ax.axhline(marginals.mean_w1_normalized, color="k", ls="--", lw=1, label="mean, all pairs")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("bond")
+    ax.set_ylabel("W1 / σ")
+    ax.set_title(f"bonded pairs ({len(bond_rows)})")
+    bonded = set(bond_rows)
+    for c, k in enumerate(worst):
+        ax = fig.add_subplot(gs[1, c])
+        _draw_marginal(ax, marginals, k, f"#{c + 1} {'bond ' if k in bonded else ''}")
+        if c == 0:
+            ax.legend(fontsize=8)
+    for c, k in enumerate(worst_bonds):
+        _draw_marginal(fig.add_subplot(gs[2, c]), marginals, k, "bond ")
+    fig.suptitle(
+        "distance marginals, training vs generated. Row 2: the pairs with the highest W1/σ "
+        "(W1 over the training std of that distance); row 3: the bonds with the highest "
+        "W1/σ not shown above",
+        fontsize=9,
+    )
+    return fig
+
+
+def plot_optimization(
+    trace: Any,
+    ax=None,
+    *,
+    penalty: Any = None,
+    round_starts: Any = None,
+    weights: Any = None,
+    unit: str | None = None,
+    label: str = "objective",
+    penalty_ax=None,
+):
+    """Objective versus optimization step, one line per start; optionally the constraint
+    penalty (dashed, log scale, right axis) and the rounds of a growing penalty weight.
 
     Parameters
     ----------
     trace : array (S,) or (n_starts, S)
     ax : matplotlib Axes, optional
+    penalty : array like ``trace``, optional
+        The unweighted constraint penalty at every step.
+    round_starts : array (R,) of int, optional
+        First step of each penalty round: marked with a vertical line, since the
+        objective may rise where a stiffer penalty pushes the structure back into range.
+    weights : array (R,), optional
+        Penalty weight of each round, written at its line.
+    unit : str, optional
+        Unit of the objective, for the axis label.
+    label : str
+        Name of the objective.
+    penalty_ax : matplotlib Axes, optional
+        Where to draw the penalty (log scale); default a right-hand axis on ``ax``.
 
     Returns
     -------
@@ -293,18 +444,64 @@ def plot_optimization(trace: Any, ax=None):
     tr = tr[None] if tr.ndim == 1 else tr
     if tr.ndim != 2 or tr.shape[1] < 1:
         raise ValueError(f"trace must have shape (S,) or (n_starts, S); got {np.shape(trace)}")
+    pen = None
+    if penalty is not None:
+        pen = np.asarray(penalty, dtype=np.float64)
+        pen = pen[None] if pen.ndim == 1 else pen
+        if pen.shape != tr.shape:
+            raise ValueError(f"penalty must have the shape of trace {tr.shape}; got {pen.shape}")
     ax = _new_ax(ax)
     steps = np.arange(tr.shape[1])
     for k, row in enumerate(tr):
-        ax.plot(steps, row, lw=1.0, label=f"start {k}")
+        ax.plot(steps, row, lw=1.0, color=f"C{k % 10}", label=f"start {k}")
     if 1 < tr.shape[0] <= 10:
-        ax.legend()
+        ax.legend(fontsize=7, loc="center right")
     ax.set_xlabel("step")
-    ax.set_ylabel("objective")
+    ax.set_ylabel(f"{label} ({unit})" if unit else label)
+    marked = [ax]
+    if pen is not None:
+        own = penalty_ax is not None
+        pax = penalty_ax if own else ax.twinx()
+        floor = 1e-12
+        for k, row in enumerate(pen):
+            pax.plot(steps, np.maximum(row, floor), "-" if own else "--", lw=0.7,
+                     color=f"C{k % 10}", alpha=0.8)  # fmt: skip
+        pax.set_yscale("log")
+        pax.set_ylabel("constraint penalty (0 drawn at 1e-12)")
+        if own:
+            pax.set_xlabel("step")
+            pax.set_title(
+                "penalty: squared violations of bond, angle and contact ranges\n"
+                "(unweighted; spikes: steps that cross a range limit and come back)",
+                fontsize=8,
+            )
+            marked.append(pax)
+    if round_starts is not None:
+        starts = np.asarray(round_starts).ravel()
+        w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        for r, s0 in enumerate(starts):
+            if s0 > 0:
+                for a in marked:
+                    a.axvline(s0, color="0.5", lw=0.8, ls=":")
+            if w is not None and r < w.size:
+                ax.annotate(
+                    f"w={w[r]:.0e}",
+                    (s0, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(2, -10),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="0.3",
+                )
+        ax.set_title(
+            "rounds (dotted): penalty weight w ×growth; the objective may rise as\n"
+            "structures are pushed back into range, and Adam restarts with a smaller step",
+            fontsize=8,
+        )
     return ax
 
 
-def plot_structures(structures: Mapping[str, Any], ax=None):
+def plot_structures(structures: Mapping[str, Any], ax=None, note: str | None = None):
     """Overlay of named single structures (first two coordinates) with a legend.
 
     Parameters
@@ -312,6 +509,8 @@ def plot_structures(structures: Mapping[str, Any], ax=None):
     structures : dict of str to array (N, D), length
         E.g. ``{"optimized": x, "most compact training frame": y}``.
     ax : matplotlib Axes, optional
+    note : str, optional
+        Text written in the lower left corner (e.g. the structure's checks).
 
     Returns
     -------
@@ -335,5 +534,20 @@ def plot_structures(structures: Mapping[str, Any], ax=None):
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper right")
+    if note:
+        xy = np.concatenate([a[:, :2] for a in arrays.values()])
+        lo, hi = xy[:, 1].min(), xy[:, 1].max()  # room below the structures for the note
+        ax.update_datalim([(xy[0, 0], lo - 0.5 * (hi - lo))])
+        ax.autoscale_view()
+        ax.text(
+            0.02,
+            0.02,
+            note,
+            transform=ax.transAxes,
+            fontsize=7.5,
+            family="monospace",
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"},
+        )
     return ax

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import polyvae
-from polyvae.analysis import distance_marginals, min_nonbonded_distance, optimize_latent
+from polyvae.analysis import distance_marginals, optimize_latent
 from polyvae.analysis.structure import radius_of_gyration
 from polyvae.transforms import align_principal, kabsch_rotation
 
@@ -27,29 +27,23 @@ def test_marginals_of_generated_frames_match_training(chapter_model):
     assert marg.mean_w1_normalized <= 0.15
 
 
-def test_rg_optimized_structure_is_compact_and_free_of_overlaps(chapter_model, chapter_dir):
-    """Lower Rg than the most compact training frame, no closer contact than the data's p1.
+def test_rg_optimized_structure_is_compact_and_valid(chapter_model, chapter_dir):
+    """Below the most compact training frame's Rg, every bond inside its training
+    [0.5, 99.5] percentile range, no non-excluded pair closer than in any training frame.
 
-    Whether a trained decoder reaches below the most compact training frame depends on
-    the training run (seeds 0-9 give 0.38-0.47 against the data's 0.456, below it in 8
-    of 10), so this takes the median over three seeds; every result must keep the
-    contact guard.
+    bench/optimize_check.py measures this for seeds 0-4 on both polymers; here two seeds.
     """
+    from polyvae.analysis.validity import StructureChecks
+
     model, frames = chapter_model
     aligned = model.pipeline.align_frames(frames)
-    models = [model] + [polyvae.train(frames, seed=s, progress=False) for s in (1, 2)]
-    best_rg = []
-    for m in models:
-        result = optimize_latent(m, "rg")
+    ref = StructureChecks.from_training(aligned, percentiles=(0.5, 99.5))
+    for m in (model, polyvae.train(frames, seed=1, progress=False)):
+        result = optimize_latent(m, "rg", percentiles=(0.5, 99.5), start_frames=frames)
         best = result.positions[0]
-        assert min_nonbonded_distance(best) >= np.percentile(min_nonbonded_distance(aligned), 1)
-        # the objective reported is the Rg of the structure returned
+        assert result.valid.all() and ref.check(best).valid[0]
         assert result.objective[0] == pytest.approx(radius_of_gyration(best), rel=1e-4)
-        assert result.feasible[0]
-        feasible = result.objective[result.feasible]
-        assert np.all(np.diff(feasible) >= 0)  # feasible structures first, best first
-        best_rg.append(result.objective[0])
-    assert np.median(best_rg) < radius_of_gyration(aligned).min()
+        assert result.objective[0] < radius_of_gyration(aligned).min()
 
 
 def test_latent_trajectory_jumps_only_where_the_alignment_changes(chapter_model, chapter_dir):

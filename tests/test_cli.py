@@ -123,6 +123,7 @@ def test_optimize(workspace):
                 "4",
                 "--steps",
                 "50",
+                "--no-checks",
                 "-o",
                 str(d / "opt.npz"),
             ]
@@ -131,6 +132,19 @@ def test_optimize(workspace):
     )
     out = np.load(d / "opt.npz")
     assert out["positions"].shape == (4, 6, 2) and np.all(np.diff(out["objective"]) >= 0)
+
+
+def test_optimize_with_checks_writes_only_valid_structures_or_says_none(workspace, capsys):
+    """The workspace's chains have rigid unit bonds, which a briefly trained decoder never
+    meets exactly: with the checks on, nothing valid comes out, and the command says so."""
+    d = workspace
+    base = ["-q", "optimize", str(d / "m.polyvae"), "--starts", "4", "--steps", "8"]
+    assert main([*base, "--percentiles", "0", "100", "-o", str(d / "chk.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 4 optimized structures passes the structure checks" in err
+    assert "add --no-checks" in err and not (d / "chk.npz").exists()
+    assert main([*base, "--percentiles", "2", "98", "-o", str(d / "chk.npz")]) == 2
+    assert "--percentiles must be a stored band" in capsys.readouterr().err
 
 
 def test_marginals(workspace):
@@ -176,6 +190,18 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
     ):
         assert (out / name).exists(), name
     assert summary["n_atoms"] == 6 and 0 < summary["mean_w1_normalized"] < 10
+    unit = summary["unit"]
+    assert summary["rg_optimized"]["unit"] == summary["rg_training_min"]["unit"] == unit
+    opt = np.load(out / "optimized.npz")
+    assert summary["rg_optimized"]["value"] == pytest.approx(float(opt["objective"][0]))
+    checks = summary["optimized_checks"]  # of the structure returned first
+    assert checks["percentiles"] == [0.5, 99.5] and checks["min_contact"]["unit"] == unit
+    assert checks["valid"] == bool(opt["valid"][0])
+    assert checks["valid"] == (checks["bonds_ok"] and checks["angles_ok"] and checks["contacts_ok"])
+    if checks["valid"]:  # the band lies inside the model's checks
+        assert summary["validity_optimized"]["fraction_valid"] == 1.0
+    else:
+        assert "no optimized structure passes the structure checks" in printed.err
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,42 @@
-"""Latent-space optimization on a small model."""
+"""Latent-space optimization on a small model: descent, constraints, validity, errors."""
+
+import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polyvae.analysis import min_nonbonded_distance, optimize_latent, radius_of_gyration
+from polyvae.analysis import optimize_latent, radius_of_gyration
+from polyvae.analysis.optimize import NoValidStructureError
+from polyvae.analysis.validity import StructureChecks
+
+FAST = dict(n_starts=8, steps=200, n_candidates=2048)
+
+
+def _floppy_chains(rng, n_frames=256, n_atoms=8):
+    """2D chains with bonds of 0.7-1.3 and turns of at most 120 degrees: every bond, angle
+    and contact has a range to keep (random_chain's unit bonds leave none), wide enough
+    for a briefly trained decoder to meet."""
+    turns = rng.uniform(-2 * np.pi / 3, 2 * np.pi / 3, size=(n_frames, n_atoms - 1))
+    heading = np.cumsum(turns, axis=1)
+    length = rng.uniform(0.7, 1.3, size=(n_frames, n_atoms - 1, 1))
+    steps = length * np.stack([np.cos(heading), np.sin(heading)], axis=-1)
+    x = np.concatenate([np.zeros((n_frames, 1, 2)), np.cumsum(steps, axis=1)], axis=1)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    """A small model trained for a few epochs on floppy chains (fast)."""
+    import polyvae
+
+    x = _floppy_chains(np.random.default_rng(7))
+    return polyvae.train(x, hidden=(32, 32), epochs=60, progress=False), x
 
 
 def test_rg_decreases_from_the_starts(small_model):
     model, _ = small_model
-    res = optimize_latent(model, "rg", n_starts=8, steps=150, min_distance=None)
+    res = optimize_latent(model, "rg", n_starts=8, steps=150, checks=None)
     start = res.trace[:, 0]
     assert (
         res.z.shape == (8, 2) and res.positions.shape == (8, 8, 2) and res.trace.shape == (8, 150)
@@ -18,6 +45,7 @@ def test_rg_decreases_from_the_starts(small_model):
     np.testing.assert_allclose(res.objective, radius_of_gyration(res.positions), rtol=1e-4)
     assert np.all(np.diff(res.objective) >= 0)  # best first
     np.testing.assert_allclose(model.decode(res.z), res.positions, rtol=1e-4, atol=1e-5)
+    assert res.valid is None and res.penalty is None  # no checks, no flags
 
 
 def test_custom_objective_end_to_end_distance(small_model):
@@ -26,7 +54,7 @@ def test_custom_objective_end_to_end_distance(small_model):
     def end_to_end(x):
         return -jnp.linalg.norm(x[0] - x[-1])  # maximize the end-to-end distance
 
-    res = optimize_latent(model, end_to_end, n_starts=4, steps=100, min_distance=None)
+    res = optimize_latent(model, end_to_end, n_starts=4, steps=100, checks=None)
     d = np.linalg.norm(res.positions[:, 0] - res.positions[:, -1], axis=-1)
     np.testing.assert_allclose(-d, res.objective, rtol=1e-4)
     start = model.decode(np.random.default_rng(0).normal(size=(64, 2)))
@@ -35,29 +63,71 @@ def test_custom_objective_end_to_end_distance(small_model):
 
 def test_prior_penalty_keeps_z_closer_to_origin(small_model):
     model, _ = small_model
-    free = optimize_latent(model, "rg", n_starts=8, steps=200, min_distance=None)
-    held = optimize_latent(model, "rg", n_starts=8, steps=200, min_distance=None, prior_weight=5.0)
+    free = optimize_latent(model, "rg", n_starts=8, steps=200, checks=None)
+    held = optimize_latent(model, "rg", n_starts=8, steps=200, checks=None, prior_weight=5.0)
     assert np.linalg.norm(held.z, axis=1).mean() < np.linalg.norm(free.z, axis=1).mean()
 
 
-def test_steric_guard_keeps_contacts(small_model):
+def test_returned_structures_pass_every_check_of_the_model(small_model):
     model, _ = small_model
-    free = optimize_latent(model, "rg", n_starts=8, steps=200, min_distance=None)
-    d_min = float(min_nonbonded_distance(free.positions[0])) * 1.5
-    guarded = optimize_latent(model, "rg", n_starts=8, steps=200, min_distance=d_min, stiffness=1e3)
-    assert min_nonbonded_distance(guarded.positions[0]) >= d_min
-    assert guarded.objective[0] >= free.objective[0]
-    # feasible structures are listed first, and the flag tells them apart
-    closest = min_nonbonded_distance(guarded.positions)
-    np.testing.assert_array_equal(guarded.feasible, closest >= d_min)
-    assert np.all(np.diff(guarded.feasible.astype(int)) <= 0)
+    res = optimize_latent(model, "rg", **FAST)
+    assert len(res.objective) >= 1 and res.valid.all()
+    assert model.check_structures(res.positions).valid.all()  # the structures themselves
+    np.testing.assert_allclose(res.objective, radius_of_gyration(res.positions), rtol=1e-4)
+    assert np.all(np.diff(res.objective) >= 0)
+    assert res.report.valid.all() and len(res.report.valid) == len(res.objective)
+    assert res.trace.shape == res.penalty_trace.shape == (len(res.objective), 200)
+    np.testing.assert_array_equal(res.round_starts, [0, 50, 100, 150])
+    np.testing.assert_allclose(res.weights, [10, 100, 1000, 10000])
 
 
-def test_min_distance_from_training_stats(small_model):
+def test_constraints_turn_an_invalid_optimum_into_a_valid_one(small_model):
+    model, x = small_model
+    free = optimize_latent(model, "rg", checks=None, **FAST)
+    # checks under which the unconstrained optimum fails: closest contact and shortest
+    # bond of the training frames, both above what the free optimum keeps
+    checks = StructureChecks.from_training(model.pipeline.align_frames(x))
+    closest = float(np.sort(np.linalg.norm(free.positions[0][:, None] - free.positions[0], axis=-1)
+                            + np.eye(8) * 1e9, axis=None)[0])  # fmt: skip
+    strict = dataclasses.replace(checks, min_contact=max(checks.min_contact, 1.2 * closest))
+    assert not strict.check(free.positions[0]).valid[0]
+    held = optimize_latent(model, "rg", checks=strict, **FAST)
+    assert held.valid.all() and strict.check(held.positions).valid.all()
+    assert held.objective[0] > free.objective[0]  # validity costs some compactness
+
+
+def test_no_valid_structure_is_an_error_or_flagged(small_model):
     model, _ = small_model
-    assert model.metadata["train_stats"]["min_nonbonded_p01"] > 0
-    res = optimize_latent(model, "rg", n_starts=4, steps=100)  # "train" is the default
-    assert np.isfinite(res.objective).all()
+    impossible = dataclasses.replace(model.structure_checks, min_contact=100.0)
+    with pytest.raises(NoValidStructureError, match="none of the 8 optimized structures passes"):
+        optimize_latent(model, "rg", checks=impossible, **FAST)
+    res = optimize_latent(model, "rg", checks=impossible, require_valid=False, **FAST)
+    assert len(res.valid) == 8 and not res.valid.any() and not res.report.contacts_ok.any()
+
+
+def test_percentile_band_is_enforced(small_model):
+    model, _ = small_model
+    res = optimize_latent(model, "rg", percentiles=(0.5, 99.5), **FAST)
+    band = model.structure_checks.band((0.5, 99.5))
+    assert res.checks.percentiles == (0.5, 99.5) and band.check(res.positions).valid.all()
+    lengths = np.linalg.norm(np.diff(res.positions, axis=1), axis=-1)
+    assert np.all((lengths >= band.bond_range[:, 0]) & (lengths <= band.bond_range[:, 1]))
+    with pytest.raises(ValueError, match=r"percentiles must be a stored band .*got \[2.0, 98.0\]"):
+        optimize_latent(model, "rg", percentiles=(2, 98))
+
+
+def test_start_frames_seed_starts_at_the_most_compact_valid_frames(small_model):
+    model, x = small_model
+    aligned = model.pipeline.align_frames(x)
+    rg = radius_of_gyration(aligned)
+    ok = model.check_structures(aligned).valid
+    best = np.flatnonzero(ok)[np.argmin(rg[ok])]
+    z_best, _ = model.encode(x[best : best + 1])
+    want = radius_of_gyration(model.decode(z_best))[0]
+    res = optimize_latent(
+        model, "rg", n_starts=4, steps=4, learning_rate=1e-6, start_frames=x, require_valid=False
+    )
+    assert np.isclose(res.trace[:, 0], want, rtol=1e-3).any()
 
 
 def test_optimize_errors(small_model):
@@ -74,16 +144,30 @@ def test_optimize_errors(small_model):
         optimize_latent(model, learning_rate=-1.0)
     with pytest.raises(ValueError, match="prior_weight must be a finite number >= 0; got -1.0"):
         optimize_latent(model, prior_weight=-1.0)
-    with pytest.raises(ValueError, match='min_distance must be a number, "train" or None'):
-        optimize_latent(model, min_distance="data")
-    with pytest.raises(ValueError, match="min_distance must be a positive number"):
-        optimize_latent(model, min_distance=-0.5)
+    with pytest.raises(ValueError, match="steps must be >= 4 .at least rounds.; got 2"):
+        optimize_latent(model, steps=2)
+    with pytest.raises(ValueError, match="penalty_growth must be a finite number >= 1; got 0.5"):
+        optimize_latent(model, penalty_growth=0.5)
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0 and < 0.5"):
+        optimize_latent(model, margin=0.5)
+    with pytest.raises(ValueError, match='checks must be "model", a StructureChecks or None'):
+        optimize_latent(model, checks="data")
+    with pytest.raises(TypeError, match="checks must be .* got int"):
+        optimize_latent(model, checks=3)
+    with pytest.raises(ValueError, match="percentiles needs structure checks; got checks=None"):
+        optimize_latent(model, checks=None, percentiles=(0.5, 99.5))
+    old = dataclasses.replace(
+        model, metadata={k: v for k, v in model.metadata.items() if k != "structure_checks"}
+    )
+    with pytest.raises(ValueError, match="checks: the model file holds no structure checks"):
+        optimize_latent(old)
 
 
 def test_starts_are_screened_from_candidates(small_model):
     model, _ = small_model
-    one = optimize_latent(model, "rg", n_starts=1, steps=1, n_candidates=1, min_distance=None)
-    many = optimize_latent(model, "rg", n_starts=1, steps=1, n_candidates=4096, min_distance=None)
+    kw = dict(n_starts=1, steps=1, rounds=1, checks=None)
+    one = optimize_latent(model, "rg", n_candidates=1, **kw)
+    many = optimize_latent(model, "rg", n_candidates=4096, **kw)
     assert many.trace[0, 0] <= one.trace[0, 0]  # the best of many draws starts lower
     with pytest.raises(ValueError, match="n_candidates must be >= 4 .at least n_starts."):
         optimize_latent(model, n_starts=4, n_candidates=2)

@@ -13,7 +13,9 @@ from polyvae.plotting import (  # noqa: E402
     plot_conformations,
     plot_history,
     plot_latent,
+    plot_marginal_map,
     plot_marginals,
+    plot_marginals_overview,
     plot_optimization,
     plot_overlay,
     plot_structures,
@@ -170,29 +172,71 @@ def test_plot_marginals_default_and_custom(tmp_path):
     train = chains(0, t=200, n=9)
     m = distance_marginals(train, 1.1 * train, bins=15)
     axes = plot_marginals(m)
-    assert len(axes) == 4  # pairs (0, 1), (0, 3), (0, 5), (0, 7)
+    assert len(axes) == 8  # the 4 worst pairs by W1/sigma, then the 4 worst bonds
     assert all(len(ax.lines) == 2 for ax in axes)
-    assert axes[1].get_title().startswith("(0, 3)")
-    k = m.index(0, 3)
-    assert f"{m.w1_normalized[k]:.3g}" in axes[1].get_title()
+    worst = m.worst(4)
+    for ax, (i, j) in zip(axes[:4], worst, strict=True):
+        assert f"({i}, {j})" in ax.get_title()
+    k = m.index(*worst[0])
+    assert f"{m.w1_normalized[k]:.3g}" in axes[0].get_title()
+    bond_titles = [ax.get_title() for ax in axes[4:]]
+    assert all(t.startswith("bond (") for t in bond_titles)
+    assert all(
+        int(t[6:].split(",")[0]) + 1 == int(t.split(", ")[1].split(")")[0]) for t in bond_titles
+    )
     axes[0].figure.savefig(tmp_path / "marginals.png")
 
     axes = plot_marginals(m, pairs=[(1, 2), (4, 2)])
     assert len(axes) == 2
     assert axes[1].get_title().startswith("(2, 4)")
+    assert axes[0].get_title().startswith("bond (1, 2)")  # a chain bond is labelled
 
     fig, given = plt.subplots(1, 3)
     out = plot_marginals(m, axes=given, pairs=[(1, 2)])
     assert out[0] is given[0]
 
-    # no (0, j) pairs: the first max_panels pairs
+    # a subset of pairs: at most max_panels of them
     m2 = distance_marginals(train, train, pairs=[(1, 2), (2, 3), (3, 4), (4, 5)])
     assert len(plot_marginals(m2, max_panels=3)) == 3
 
     with pytest.raises(ValueError, match=r"pairs: pair \(0, 9\) is not among the 36 pairs"):
         plot_marginals(m, pairs=[(0, 9)])
-    with pytest.raises(ValueError, match="axes must hold at least 4 Axes; got 3"):
+    with pytest.raises(ValueError, match="axes must hold at least 8 Axes; got 3"):
         plot_marginals(m, axes=given)
+
+
+def test_marginals_overview_map_and_bonds(tmp_path):
+    train = chains(0, t=200, n=9)
+    gen = train.copy()
+    gen[:, 8] += 0.3  # the last atom displaced: its pairs are the worst
+    m = distance_marginals(train, gen, bins=15)
+    fig = plot_marginals_overview(m)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert f"all 36 pairs: mean W1/σ = {m.mean_w1_normalized:.3f}" in titles
+    assert "bonded pairs (8)" in titles
+    assert any(t.startswith("#1 bond (7, 8)") or t.startswith("#1 (") and "8)" in t for t in titles)
+    heat = plot_marginal_map(m)
+    grid = heat.images[0].get_array()
+    k = m.index(2, 5)
+    assert grid[2, 5] == grid[5, 2] == pytest.approx(m.w1_normalized[k])
+    fig.savefig(tmp_path / "overview.png")
+    with pytest.raises(ValueError, match="bonds must have shape \\(B, 2\\); got shape \\(3,\\)"):
+        plot_marginals(m, bonds=[0, 1, 2])
+
+
+def test_plot_optimization_with_penalty_and_rounds():
+    trace = np.concatenate([np.linspace(3, 1, 10), np.linspace(1.5, 1.2, 10)])[None]
+    penalty = np.abs(np.random.default_rng(0).normal(size=(1, 20))) * 1e-3
+    fig, (a, b) = plt.subplots(1, 2)
+    plot_optimization(trace, ax=a, penalty=penalty, round_starts=[0, 10], weights=[10, 100],
+                      unit="nm", label="Rg", penalty_ax=b)  # fmt: skip
+    assert a.get_ylabel() == "Rg (nm)" and b.get_yscale() == "log"
+    assert any(t.get_text() == "w=1e+02" for t in a.texts)
+    assert "rounds" in a.get_title()
+    with pytest.raises(ValueError, match="penalty must have the shape of trace"):
+        plot_optimization(trace, penalty=penalty[:, :5])
+    ax = plot_structures({"x": trace.reshape(-1, 2)[:5]}, note="bonds ok")
+    assert any(t.get_text() == "bonds ok" for t in ax.texts)
 
 
 def test_plot_optimization():

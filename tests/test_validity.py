@@ -96,3 +96,27 @@ def test_model_file_keeps_the_checks_and_generate_reports_validity(tmp_path, cap
     )
     assert code == 2
     assert "--valid-only needs the structure checks" in capsys.readouterr().err
+
+
+def test_stored_bands_narrow_the_ranges_and_older_files_load():
+    x = _zigzag()
+    checks = StructureChecks.from_training(x)
+    band = checks.band((0.5, 99.5))
+    assert band.percentiles == (0.5, 99.5) and checks.band((0, 100)) is checks
+    assert np.all(band.bond_range[:, 0] >= checks.bond_range[:, 0])
+    assert np.all(band.bond_range[:, 1] <= checks.bond_range[:, 1])
+    lengths = np.linalg.norm(np.diff(x, axis=1), axis=-1)
+    np.testing.assert_allclose(band.bond_range, np.percentile(lengths, [0.5, 99.5], axis=0).T)
+    assert band.check(x).fraction_valid < 1.0  # the band leaves out the extreme frames
+    again = StructureChecks.from_dict(checks.to_dict())
+    np.testing.assert_array_equal(again.band((0.5, 99.5)).angle_range, band.angle_range)
+    old = {k: v for k, v in checks.to_dict().items() if k not in ("percentiles", "bands")}
+    legacy = StructureChecks.from_dict(old)  # a file written before the bands were stored
+    assert legacy.percentiles == (0.0, 100.0) and legacy.bands == {}
+    with pytest.raises(
+        ValueError,
+        match=r"percentiles must be a stored band .* \[\[0.0, 100.0\]\]; got \[0.5, 99.5\]",
+    ):
+        legacy.band((0.5, 99.5))
+    with pytest.raises(ValueError, match=r"percentiles must be a pair \(low, high\); got 5"):
+        checks.band(5)

@@ -1,17 +1,31 @@
-"""Structure optimization in latent space.
+"""Structure optimization in latent space, constrained to physically valid structures.
 
 Any differentiable function of a decoded structure is minimized over z with optax,
-from several starts at once (vmapped, one compiled scan); the starts are the best of
-many prior draws. Two optional guards
-keep the answer physical:
+from several starts at once (vmapped, one compiled scan per round). The structure
+must stay valid by the model's :class:`~polyvae.analysis.validity.StructureChecks`:
+every bond and bond angle inside its training range (or a narrower stored percentile
+band) and no pair beyond the excluded ones closer than the training minimum. A decoder
+extrapolating away from its data readily offers a lower objective with stretched bonds
+or overlapping atoms; three things keep the answer valid:
 
-- a prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
-  constant) keeps z where the decoder saw training data;
-- a steric guard ``stiffness * sum relu(1 - d_ij / d_min)^2`` over non-bonded pairs
-  stops the optimizer from buying a lower objective with overlapping atoms, which a
-  decoder extrapolating away from its data readily offers. ``min_distance="train"``
-  takes ``d_min`` as the training frames' 1st percentile of the closest non-bonded
-  contact (stored in the model file at training), plus a 1% margin.
+- a smooth penalty, the squared hinge of every violation (bond and angle outside its
+  range, contact below the minimum), each measured relative to a scale (bond ranges'
+  mid-length, one radian, the minimum contact) and aimed at ranges narrowed by
+  ``margin`` so that a penalty that is small but not zero still leaves the structure
+  inside the real ranges;
+- rounds with a penalty weight that grows by ``penalty_growth`` each round (the
+  objective may rise at a round's start: the stiffer penalty pushes structures back
+  inside their ranges);
+- a final check of every returned structure with the checks themselves: only the
+  structures that pass are returned (``require_valid=True``), and an error says so
+  when none does.
+
+Starts are the best of many prior draws, screened with the objective plus the final
+round's penalty, and, given ``start_frames``, the encoded latents of the training
+frames with the lowest objective that pass the checks.
+
+An optional prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
+constant) keeps z where the decoder saw training data.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +41,9 @@ import numpy as np
 import optax
 
 from polyvae import geometry
-from polyvae._checks import ensure_int, ensure_number, ensure_pairs
+from polyvae._checks import ensure_int, ensure_number
 
-__all__ = ["OptimizationResult", "optimize_latent", "OBJECTIVES"]
+__all__ = ["OptimizationResult", "optimize_latent", "OBJECTIVES", "NoValidStructureError"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +56,17 @@ def _rg_objective(masses):
 OBJECTIVES: dict[str, Callable] = {"rg": _rg_objective}
 
 
+ROUND_LR_DECAY = 0.3
+"""Each penalty round starts Adam at this fraction of the previous round's step size."""
+
+
+class NoValidStructureError(RuntimeError):
+    """No optimized structure passes the structure checks."""
+
+
 @dataclass
 class OptimizationResult:
-    """Latent-space optimization from several starts, best first.
+    """Latent-space optimization from several starts, valid structures first, best first.
 
     Attributes
     ----------
@@ -52,22 +75,101 @@ class OptimizationResult:
     positions : ndarray (S, N, D)
         Decoded structures (decoder mean), aligned frame, model units.
     objective : ndarray (S,)
-        Objective of each structure (prior penalty not included).
+        Objective of each structure (penalties not included).
     trace : ndarray (S, steps)
         Objective at every step of every start.
-    feasible : ndarray (S,), bool
-        Whether each structure keeps the steric guard's ``min_distance`` (all True
-        when the guard is off). Feasible structures come first.
+    valid : ndarray (S,) of bool, or None
+        Whether each structure passes ``checks`` (None when optimized without checks).
+        With ``require_valid=True`` all are True.
+    penalty : ndarray (S,), or None
+        Each structure's constraint penalty (unweighted, 0 inside the narrowed ranges).
+    penalty_trace : ndarray (S, steps), or None
+        The unweighted penalty at every step.
+    round_starts : ndarray (R,) of int
+        First step of each penalty round.
+    weights : ndarray (R,)
+        Penalty weight of each round.
+    checks : StructureChecks or None
+        The checks enforced (with the percentile band asked for).
+    report : ValidityReport or None
+        ``checks.check(positions)``: which check each structure passes.
     """
 
     z: np.ndarray
     positions: np.ndarray
     objective: np.ndarray
     trace: np.ndarray
-    feasible: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    penalty: np.ndarray | None = None
+    penalty_trace: np.ndarray | None = None
+    round_starts: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    checks: Any = None
+    report: Any = None
 
     def to_dict(self) -> dict:
-        return {"objective": self.objective.tolist(), "z": self.z.tolist()}
+        out = {"objective": self.objective.tolist(), "z": self.z.tolist()}
+        if self.valid is not None:
+            out["valid"] = self.valid.tolist()
+        return out
+
+
+def _resolve_checks(model, checks, percentiles):
+    from polyvae.analysis.validity import StructureChecks
+
+    if checks is None:
+        if percentiles is not None:
+            raise ValueError("percentiles needs structure checks; got checks=None")
+        return None
+    if isinstance(checks, str):
+        if checks != "model":
+            raise ValueError(f'checks must be "model", a StructureChecks or None; got {checks!r}')
+        checks = model.structure_checks
+        if checks is None:
+            raise ValueError(
+                "checks: the model file holds no structure checks (an older file?); pass "
+                "checks=StructureChecks.from_training(frames), or checks=None to optimize "
+                "without them"
+            )
+    elif not isinstance(checks, StructureChecks):
+        raise TypeError(
+            f'checks must be "model", a StructureChecks or None; got {type(checks).__name__}'
+        )
+    if checks.n_atoms != model.n_atoms:
+        raise ValueError(
+            f"checks must be for the model's {model.n_atoms} atoms; got {checks.n_atoms}"
+        )
+    return checks if percentiles is None else checks.band(percentiles)
+
+
+def _penalty_fn(checks, margin: float):
+    """Unweighted penalty ``x (N, D) -> scalar``: squared hinges of scaled violations
+    against the ranges narrowed by ``margin`` of their width (contacts: of their value)."""
+    bonds, triples, pairs = checks.bonds, checks.angles, checks.pairs
+    b_lo, b_hi = checks.bond_range[:, 0], checks.bond_range[:, 1]
+    b_pad = margin * (b_hi - b_lo)
+    b_scale = float(np.mean(b_lo + b_hi) / 2)
+    a_lo, a_hi = checks.angle_range[:, 0], checks.angle_range[:, 1]
+    a_pad = margin * (a_hi - a_lo)
+    c_min = checks.min_contact * (1.0 + margin)
+    c_scale = max(float(checks.min_contact), 1e-12)
+    consts = [jnp.asarray(v, jnp.float32) for v in (b_lo + b_pad, b_hi - b_pad)]
+    consts += [jnp.asarray(v, jnp.float32) for v in (a_lo + a_pad, a_hi - a_pad)]
+    lo_b, hi_b, lo_a, hi_a = consts
+
+    def hinge2(v):
+        return jnp.sum(jax.nn.relu(v) ** 2, axis=-1)
+
+    def penalty(x):
+        b = geometry.pair_distances(x, bonds) / b_scale
+        total = hinge2(lo_b / b_scale - b) + hinge2(b - hi_b / b_scale)
+        if len(triples):
+            a = geometry.bond_angles(x, triples)
+            total = total + hinge2(lo_a - a) + hinge2(a - hi_a)
+        d = geometry.pair_distances(x, pairs)
+        return total + hinge2((c_min - d) / c_scale)
+
+    return penalty
 
 
 def optimize_latent(
@@ -79,12 +181,17 @@ def optimize_latent(
     n_candidates: int = 32768,
     learning_rate: float = 0.05,
     prior_weight: float = 0.0,
-    min_distance: float | str | None = "train",
-    bonds=None,
-    stiffness: float = 100.0,
+    checks: Any = "model",
+    percentiles: tuple[float, float] | None = None,
+    rounds: int = 4,
+    penalty_weight: float = 10.0,
+    penalty_growth: float = 10.0,
+    margin: float = 0.005,
+    start_frames: Any = None,
+    require_valid: bool = True,
     seed: int = 0,
 ) -> OptimizationResult:
-    """Minimize ``objective(decode(z))`` over z with Adam.
+    """Minimize ``objective(decode(z))`` over z with Adam, keeping the structure valid.
 
     Parameters
     ----------
@@ -94,30 +201,51 @@ def optimize_latent(
         ``"rg"``: mass-weighted radius of gyration. A callable takes one structure
         (N, D) as a JAX array and returns a scalar; it must be differentiable.
     n_starts : int
-        Independent starts: the best of ``n_candidates`` prior draws.
-    n_candidates : int
-        Prior draws screened with the objective (and penalties) to pick the starts.
+        Independent starts.
     steps : int
-        Adam steps per start.
+        Adam steps per start, over all rounds (at least ``rounds``).
+    n_candidates : int
+        Prior draws screened with the objective plus the last round's penalty to pick
+        the starts.
     learning_rate : float
-        Initial Adam step size in latent units (cosine-decayed to 1% over ``steps``).
+        Initial Adam step size in latent units of each round (cosine-decayed to 1%).
     prior_weight : float
         Weight of the prior penalty |z|^2 / 2 (0 switches it off).
-    min_distance : float, "train" or None
-        Closest non-bonded contact allowed (model units), enforced by a penalty;
-        "train" uses the training frames' 1st percentile (None if the model file does
-        not hold it); None switches the guard off.
-    bonds : array (B, 2), optional
-        Bonded pairs excluded from the guard (default: a linear chain).
-    stiffness : float
-        Weight of the steric penalty.
+    checks : "model", StructureChecks or None
+        The checks to keep: ``"model"`` those of the model file; None optimizes without
+        any (no penalty, ``valid`` is None).
+    percentiles : (low, high), optional
+        Enforce the bond and angle ranges of this stored percentile band of the checks
+        (e.g. ``(0.5, 99.5)``, see :meth:`StructureChecks.band`); default the checks'
+        own ranges.
+    rounds : int
+        Penalty rounds; the weight grows by ``penalty_growth`` from one to the next.
+    penalty_weight : float
+        Penalty weight of the first round (objective units).
+    penalty_growth : float
+        Factor between the weights of consecutive rounds (>= 1).
+    margin : float
+        The penalty aims at ranges narrowed by this fraction of their width (contacts:
+        raised by this fraction), in [0, 0.5).
+    start_frames : Frames or array (T, N, D), optional
+        Training frames: the encoded latents of those with the lowest objective that
+        pass the checks make up to a quarter of the starts.
+    require_valid : bool
+        Return only the structures that pass the checks and raise
+        :class:`NoValidStructureError` if none does; False returns all, valid first,
+        with ``valid`` flags.
     seed : int
         Seeds the starting points.
 
     Returns
     -------
     OptimizationResult
-        Structures that keep ``min_distance`` first, each group sorted by objective.
+        Valid structures first, each group sorted by objective.
+
+    Raises
+    ------
+    NoValidStructureError
+        ``require_valid`` and no optimized structure passes the checks.
     """
     if model.pipeline is None or model.config.likelihood != "gaussian":
         raise ValueError("model must be a coordinate model with a gaussian likelihood")
@@ -132,83 +260,133 @@ def optimize_latent(
     else:
         raise TypeError(f"objective must be a name or a callable; got {type(objective).__name__}")
     ensure_int(n_starts, "n_starts", 1)
-    ensure_int(steps, "steps", 1)
+    ensure_int(rounds, "rounds", 1)
+    ensure_int(steps, "steps", rounds, what="at least rounds")
     ensure_int(n_candidates, "n_candidates", n_starts, what="at least n_starts")
     ensure_number(learning_rate, "learning_rate", minimum=0, exclusive=True)
     ensure_number(prior_weight, "prior_weight", minimum=0)
+    ensure_number(penalty_weight, "penalty_weight", minimum=0, exclusive=True)
+    ensure_number(penalty_growth, "penalty_growth", minimum=1)
+    ensure_number(margin, "margin", minimum=0, maximum=0.5, exclusive_maximum=True)
+    checks = _resolve_checks(model, checks, percentiles)
 
-    n_atoms, latent_dim = model.n_atoms, model.latent_dim
-    d_min = _resolve_min_distance(model, min_distance)
-    bonds = (
-        geometry.chain_bonds(n_atoms) if bonds is None else ensure_pairs(bonds, n_atoms, "bonds")
-    )
-    pairs = geometry.nonbonded_pairs(n_atoms, bonds)
+    latent_dim = model.latent_dim
     structure = model.structure_fn()
+    if checks is None:
+        weights = np.zeros(rounds)
 
-    def value(z):
-        return fn(structure(z))
+        def penalty(x):
+            return jnp.zeros((), x.dtype)
+    else:
+        weights = penalty_weight * penalty_growth ** np.arange(rounds, dtype=np.float64)
+        penalty = _penalty_fn(checks, margin)
 
-    def penalized(z):
-        total = value(z) + prior_weight * 0.5 * jnp.sum(z**2)
-        if d_min is not None:
-            x = structure(z)
-            d = geometry.pair_distances(x, pairs)
-            total = total + stiffness * jnp.sum(jax.nn.relu(1.0 - d / (1.01 * d_min)) ** 2)
-        return total
+    def parts(z):
+        x = structure(z)
+        return fn(x), penalty(x)
 
-    # a decaying step settles each start into its minimum instead of circling it
-    opt = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01))
-    grad = jax.value_and_grad(penalized)
+    def total(z, w):
+        f, p = parts(z)
+        return f + w * p + prior_weight * 0.5 * jnp.sum(z**2)
 
-    def run_one(z0):
-        def step(carry, _):
-            z, state = carry
-            _, g = grad(z)
-            updates, state = opt.update(g, state, z)
-            z = optax.apply_updates(z, updates)
-            return (z, state), value(z)
+    grad = jax.grad(total)
+    per_round = [steps // rounds + (k < steps % rounds) for k in range(rounds)]
 
-        (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None, length=steps)
-        return z, trace
+    def make_run(n_steps, lr):
+        opt = optax.adam(optax.cosine_decay_schedule(lr, n_steps, alpha=0.01))
 
-    # screen many prior draws with the (penalized) objective and refine the best ones:
-    # the guarded landscape has many local minima, and a broad look costs one batched pass
+        def run_one(z0, w):
+            def step(carry, _):
+                z, state = carry
+                updates, state = opt.update(grad(z, w), state, z)
+                z = optax.apply_updates(z, updates)
+                return (z, state), parts(z)
+
+            (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None, length=n_steps)
+            return z, trace
+
+        return jax.jit(jax.vmap(run_one, in_axes=(0, None)))
+
+    # screen many prior draws with the objective and the last round's penalty, refine the
+    # best: the constrained landscape has many local minima, and a broad look is one pass
+    w_last = float(weights[-1])
     pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, latent_dim))
-    scores = jax.jit(lambda zs: jax.lax.map(penalized, zs, batch_size=4096))(pool)
-    z0 = pool[jnp.argsort(jnp.where(jnp.isfinite(scores), scores, jnp.inf))[:n_starts]]
-    z, trace = jax.jit(jax.vmap(run_one))(z0)
+    scores = jax.jit(lambda zs: jax.lax.map(lambda z: total(z, w_last), zs, batch_size=4096))(pool)
+    order = np.argsort(np.where(np.isfinite(scores), np.asarray(scores), np.inf), kind="stable")
+    frame_starts = _frame_starts(model, fn, checks, start_frames, max(1, n_starts // 4))
+    z0 = np.concatenate([frame_starts, np.asarray(pool)[order[: n_starts - len(frame_starts)]]])
+    z = jnp.asarray(z0, jnp.float32)
+    traces, penalties = [], []
+    for k, (n_steps, w) in enumerate(zip(per_round, weights, strict=True)):
+        # later rounds refine: a smaller first step keeps each start in its basin
+        run = make_run(n_steps, learning_rate * ROUND_LR_DECAY**k)
+        z, (f_tr, p_tr) = run(z, jnp.float32(w))
+        traces.append(np.asarray(f_tr))
+        penalties.append(np.asarray(p_tr))
     positions = jax.vmap(structure)(z)
-    values = jax.vmap(fn)(positions)
-    z, positions, values, trace = (np.asarray(a) for a in (z, positions, values, trace))
+    values, pens = jax.vmap(parts)(z)
+    z, positions, values, pens = (np.asarray(a) for a in (z, positions, values, pens))
+    trace, penalty_trace = np.concatenate(traces, axis=1), np.concatenate(penalties, axis=1)
     if not np.all(np.isfinite(values)):
         raise FloatingPointError(
             "latent optimization produced non-finite objective values; lower learning_rate"
         )
-    feasible = np.ones(len(values), bool)
-    if d_min is not None:
-        d = geometry.pair_distances(positions, pairs)
-        feasible = d.min(axis=1) >= d_min
-        if not feasible.any():
-            logger.warning(
-                "no start kept the closest non-bonded contact >= %.4g; raise stiffness or n_starts",
-                d_min,
-            )
-    order = np.lexsort((values, ~feasible))  # feasible first, then by objective
+    round_starts = np.cumsum([0, *per_round[:-1]])
+    if checks is None:
+        order = np.argsort(values, kind="stable")
+        return OptimizationResult(
+            z[order], positions[order], values[order], trace[order], None, None, None,
+            round_starts, weights,
+        )  # fmt: skip
+    report = checks.check(positions)
+    valid = report.valid
+    if not valid.any():
+        msg = (
+            f"none of the {len(valid)} optimized structures passes the structure checks "
+            f"(percentiles {list(checks.percentiles)}: bonds in range in "
+            f"{int(report.bonds_ok.sum())}, angles in {int(report.angles_ok.sum())}, "
+            f"contacts in {int(report.contacts_ok.sum())}); raise n_starts, steps or "
+            "penalty_weight, or pass require_valid=False to see them"
+        )
+        if require_valid:
+            raise NoValidStructureError(msg)
+        logger.warning(msg)
+    order = np.lexsort((values, ~valid))  # valid first, then by objective
+    if require_valid:
+        order = order[: int(valid.sum())]
+    logger.info(
+        "latent optimization: %d of %d structures pass the checks", int(valid.sum()), len(valid)
+    )
+    sub = _subset_report(report, order)
     return OptimizationResult(
-        z[order], positions[order], values[order], trace[order], feasible[order]
+        z[order], positions[order], values[order], trace[order], valid[order], pens[order],
+        penalty_trace[order], round_starts, weights, checks, sub,
+    )  # fmt: skip
+
+
+def _subset_report(report, order):
+    from polyvae.analysis.validity import ValidityReport
+
+    return ValidityReport(
+        report.bonds_ok[order], report.angles_ok[order], report.contacts_ok[order]
     )
 
 
-def _resolve_min_distance(model, min_distance) -> float | None:
-    if min_distance is None:
-        return None
-    if isinstance(min_distance, str):
-        if min_distance != "train":
-            raise ValueError(
-                f'min_distance must be a number, "train" or None; got {min_distance!r}'
-            )
-        stats = model.train_stats
-        return None if stats is None else stats.min_nonbonded_p01
-    if not (isinstance(min_distance, int | float) and min_distance > 0):
-        raise ValueError(f"min_distance must be a positive number; got {min_distance!r}")
-    return float(min_distance)
+def _frame_starts(model, fn, checks, frames, k: int) -> np.ndarray:
+    """Encoder means of the ``k`` frames with the lowest objective that pass the checks."""
+    if frames is None:
+        return np.zeros((0, model.latent_dim), np.float32)
+    aligned = model.pipeline.align_frames(frames)
+    values = np.asarray(
+        jax.jit(lambda x: jax.lax.map(fn, x, batch_size=4096))(jnp.asarray(aligned, jnp.float32))
+    )
+    ok = np.isfinite(values)
+    if checks is not None:
+        ok &= checks.check(aligned).valid
+    if not ok.any():
+        logger.warning("no start frame passes the checks; starting from prior draws alone")
+        return np.zeros((0, model.latent_dim), np.float32)
+    idx = np.flatnonzero(ok)[np.argsort(values[ok], kind="stable")[:k]]
+    raw = np.asarray(frames.positions if hasattr(frames, "positions") else frames)
+    mean, _ = model.encode(raw[idx])  # encode aligns the frames itself
+    return np.asarray(mean, np.float32)

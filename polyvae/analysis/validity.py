@@ -11,13 +11,18 @@ pass these checks by construction (with the default percentiles 0 and 100); a
 generated or optimized structure that fails one has a broken bond, a bent angle,
 overlapping atoms or a mirrored stereocentre that the data never showed.
 
+Besides the ranges it checks, :class:`StructureChecks` keeps the bond and angle ranges
+of a few narrower percentile bands (:data:`STORED_BANDS`, e.g. the 0.5th to 99.5th
+percentile); :meth:`StructureChecks.band` returns the checks with one of those, for
+callers that want a margin inside the training range (latent optimization).
+
 The checks are JSON-ready (:meth:`StructureChecks.to_dict`), so the model file keeps
-them.
+them; files written before the bands were stored load with the ranges alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +30,21 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_frames, ensure_int, ensure_number, ensure_pairs
 
-__all__ = ["StructureChecks", "ValidityReport"]
+__all__ = ["StructureChecks", "ValidityReport", "STORED_BANDS"]
+
+STORED_BANDS: tuple[tuple[float, float], ...] = ((0.5, 99.5), (1.0, 99.0), (2.5, 97.5))
+"""Percentile bands whose bond and angle ranges :meth:`StructureChecks.from_training` keeps
+besides the ones it checks."""
+
+
+def _band_key(percentiles: Any, name: str = "percentiles") -> tuple[float, float]:
+    try:
+        lo, hi = percentiles
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (low, high); got {percentiles!r}") from None
+    lo = ensure_number(lo, f"{name}[0]", minimum=0, maximum=100)
+    hi = ensure_number(hi, f"{name}[1]", minimum=lo, maximum=100)
+    return (float(lo), float(hi))
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,11 @@ class StructureChecks:
         empty in 2D or without atom names.
     chiral_sign : ndarray (C,) of float
         Handedness (+1 or -1) of each centre in most training frames.
+    percentiles : (float, float)
+        The percentiles of the training values that ``bond_range`` and ``angle_range``
+        span ((0, 100): the training range itself).
+    bands : dict of (float, float) to (bond_range, angle_range)
+        Ranges of further percentile bands, kept for :meth:`band`.
     """
 
     n_atoms: int
@@ -102,6 +126,39 @@ class StructureChecks:
     min_contact: float
     chiral: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
     chiral_sign: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    percentiles: tuple[float, float] = (0.0, 100.0)
+    bands: dict = field(default_factory=dict)
+
+    def band(self, percentiles: Any) -> StructureChecks:
+        """The same checks with the bond and angle ranges of a stored percentile band.
+
+        Parameters
+        ----------
+        percentiles : (low, high)
+            :attr:`percentiles` itself or one of the keys of :attr:`bands`.
+
+        Raises
+        ------
+        ValueError
+            If that band is not stored (the message lists the stored ones).
+        """
+        key = _band_key(percentiles)
+        if key == tuple(self.percentiles):
+            return self
+        if key not in self.bands:
+            stored = sorted({tuple(self.percentiles), *self.bands})
+            raise ValueError(
+                f"percentiles must be a stored band of the structure checks, one of "
+                f"{[list(b) for b in stored]}; got {list(key)}"
+            )
+        bond_range, angle_range = self.bands[key]
+        return replace(
+            self,
+            bond_range=bond_range,
+            angle_range=angle_range,
+            percentiles=key,
+            bands=self.bands | {tuple(self.percentiles): (self.bond_range, self.angle_range)},
+        )
 
     @property
     def angles(self) -> np.ndarray:
@@ -120,6 +177,7 @@ class StructureChecks:
         names: Any = None,
         exclude: int | None = None,
         percentiles: tuple[float, float] = (0.0, 100.0),
+        bands: Any = STORED_BANDS,
     ) -> StructureChecks:
         """Fit the checks on training frames.
 
@@ -138,6 +196,8 @@ class StructureChecks:
         percentiles : (low, high)
             Percentiles of each bond's and angle's training values that bound it;
             (0, 100) takes the training range itself.
+        bands : sequence of (low, high)
+            Further percentile bands whose ranges are kept for :meth:`band`.
         """
         x, _ = ensure_frames(positions, "positions", allow_single=False, min_atoms=3)
         n, d = x.shape[1], x.shape[2]
@@ -145,8 +205,8 @@ class StructureChecks:
         if len(bonds) == 0:
             raise ValueError("bonds must hold at least one bond; got none")
         exclude = (3 if d == 3 else 2) if exclude is None else ensure_int(exclude, "exclude", 1)
-        lo = ensure_number(percentiles[0], "percentiles[0]", minimum=0, maximum=100)
-        hi = ensure_number(percentiles[1], "percentiles[1]", minimum=lo, maximum=100)
+        key = _band_key(percentiles)
+        keys = [_band_key(b, "bands[]") for b in bands]
         lengths = geometry.pair_distances(x, bonds)
         angles = geometry.bond_angles(x, geometry.angle_triples(n, bonds))
         pairs = geometry.nonbonded_pairs(n, bonds, exclude)
@@ -166,15 +226,23 @@ class StructureChecks:
                 raise ValueError(f"names must have one entry per atom (N={n}); got {len(names)}")
             chiral = geometry.chiral_centres(n, bonds, names)
         signs = geometry.chirality(x, chiral).sum(axis=0) if len(chiral) else np.zeros(0)
+
+        def ranges(band):
+            bond_range = np.percentile(lengths, band, axis=0).T
+            return bond_range, np.percentile(angles, band, axis=0).T.reshape(-1, 2)
+
+        bond_range, angle_range = ranges(key)
         return cls(
             n_atoms=n,
             bonds=bonds,
-            bond_range=np.percentile(lengths, [lo, hi], axis=0).T,
-            angle_range=np.percentile(angles, [lo, hi], axis=0).T.reshape(-1, 2),
+            bond_range=bond_range,
+            angle_range=angle_range,
             exclude=exclude,
             min_contact=float(contacts),
             chiral=chiral,
             chiral_sign=np.where(signs < 0, -1.0, 1.0),
+            percentiles=key,
+            bands={b: ranges(b) for b in keys if b != key},
         )
 
     def check(self, positions: Any) -> ValidityReport:
@@ -217,11 +285,20 @@ class StructureChecks:
                 if len(self.chiral)
                 else {}
             ),
+            "percentiles": list(self.percentiles),
+            "bands": [
+                {"percentiles": list(b), "bond_range": r[0].tolist(), "angle_range": r[1].tolist()}
+                for b, r in sorted(self.bands.items())
+            ],
         }
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "structure_checks") -> StructureChecks:
-        """Read :meth:`to_dict` output; ValueError naming ``where`` when it is malformed."""
+        """Read :meth:`to_dict` output; ValueError naming ``where`` when it is malformed.
+
+        Files without ``percentiles`` and ``bands`` (written before they were stored)
+        hold the training ranges, percentiles (0, 100), and no further bands.
+        """
         try:
             n = ensure_int(d["n_atoms"], f"{where} 'n_atoms'", 3)
             bonds = ensure_pairs(np.asarray(d["bonds"], dtype=np.int64), n, f"{where} 'bonds'")
@@ -238,6 +315,15 @@ class StructureChecks:
             )
             if not np.all(np.abs(chiral_sign) == 1):
                 raise ValueError(f"{where} 'chiral_sign' must hold +1 or -1 for each centre")
+            key = _band_key(d.get("percentiles", (0.0, 100.0)), f"{where} 'percentiles'")
+            bands = {}
+            for k, b in enumerate(d.get("bands", [])):
+                bands[_band_key(b["percentiles"], f"{where} 'bands'[{k}]")] = (
+                    np.asarray(b["bond_range"], dtype=np.float64).reshape(len(bonds), 2),
+                    np.asarray(b["angle_range"], dtype=np.float64).reshape(n_angles, 2),
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where} is malformed: {exc}") from None
-        return cls(n, bonds, bond_range, angle_range, exclude, min_contact, chiral, chiral_sign)
+        return cls(
+            n, bonds, bond_range, angle_range, exclude, min_contact, chiral, chiral_sign, key, bands
+        )
