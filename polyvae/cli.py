@@ -184,6 +184,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "first frame (kabsch), or not at all (none)",
     )
     g.add_argument(
+        "--decoder",
+        default="internal",
+        choices=["cartesian", "internal"],
+        help="what the decoder gives: internal coordinates (bond lengths, angles, dihedrals) "
+        "with the aligned coordinates, so generated bonds and angles stay physical (default), "
+        "or aligned Cartesian coordinates alone",
+    )
+    g.add_argument(
         "--features",
         default="positions",
         choices=["positions", "distances"],
@@ -220,6 +228,7 @@ def _train_kwargs(a) -> dict:
         validation_fraction=a.validation_fraction,
         features=a.features,
         pairs=_pairs(a.pairs),
+        decoder=a.decoder,
     )
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -247,7 +247,10 @@ class InternalLayout:
             return e + stiff * jnp.sum(close**2, axis=-1)
 
         n_steps = REFINE_STEPS if steps is None else int(steps)
-        opt = optax.adam(optax.exponential_decay(0.02 * bond, n_steps, 0.02))
+        if n_steps == 0 and weight == 0.0:  # the rebuilt structure itself
+            return self._superposed_rebuild(internal_features, anchor)
+        # eps_root keeps Adam differentiable where a gradient component is zero
+        opt = optax.adam(optax.exponential_decay(0.02 * bond, max(n_steps, 1), 0.02), eps_root=1e-16)
         grad = jax.grad(lambda x: jnp.sum(energy(x)))
 
         def minimize(x0):
@@ -259,21 +262,30 @@ class InternalLayout:
                 updates, state = opt.update(grad(x), state)
                 return (optax.apply_updates(x, updates), state), None
 
-            (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=n_steps)
+            x = x0
+            if n_steps:
+                (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=n_steps)
             return x, energy(x)
 
         # two starts: the Cartesian positions, and the internal coordinates rebuilt and
         # superposed on them; each structure keeps the one that ends lower
-        rebuilt = self.rebuild(jnp.asarray(internal_features, dtype))
-        rebuilt = geometry.centered(rebuilt, jnp.ones(self.n_atoms, dtype) / self.n_atoms)
-        centre = jnp.mean(anchor, axis=-2, keepdims=True)
-        rot = geometry.kabsch_rotation(rebuilt, anchor - centre, jnp.ones(self.n_atoms, dtype))
-        rebuilt = geometry.rotate(rebuilt, rot) + centre
+        rebuilt = self._superposed_rebuild(internal_features, anchor)
         x_b, e_b = minimize(rebuilt)
         if weight == 0.0:
             return x_b
         x_a, e_a = minimize(anchor)
         return jnp.where((e_b < e_a)[..., None, None], x_b, x_a)
+
+    def _superposed_rebuild(self, internal_features, anchor):
+        """NeRF rebuild of the internal features, superposed on ``anchor`` (Kabsch)."""
+        import jax.numpy as jnp
+
+        dtype = anchor.dtype
+        w = jnp.ones(self.n_atoms, dtype) / self.n_atoms
+        rebuilt = geometry.centered(self.rebuild(jnp.asarray(internal_features, dtype)), w)
+        centre = jnp.mean(anchor, axis=-2, keepdims=True)
+        rot = geometry.kabsch_rotation(rebuilt, anchor - centre, w)
+        return geometry.rotate(rebuilt, rot) + centre
 
     def _near_pairs(self, x0):
         """Per structure, the K = min(P, 8 N) contact pairs closest in ``x0``: (..., K, 2)
@@ -291,9 +303,9 @@ class InternalLayout:
         _, idx = jax.lax.top_k(-d0, k)
         return pairs[idx], jnp.asarray(self.contact_min, x0.dtype)[idx]
 
-    def refine_jit(self):
-        """:meth:`refine` compiled once per layout (for NumPy callers)."""
-        return _jitted_refine(self)
+    def refine_jit(self, steps: int | None = None):
+        """:meth:`refine` with ``steps`` compiled once per layout (for NumPy callers)."""
+        return _jitted_refine(self, steps)
 
     # ---- persistence ---------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -339,10 +351,10 @@ def _gathered_distances(x, pairs):
 
 
 @lru_cache(maxsize=8)
-def _jitted_refine(layout: InternalLayout):
+def _jitted_refine(layout: InternalLayout, steps: int | None):
     import jax
 
-    return jax.jit(layout.refine)
+    return jax.jit(partial(layout.refine, steps=steps))
 
 
 def _concat(parts: dict):

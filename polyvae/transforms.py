@@ -416,14 +416,16 @@ class Pipeline:
         x = self.check_positions(positions)
         return self._inputs(x, self._aligned(x) if self.features == "positions" else None)
 
-    def inverse_transform(self, features: Any, sigma: Any = None):
+    def inverse_transform(self, features: Any, sigma: Any = None, refine_steps: int | None = None):
         """Decoder features (..., F) to aligned positions (..., N, D).
 
         Works on NumPy arrays and on JAX arrays (inside jit and grad), so decoded
         structures stay differentiable. For the internal decoder the structure is the
         most probable one under its Cartesian and internal parts
         (:meth:`~polyvae.internal_decoder.InternalLayout.refine`), which weighs them by
-        the decoder's noise scales ``sigma`` (F,), in feature units (required then).
+        the decoder's noise scales ``sigma`` (F,), in feature units (required then),
+        with ``refine_steps`` minimization steps (default
+        :data:`~polyvae.internal_decoder.REFINE_STEPS`).
         """
         self._require_fit()
         xp = geometry.array_namespace(features)
@@ -440,9 +442,13 @@ class Pipeline:
                 "features into positions"
             )
         sig = xp.asarray(sigma, dtype=features.dtype)
-        refine = self.layout.refine if xp is not np else self.layout.refine_jit()
+        refine = self.layout.refine if xp is not np else self.layout.refine_jit(refine_steps)
         refined = refine(
-            positions, features[..., nc:], sig[:nc] * xp.asarray(self.scale, sig.dtype), sig[nc:]
+            positions,
+            features[..., nc:],
+            sig[:nc] * xp.asarray(self.scale, sig.dtype),
+            sig[nc:],
+            **({"steps": refine_steps} if xp is not np else {}),
         )
         if xp is not np:
             return refined

@@ -90,6 +90,10 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
 
 
+STRUCTURE_FN_STEPS = 50
+"""Minimization steps of the internal decoder's structure in :meth:`VAEModel.structure_fn`."""
+
+
 @dataclass
 class VAEModel:
     """A trained VAE with the preprocessing it was trained with.
@@ -229,9 +233,15 @@ class VAEModel:
             raise ValueError("structure_fn needs a coordinate model with a gaussian likelihood")
         params, config, pipeline = self.params, self.config, self.pipeline
 
+        # the internal decoder's structure: rebuilt alone (Cartesian weight 0), or a short
+        # minimization, which keeps the gradient affordable inside an optimization
+        steps = None
+        if pipeline.layout is not None:
+            steps = 0 if pipeline.layout.cartesian_weight == 0 else STRUCTURE_FN_STEPS
+
         def structure(z):
             out = vae.decode(params, z, config)
-            return pipeline.inverse_transform(out["mean"], out["sigma"])
+            return pipeline.inverse_transform(out["mean"], out["sigma"], refine_steps=steps)
 
         return structure
 

@@ -1,0 +1,191 @@
+"""The internal-coordinate decoder: features, likelihood, refinement, training, files."""
+
+import json
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import random_chain
+
+import polyvae
+from polyvae import geometry
+from polyvae.internal_decoder import InternalLayout
+from polyvae.io import read_frames
+from polyvae.job import DEFAULT_DATA
+from polyvae.model import VAEConfig
+
+
+def _floppy_chain(rng, n_frames=400, n_atoms=8, dim=3):
+    """Chains with soft bonds (1 +- 0.05) and bond angles near 110 degrees."""
+    x = np.zeros((n_frames, n_atoms, dim))
+    for t in range(n_frames):
+        pos = [np.zeros(dim)]
+        direction = np.eye(dim)[0]
+        for _ in range(n_atoms - 1):
+            turn = rng.normal(size=dim)
+            turn -= turn @ direction * direction
+            turn /= np.linalg.norm(turn)
+            angle = np.radians(70 + 10 * rng.standard_normal())
+            direction = np.cos(angle) * direction + np.sin(angle) * turn
+            pos.append(pos[-1] + (1.0 + 0.05 * rng.standard_normal()) * direction)
+        x[t] = pos
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def polymer():
+    return read_frames(DEFAULT_DATA)[:1200]
+
+
+@pytest.fixture(scope="module")
+def internal_model(polymer):
+    return polyvae.train(polymer, decoder="internal", epochs=15, hidden=(64, 64), progress=False)
+
+
+def test_layout_features_rebuild_the_frames(rng):
+    x = _floppy_chain(rng, n_frames=20)
+    layout = InternalLayout.fit(x)
+    assert layout.n_features == 8 * 3 + 7 + 6 + 5
+    rebuilt = np.asarray(layout.rebuild(layout.features(x)), np.float64)
+    pairs = geometry.all_pairs(8)
+    err = np.abs(geometry.pair_distances(rebuilt, pairs) - geometry.pair_distances(x, pairs))
+    assert err.max() < 1e-4
+
+
+def test_wrapped_normal_is_periodic_and_normalized():
+    layout = InternalLayout.fit(random_chain(np.random.default_rng(0), 50, 5))  # 2D: angles circular
+    nc = layout.n_cartesian
+    mean = jnp.zeros(layout.n_features)
+    log_sigma = jnp.full(layout.n_features, np.log(0.7))
+    x = jnp.zeros(layout.n_features).at[nc + 5].set(0.4)
+    turned = x.at[nc + 5].add(2 * np.pi)
+    assert np.isclose(
+        layout.log_likelihood(x, mean, log_sigma), layout.log_likelihood(turned, mean, log_sigma)
+    )
+    # the density of one circular feature integrates to 1 over the circle
+    grid = jnp.linspace(-np.pi, np.pi, 4001)
+    rows = jnp.zeros((grid.size, layout.n_features)).at[:, nc + 5].set(grid)
+    ll = layout.log_likelihood(rows, mean, log_sigma) - layout.log_likelihood(
+        jnp.zeros_like(rows), mean, log_sigma
+    )
+    p0 = np.exp(-0.5 * 0 - np.log(0.7) - 0.5 * np.log(2 * np.pi))  # the central winding
+    density = np.exp(np.asarray(ll)) * p0 * (1 + 2 * np.exp(-0.5 * (2 * np.pi / 0.7) ** 2))
+    assert abs(np.trapezoid(density, np.asarray(grid)) - 1.0) < 1e-3
+
+
+def test_refine_weighs_the_two_experts(rng):
+    x = _floppy_chain(rng, n_frames=50)
+    layout = InternalLayout.fit(x)
+    feats = jnp.asarray(layout.features(x[:4]))
+    anchor = jnp.asarray(x[4:8])  # other structures: the experts disagree
+    sig_c = jnp.full(layout.n_cartesian, 0.1)
+    sig_q = jnp.full(layout.n_internal, 0.01)
+    internal_only = layout.refine(anchor, feats, sig_c, sig_q)
+    target = layout.measure(jnp.asarray(x[:4], jnp.float32))
+    n = layout.n_atoms
+    # weight 1 with tight internal scales: bonds and angles follow the internal expert
+    got = layout.measure(internal_only)
+    assert np.abs(np.asarray(got - target)[:, : 2 * n - 3]).max() < 0.05
+    from dataclasses import replace
+
+    stiff = replace(layout, cartesian_weight=1.0)
+    cart = stiff.refine(anchor, feats, jnp.full(layout.n_cartesian, 1e-3), jnp.full(layout.n_internal, 10.0))
+    assert np.abs(np.asarray(cart - anchor)).max() < 0.05  # tight Cartesian scales: the anchor
+
+
+def test_refine_is_differentiable_and_jit_matches_eager(rng):
+    x = _floppy_chain(rng, n_frames=30)
+    layout = InternalLayout.fit(x)
+    feats = jnp.asarray(layout.features(x[:3]))
+    sig_c = jnp.full(layout.n_cartesian, 0.3)
+    sig_q = jnp.full(layout.n_internal, 0.1)
+
+    def rg(f):
+        pos = layout.refine(jnp.asarray(x[:3]), f, sig_c, sig_q, steps=20)
+        return jnp.sum(geometry.radius_of_gyration(pos, jnp.ones(8) / 8))
+
+    # no minimization: the better of the two starts, the same compiled or not
+    eager = layout.refine(jnp.asarray(x[:3]), feats, sig_c, sig_q, steps=0)
+    jitted = jax.jit(layout.refine, static_argnames="steps")(
+        jnp.asarray(x[:3]), feats, sig_c, sig_q, steps=0
+    )
+    assert np.allclose(eager, jitted, atol=1e-4)
+    grad = jax.grad(rg)(feats)
+    assert np.all(np.isfinite(np.asarray(grad))) and np.abs(np.asarray(grad)).max() > 0
+
+
+def test_internal_model_keeps_bonds_and_beats_cartesian(polymer, internal_model):
+    cartesian = polyvae.train(polymer, decoder="cartesian", epochs=15, hidden=(64, 64), progress=False)
+    train = internal_model.pipeline.align_frames(polymer).astype(np.float64)
+    bonds = geometry.chain_bonds(polymer.n_atoms)
+    ref = geometry.pair_distances(train, bonds)
+    spread = {}
+    for name, model in (("internal", internal_model), ("cartesian", cartesian)):
+        gen = model.generate(1024, seed=3).astype(np.float64)
+        spread[name] = geometry.pair_distances(gen, bonds).std() / ref.std()
+    assert 0.8 <= spread["internal"] <= 1.25
+    assert abs(spread["internal"] - 1) < abs(spread["cartesian"] - 1)
+    gen = internal_model.generate(1024, seed=3)
+    cart_gen = cartesian.generate(1024, seed=3)
+    assert internal_model.check_structures(gen).fraction_valid > cartesian.check_structures(
+        cart_gen
+    ).fraction_valid
+
+
+def test_internal_model_file_round_trip(internal_model, tmp_path):
+    assert internal_model.config.decoder == "internal"
+    scan = internal_model.metadata["cartesian_weight_scan"]
+    assert set(scan) == {"0.0", "0.1", "0.3", "1.0"}
+    assert internal_model.pipeline.layout.cartesian_weight == float(min(scan, key=scan.get))
+    path = internal_model.save(tmp_path / "m.polyvae")
+    loaded = polyvae.load_model(path)
+    assert loaded.config.decoder == "internal"
+    assert loaded.pipeline.layout.cartesian_weight == internal_model.pipeline.layout.cartesian_weight
+    assert np.allclose(loaded.generate(16, seed=2), internal_model.generate(16, seed=2), atol=1e-5)
+    z = np.zeros((1, 2), np.float32)
+    structure = loaded.structure_fn()
+    eager, jitted = np.asarray(structure(jnp.asarray(z))), np.asarray(jax.jit(structure)(z))
+    assert np.all(np.isfinite(eager)) and eager.shape == (1, 12, 2)
+    if loaded.pipeline.layout.cartesian_weight == 0:  # rebuilt, no minimization
+        assert np.allclose(eager, jitted, atol=1e-4)
+
+
+def test_model_files_without_a_decoder_entry_load(small_model, tmp_path):
+    model, x = small_model
+    good = model.save(tmp_path / "new.polyvae")
+    with zipfile.ZipFile(good) as zf:
+        cfg = json.loads(zf.read("config.json"))
+        params = zf.read("params.npz")
+    del cfg["model"]["decoder"]
+    del cfg["pipeline"]["decoder"]
+    old = tmp_path / "old.polyvae"
+    with zipfile.ZipFile(old, "w") as zf:
+        zf.writestr("config.json", json.dumps(cfg))
+        zf.writestr("params.npz", params)
+    loaded = polyvae.load_model(old)
+    assert loaded.config.decoder == "cartesian"
+    assert np.allclose(loaded.generate(8, seed=1), model.generate(8, seed=1))
+
+
+def test_decoder_errors():
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        VAEConfig(n_features=4, decoder="zmatrix")
+    with pytest.raises(ValueError, match='decoder="internal" needs a fitted layout'):
+        VAEConfig(n_features=4, decoder="internal")
+    with pytest.raises(ValueError, match="learned scales"):
+        VAEConfig(n_features=4, decoder="internal", sigma=0.1)
+    with pytest.raises(ValueError, match='layout applies to decoder="internal" only'):
+        VAEConfig(n_features=4, layout=object())
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        polyvae.train(random_chain(np.random.default_rng(0), 64, 6), decoder="polar", epochs=1)
+    x = random_chain(np.random.default_rng(0), 64, 6)
+    with pytest.raises(ValueError, match="do not join all 6 atoms"):
+        polyvae.train(x, decoder="internal", bonds=[[0, 1], [1, 2], [3, 4], [4, 5]], epochs=1)
+    from polyvae.transforms import Pipeline
+
+    pipe = Pipeline(decoder="internal")
+    pipe.fit_transform(x)
+    with pytest.raises(ValueError, match="sigma .* is required"):
+        pipe.inverse_transform(np.zeros((1, pipe.n_features), np.float32))
