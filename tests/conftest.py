@@ -41,3 +41,17 @@ def peptide():
     from polyvae.io import read_universe
 
     return read_universe(datafiles.TRJpbc_bz2, topology=datafiles.PRMpbc, select="not resname WAT")
+
+
+@pytest.fixture(scope="session")
+def peptide_md(tmp_path_factory):
+    """Alanine dipeptide (ACE-ALA-NME, 22 atoms) simulated with OpenMM by
+    ``tools/peptide.py``: 1 ns in vacuum (Amber ff14SB, 300 K, HBonds constraints),
+    2000 frames 0.5 ps apart, seed 0; bonds from the topology (about 10 s)."""
+    pytest.importorskip("openmm")
+    from peptide import simulate_alanine_dipeptide
+
+    from polyvae.io import read_npz
+
+    path = simulate_alanine_dipeptide(tmp_path_factory.mktemp("peptide_md") / "ala2.npz")
+    return read_npz(path)
