@@ -41,7 +41,7 @@ __all__ = ["InternalLayout", "REFINE_STEPS", "CARTESIAN_WEIGHTS"]
 CARTESIAN_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 """The weights of the Cartesian expert that training chooses from."""
 
-REFINE_STEPS = 300
+REFINE_STEPS = 150
 """Adam steps of :meth:`InternalLayout.refine`."""
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -267,14 +267,14 @@ class InternalLayout:
                 (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=n_steps)
             return x, energy(x)
 
-        # two starts: the Cartesian positions, and the internal coordinates rebuilt and
-        # superposed on them; each structure keeps the one that ends lower
+        # two starts, the Cartesian positions and the internal coordinates rebuilt and
+        # superposed on them: each structure is minimized from the one that starts lower
         rebuilt = self._superposed_rebuild(internal_features, anchor)
-        x_b, e_b = minimize(rebuilt)
         if weight == 0.0:
-            return x_b
-        x_a, e_a = minimize(anchor)
-        return jnp.where((e_b < e_a)[..., None, None], x_b, x_a)
+            return minimize(rebuilt)[0]
+        near_pairs, near_min = self._near_pairs(anchor)
+        start = jnp.where((energy(rebuilt) < energy(anchor))[..., None, None], rebuilt, anchor)
+        return minimize(start)[0]
 
     def _superposed_rebuild(self, internal_features, anchor):
         """NeRF rebuild of the internal features, superposed on ``anchor`` (Kabsch)."""

@@ -470,7 +470,7 @@ def train(
     reference: Any = None,
     features: str = "positions",
     pairs: Any = None,
-    decoder: str = "cartesian",
+    decoder: str = "internal",
     bonds: Any = None,
     stream: bool | None = None,
     output: str | os.PathLike | None = None,
