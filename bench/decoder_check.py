@@ -44,8 +44,8 @@ def _figures(model, frames, n=2048, seed=1) -> dict:
     bonded = np.isin(pairs[:, 0] * 100000 + pairs[:, 1], np.sort(bonds, 1) @ [100000, 1])
     lt, lg = geometry.pair_distances(train, bonds), geometry.pair_distances(gen, bonds)
     return {
-        "w1": round(float(w1.mean()), 4),
-        "w1_bonded": round(float(w1[bonded].mean()), 4),
+        "w1": round(float(np.nanmean(w1)), 4),
+        "w1_bonded": round(float(np.nanmean(w1[bonded])), 4),
         "bond_spread": round(float(lg.std() / lt.std()), 3),
         "valid": round(model.check_structures(gen.astype(np.float32)).fraction_valid, 4),
         "cartesian_weight": None

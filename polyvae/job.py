@@ -148,7 +148,7 @@ def write_marginals(
     report = compare_structures(train_pos, generated)
     result = {**marg.to_dict(), "n_generated": n, "structure": report.to_dict()}
     (out / "marginals.json").write_text(json.dumps(result, indent=2))
-    fig = plotting.plot_marginals_overview(marg)
+    fig = plotting.plot_marginals_overview(marg, bonds=model.bonds)
     fig.savefig(out / "marginals.png", dpi=110)
     import matplotlib.pyplot as plt
 

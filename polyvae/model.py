@@ -24,9 +24,11 @@ internal coordinates along a Z-matrix described by ``config.layout``
 (:class:`polyvae.internal_decoder.InternalLayout`): normal on Cartesian coordinates,
 bond lengths and angles, wrapped normal on dihedrals, all with learned scales. Two
 decoder networks give them (``params["decoder"]`` the internal coordinates,
-``params["decoder_cartesian"]`` the Cartesian ones); the Cartesian network sees the
-latent sample through ``stop_gradient``, so the internal coordinates alone shape the
-latent space and the Cartesian network learns the global shape on it.
+``params["decoder_cartesian"]`` the Cartesian ones); the internal network sees the
+latent sample through ``stop_gradient``, so the Cartesian coordinates alone shape the
+latent space (the CVs are those a Cartesian decoder gives: on a nearly ideal chain the
+internal coordinates alone leave the latent space unused) and the internal network
+learns on it.
 
 The loss per frame is ``-log p(x|z) + beta * KL[q(z|x) || N(0, I)]`` with one
 reparameterized sample of z; with ``beta = 1`` it is the negative ELBO.
@@ -238,11 +240,14 @@ def decode(params: dict, z: jax.Array, config: VAEConfig) -> dict:
         gaussian: ``{"mean": (..., F), "sigma": (F,)}``;
         categorical: ``{"logits": (..., F), "probs": (..., F)}``.
     """
-    out = _mlp(params["decoder"], z, config.activation)
     if config.decoder == "internal":
-        # the Cartesian part learns on the latent space that the internal part shapes
-        cart = _mlp(params["decoder_cartesian"], jax.lax.stop_gradient(z), config.activation)
-        out = jnp.concatenate([cart, out], axis=-1)
+        # the Cartesian part shapes the latent space (the CVs); the internal part learns
+        # on it without changing it
+        internal = _mlp(params["decoder"], jax.lax.stop_gradient(z), config.activation)
+        cart = _mlp(params["decoder_cartesian"], z, config.activation)
+        out = jnp.concatenate([cart, internal], axis=-1)
+    else:
+        out = _mlp(params["decoder"], z, config.activation)
     if config.likelihood == "categorical":
         return {"logits": out, "probs": jax.nn.softmax(out, axis=-1)}
     if config.learned_sigma:
