@@ -77,6 +77,10 @@ class InternalLayout:
         The closest each pair's class came in the training frames (one value for the
         1-4 pairs, one for the pairs further apart); :meth:`refine` repels pairs that
         come closer.
+    rigid : ndarray (Q,) of bool
+        Linear coordinates that do not vary in training (bonds constrained in the
+        simulation): the decoder gives their training value, without noise and without a
+        likelihood term; :meth:`refine` holds them at 0.1 % of their value.
     cartesian_weight : float
         Weight of the Cartesian expert in :meth:`refine` (0: the structure is rebuilt
         from the internal coordinates alone). :func:`polyvae.training.train` chooses it
@@ -94,6 +98,7 @@ class InternalLayout:
     scale: np.ndarray
     contact_pairs: np.ndarray
     contact_min: np.ndarray
+    rigid: np.ndarray
     cartesian_weight: float = 1.0
 
     @property
@@ -121,6 +126,10 @@ class InternalLayout:
         """(F,) bool: which of all decoder features are circular."""
         return np.concatenate([np.zeros(self.n_cartesian, bool), self.circular])
 
+    @property
+    def _rigid_features(self) -> np.ndarray:
+        return np.concatenate([np.zeros(self.n_cartesian, bool), self.rigid])
+
     # ---- fitting and features ----------------------------------------------------------
     @classmethod
     def fit(cls, positions: np.ndarray, bonds=None) -> InternalLayout:
@@ -131,7 +140,9 @@ class InternalLayout:
         circular = _circular_mask(zm)
         center = np.where(circular, _circular_mean(values), values.mean(axis=0))
         std = values.std(axis=0)
-        scale = np.where(circular | (std <= 1e-9), 1.0, std)
+        rigid = ~circular & (std <= 1e-4 * np.abs(center))
+        scale = np.where(circular, 1.0, np.where(rigid, 1e-3 * np.abs(center), std))
+        scale = np.where(scale > 0, scale, 1.0)
         n = x.shape[1]
         bonds = geometry.chain_bonds(n) if bonds is None else np.asarray(bonds)
         pairs = geometry.nonbonded_pairs(n, bonds, 2)
@@ -142,7 +153,7 @@ class InternalLayout:
             group = (hops == 3) if near else (hops > 3)
             if group.any():
                 contact_min[group] = closest[group].min()
-        return cls(zm, circular, center, scale, pairs, contact_min)
+        return cls(zm, circular, center, scale, pairs, contact_min, rigid)
 
     def features(self, positions: np.ndarray) -> np.ndarray:
         """Internal features (T, Q) of frames (T, N, D), float32."""
@@ -153,9 +164,9 @@ class InternalLayout:
     def values(self, features):
         """Internal features (..., Q) to internal coordinates (..., Q), radians for angles."""
         xp = geometry.array_namespace(features)
-        return features * xp.asarray(self.scale, features.dtype) + xp.asarray(
-            self.center, features.dtype
-        )
+        center = xp.asarray(self.center, features.dtype)
+        values = features * xp.asarray(self.scale, features.dtype) + center
+        return xp.where(xp.asarray(self.rigid), center, values)
 
     def measure(self, positions):
         """Internal coordinates (..., Q) of positions (..., N, D), NumPy or JAX."""
@@ -190,13 +201,14 @@ class InternalLayout:
         quad = -0.5 * (jnp.stack([resid - shifts, resid, resid + shifts]) / jnp.exp(log_sigma)) ** 2
         # linear features: the three terms coincide; keep one of them
         windings = jnp.where(circ, logsumexp(quad, axis=0), quad[1])
-        return jnp.sum(windings - log_sigma - 0.5 * _LOG_2PI, axis=-1)
+        terms = windings - log_sigma - 0.5 * _LOG_2PI
+        return jnp.sum(jnp.where(jnp.asarray(self._rigid_features), 0.0, terms), axis=-1)
 
     def sample(self, mean, log_sigma, eps):
         """A draw of every decoder feature from standard-normal ``eps`` (..., F)."""
         import jax.numpy as jnp
 
-        draw = mean + jnp.exp(log_sigma) * eps
+        draw = mean + jnp.where(jnp.asarray(self._rigid_features), 0.0, jnp.exp(log_sigma) * eps)
         return jnp.where(jnp.asarray(self.circular_features), _wrap(jnp, draw), draw)
 
     # ---- the structure ------------------------------------------------------------------
@@ -319,6 +331,7 @@ class InternalLayout:
             "scale": self.scale,
             "contact_pairs": self.contact_pairs,
             "contact_min": self.contact_min,
+            "rigid": self.rigid.astype(np.int8),
             "cartesian_weight": np.asarray([self.cartesian_weight]),
         }
 
@@ -337,6 +350,7 @@ class InternalLayout:
             np.asarray(arrays["scale"], np.float64),
             np.asarray(arrays["contact_pairs"], np.int64).reshape(-1, 2),
             np.asarray(arrays["contact_min"], np.float64),
+            np.asarray(arrays["rigid"]).astype(bool),
             float(np.asarray(arrays["cartesian_weight"]).ravel()[0]),
         )
 

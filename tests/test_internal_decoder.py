@@ -189,3 +189,29 @@ def test_decoder_errors():
     pipe.fit_transform(x)
     with pytest.raises(ValueError, match="sigma .* is required"):
         pipe.inverse_transform(np.zeros((1, pipe.n_features), np.float32))
+
+
+def test_peptide_keeps_its_chirality_and_constrained_bonds(peptide_md):
+    """Alanine dipeptide with hydrogens (OpenMM, bonds to H constrained): generated
+    structures keep the Cα handedness, heavy-atom bonds spread as in MD and constrained
+    bonds at their length."""
+    model = polyvae.train(peptide_md[::2], epochs=10, hidden=(64, 64), progress=False)
+    layout = model.pipeline.layout
+    n_bonds = peptide_md.n_atoms - 1
+    assert layout.rigid[:n_bonds].sum() == 12  # the bonds to hydrogen
+    train = model.pipeline.align_frames(peptide_md).astype(np.float64)
+    gen = model.generate(512, seed=0).astype(np.float64)
+    names = list(peptide_md.names)
+    centres = geometry.chiral_centres(peptide_md.n_atoms, model.bonds, names)
+    assert len(centres) == 1
+    sign = np.sign(geometry.chirality(train, centres).sum())
+    assert (geometry.chirality(gen, centres) == sign).mean() >= 0.99
+    heavy = np.array([not n.startswith("H") for n in names])
+    hb = model.bonds[heavy[model.bonds].all(axis=1)]
+    ratio = geometry.pair_distances(gen, hb).std() / geometry.pair_distances(train, hb).std()
+    assert 0.7 <= ratio <= 1.4
+    to_h = model.bonds[~heavy[model.bonds].all(axis=1)]
+    ref = geometry.pair_distances(train, to_h).mean(axis=0)
+    assert np.abs(geometry.pair_distances(gen, to_h) / ref - 1).max() < 2e-3
+    report = model.check_structures(gen.astype(np.float32))
+    assert report.to_dict()["fraction_chirality_ok"] >= 0.99

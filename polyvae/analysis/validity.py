@@ -30,7 +30,10 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_frames, ensure_int, ensure_number, ensure_pairs
 
-__all__ = ["StructureChecks", "ValidityReport", "STORED_BANDS"]
+RANGE_TOLERANCE = 1e-3
+"""Relative widening of bond ranges (and radians of angle ranges) in the checks."""
+
+__all__ = ["StructureChecks", "ValidityReport", "RANGE_TOLERANCE", "STORED_BANDS"]
 
 STORED_BANDS: tuple[tuple[float, float], ...] = ((0.5, 99.5), (1.0, 99.0), (2.5, 97.5))
 """Percentile bands whose bond and angle ranges :meth:`StructureChecks.from_training` keeps
@@ -246,20 +249,26 @@ class StructureChecks:
         )
 
     def check(self, positions: Any) -> ValidityReport:
-        """Check structures (T, N, D) or one structure (N, D)."""
+        """Check structures (T, N, D) or one structure (N, D).
+
+        Bond ranges are widened by :data:`RANGE_TOLERANCE` of the bond's length and angle
+        ranges by that many radians: a bond constrained in the simulation has a range
+        narrower than float32 rounding of a rebuilt structure.
+        """
         x, _ = ensure_frames(positions, "positions", min_atoms=self.n_atoms)
         if x.shape[1] != self.n_atoms:
             raise ValueError(
                 f"positions must hold the {self.n_atoms} atoms of the checks; got {x.shape[1]}"
             )
         lengths = geometry.pair_distances(x, self.bonds)
+        tol = RANGE_TOLERANCE * self.bond_range.mean(axis=1)
         bonds_ok = np.all(
-            (lengths >= self.bond_range[:, 0]) & (lengths <= self.bond_range[:, 1]), axis=1
+            (lengths >= self.bond_range[:, 0] - tol) & (lengths <= self.bond_range[:, 1] + tol),
+            axis=1,
         )
         angles = geometry.bond_angles(x, self.angles)
-        angles_ok = np.all(
-            (angles >= self.angle_range[:, 0]) & (angles <= self.angle_range[:, 1]), axis=1
-        )
+        lo, hi = self.angle_range[:, 0] - RANGE_TOLERANCE, self.angle_range[:, 1] + RANGE_TOLERANCE
+        angles_ok = np.all((angles >= lo) & (angles <= hi), axis=1)
         contacts_ok = geometry.pair_distances(x, self.pairs).min(axis=1) >= self.min_contact
         chirality_ok = None
         if len(self.chiral):
