@@ -416,7 +416,13 @@ class Pipeline:
         x = self.check_positions(positions)
         return self._inputs(x, self._aligned(x) if self.features == "positions" else None)
 
-    def inverse_transform(self, features: Any, sigma: Any = None, refine_steps: int | None = None):
+    def inverse_transform(
+        self,
+        features: Any,
+        sigma: Any = None,
+        refine_steps: int | None = None,
+        cartesian_only: bool = False,
+    ):
         """Decoder features (..., F) to aligned positions (..., N, D).
 
         Works on NumPy arrays and on JAX arrays (inside jit and grad), so decoded
@@ -425,7 +431,8 @@ class Pipeline:
         (:meth:`~polyvae.internal_decoder.InternalLayout.refine`), which weighs them by
         the decoder's noise scales ``sigma`` (F,), in feature units (required then),
         with ``refine_steps`` minimization steps (default
-        :data:`~polyvae.internal_decoder.REFINE_STEPS`).
+        :data:`~polyvae.internal_decoder.REFINE_STEPS`). ``cartesian_only``: the
+        features are the N*D Cartesian ones alone, mapped back without refinement.
         """
         self._require_fit()
         xp = geometry.array_namespace(features)
@@ -434,7 +441,7 @@ class Pipeline:
             self.mean, dtype=features.dtype
         )
         positions = unflatten(cart, self.n_atoms, self.dim)
-        if self.layout is None:
+        if self.layout is None or cartesian_only:
             return positions
         if sigma is None:
             raise ValueError(

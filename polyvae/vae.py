@@ -90,10 +90,6 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
 
 
-STRUCTURE_FN_STEPS = 50
-"""Minimization steps of the internal decoder's structure in :meth:`VAEModel.structure_fn`."""
-
-
 @dataclass
 class VAEModel:
     """A trained VAE with the preprocessing it was trained with.
@@ -228,20 +224,23 @@ class VAEModel:
 
         The decoder mean mapped back to aligned coordinates, for JAX callers that
         differentiate through the decoder (latent optimization, custom objectives).
+        For the internal decoder it is the mean of its Cartesian part: cheap to
+        differentiate, and able to reach shapes such as the most compact ones, which
+        the mean of the internal coordinates (an average over angles) is not; latent
+        optimization checks the structures it returns against the structure checks.
         """
         if self.pipeline is None or self.config.likelihood != "gaussian":
             raise ValueError("structure_fn needs a coordinate model with a gaussian likelihood")
         params, config, pipeline = self.params, self.config, self.pipeline
 
-        # the internal decoder's structure: rebuilt alone (Cartesian weight 0), or a short
-        # minimization, which keeps the gradient affordable inside an optimization
-        steps = None
-        if pipeline.layout is not None:
-            steps = 0 if pipeline.layout.cartesian_weight == 0 else STRUCTURE_FN_STEPS
+        nc = None if pipeline.layout is None else pipeline.layout.n_cartesian
 
         def structure(z):
             out = vae.decode(params, z, config)
-            return pipeline.inverse_transform(out["mean"], out["sigma"], refine_steps=steps)
+            if nc is None:
+                return pipeline.inverse_transform(out["mean"])
+            # the internal decoder's Cartesian part (see the docstring)
+            return pipeline.inverse_transform(out["mean"][..., :nc], cartesian_only=True)
 
         return structure
 
