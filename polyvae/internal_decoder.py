@@ -212,7 +212,9 @@ class InternalLayout:
         return jnp.where(jnp.asarray(self.circular_features), _wrap(jnp, draw), draw)
 
     # ---- the structure ------------------------------------------------------------------
-    def refine(self, anchor, internal_features, cartesian_sigma, internal_sigma, steps=None):
+    def refine(
+        self, anchor, internal_features, cartesian_sigma, internal_sigma, steps=None, weight=None
+    ):
         """The structure most probable under both experts, in JAX (batched, differentiable).
 
         Parameters
@@ -227,6 +229,8 @@ class InternalLayout:
             The internal expert's scale per feature (feature units).
         steps : int, optional
             Adam steps; default :data:`REFINE_STEPS`.
+        weight : float or scalar array, optional
+            Weight of the Cartesian expert; default :attr:`cartesian_weight`.
 
         Returns
         -------
@@ -243,7 +247,7 @@ class InternalLayout:
         inv_c = 1.0 / jnp.reshape(jnp.asarray(cartesian_sigma, dtype), anchor.shape[-2:])
         inv_q = 1.0 / (jnp.asarray(internal_sigma, dtype) * jnp.asarray(self.scale, dtype))
         near_pairs = near_min = None  # the pairs closest at the start of each minimization
-        weight = float(self.cartesian_weight)
+        weight = jnp.asarray(self.cartesian_weight if weight is None else weight, dtype)
         bond = float(np.median(self.center[: self.n_atoms - 1]))
         stiff = 0.5 / (0.01 * bond) ** 2  # 1 kT at 1 % of a bond inside the closest contact
 
@@ -259,8 +263,6 @@ class InternalLayout:
             return e + stiff * jnp.sum(close**2, axis=-1)
 
         n_steps = REFINE_STEPS if steps is None else int(steps)
-        if n_steps == 0 and weight == 0.0:  # the rebuilt structure itself
-            return self._superposed_rebuild(internal_features, anchor)
         # eps_root keeps Adam differentiable where a gradient component is zero
         opt = optax.adam(optax.exponential_decay(0.02 * bond, max(n_steps, 1), 0.02), eps_root=1e-16)
         grad = jax.grad(lambda x: jnp.sum(energy(x)))
@@ -282,8 +284,6 @@ class InternalLayout:
         # two starts, the Cartesian positions and the internal coordinates rebuilt and
         # superposed on them: each structure is minimized from the one that starts lower
         rebuilt = self._superposed_rebuild(internal_features, anchor)
-        if weight == 0.0:
-            return minimize(rebuilt)[0]
         near_pairs, near_min = self._near_pairs(anchor)
         start = jnp.where((energy(rebuilt) < energy(anchor))[..., None, None], rebuilt, anchor)
         return minimize(start)[0]

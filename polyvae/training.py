@@ -412,10 +412,10 @@ def _structure_checks(aligned: np.ndarray, bonds: np.ndarray | None = None, name
 def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int = 512, seed: int = 0):
     """The internal decoder's model with the Cartesian weight whose structures fit best.
 
-    For each weight in :data:`polyvae.internal_decoder.CARTESIAN_WEIGHTS`, ``n``
-    structures are generated and their pair-distance marginals compared with the frames
-    ``aligned`` (mean W1/σ over all pairs); the lowest wins. The figures are kept in
-    ``metadata["cartesian_weight_scan"]``.
+    ``n`` decoder draws (the same for every weight) are turned into structures with each
+    weight of :data:`polyvae.internal_decoder.CARTESIAN_WEIGHTS`, and their pair-distance
+    marginals compared with the frames ``aligned`` (mean W1/σ over all pairs); the
+    lowest wins. The figures are kept in ``metadata["cartesian_weight_scan"]``.
 
     Returns
     -------
@@ -426,25 +426,27 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int = 512, seed: i
 
     from polyvae.analysis.marginals import distance_marginals
     from polyvae.internal_decoder import CARTESIAN_WEIGHTS
+    from polyvae.model import sample
     from polyvae.vae import VAEModel
 
-    scan, best = {}, None
+    draws, _ = sample(model.params, n, model.config, key=jax.random.PRNGKey(seed))
+    draws, sigma = np.asarray(draws), model.decoder_sigma
+    scan = {}
     for weight in CARTESIAN_WEIGHTS:
-        layout = replace(model.pipeline.layout, cartesian_weight=weight)
-        pipeline = replace(model.pipeline, layout=layout)
-        config = replace(model.config, layout=layout)
-        candidate = VAEModel(
-            config, model.params, pipeline, model.train_config, model.history, model.metadata
-        )
-        generated = candidate.generate(n, seed=seed)
+        generated = model.pipeline.inverse_transform(draws, sigma, cartesian_weight=weight)
         w1 = distance_marginals(aligned, generated).to_dict()["mean_w1_normalized"]
         scan[str(weight)] = round(float(w1), 4)
-        if best is None or w1 < best[0]:
-            best = (w1, candidate)
+    best = float(min(scan, key=scan.get))
     logger.info("internal decoder: Cartesian weight scan (mean W1/sigma) %s", scan)
-    chosen = best[1]
-    chosen.metadata = {**model.metadata, "cartesian_weight_scan": scan}
-    return chosen
+    layout = replace(model.pipeline.layout, cartesian_weight=best)
+    return VAEModel(
+        replace(model.config, layout=layout),
+        model.params,
+        replace(model.pipeline, layout=layout),
+        model.train_config,
+        model.history,
+        {**model.metadata, "cartesian_weight_scan": scan},
+    )
 
 
 def _diverged_path(output: str | os.PathLike) -> Path:

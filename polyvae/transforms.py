@@ -422,6 +422,7 @@ class Pipeline:
         sigma: Any = None,
         refine_steps: int | None = None,
         cartesian_only: bool = False,
+        cartesian_weight: float | None = None,
     ):
         """Decoder features (..., F) to aligned positions (..., N, D).
 
@@ -433,6 +434,7 @@ class Pipeline:
         with ``refine_steps`` minimization steps (default
         :data:`~polyvae.internal_decoder.REFINE_STEPS`). ``cartesian_only``: the
         features are the N*D Cartesian ones alone, mapped back without refinement.
+        ``cartesian_weight`` overrides the layout's weight of the Cartesian part.
         """
         self._require_fit()
         xp = geometry.array_namespace(features)
@@ -455,6 +457,7 @@ class Pipeline:
             features[..., nc:],
             sig[:nc] * xp.asarray(self.scale, sig.dtype),
             sig[nc:],
+            weight=cartesian_weight,
             **({"steps": refine_steps} if xp is not np else {}),
         )
         if xp is not np:
