@@ -206,10 +206,13 @@ def init_params(config: VAEConfig, *, key: jax.Array) -> dict:
     f_in = f if config.n_inputs is None else config.n_inputs
     params = {"encoder": _init_layers(k_enc, [f_in, *hidden, 2 * latent], gain)}
     if config.decoder == "internal":
-        k_dec, k_cart = jax.random.split(k_dec)
+        # the Cartesian network starts as a Cartesian decoder would: with the same seed the
+        # encoder and it train exactly as a Cartesian model (the internal network does not
+        # reach the latent space), so the CVs are the same
         nc = config.layout.n_cartesian
-        params["decoder"] = _init_layers(k_dec, [latent, *hidden[::-1], f - nc], gain)
-        params["decoder_cartesian"] = _init_layers(k_cart, [latent, *hidden[::-1], nc], gain)
+        params["decoder_cartesian"] = _init_layers(k_dec, [latent, *hidden[::-1], nc], gain)
+        k_int = jax.random.fold_in(k_dec, 1)
+        params["decoder"] = _init_layers(k_int, [latent, *hidden[::-1], f - nc], gain)
     else:
         params["decoder"] = _init_layers(k_dec, [latent, *hidden[::-1], f], gain)
     if config.learned_sigma:
