@@ -140,11 +140,8 @@ class VAEConfig:
         object.__setattr__(self, "beta", ensure_number(self.beta, "beta", minimum=0))
         ensure_choice(self.decoder, "decoder", DECODERS)
         if self.decoder == "internal":
-            if self.likelihood != "gaussian" or self.sigma is not None:
-                raise ValueError(
-                    'decoder="internal" needs the gaussian likelihood with learned scales '
-                    "(sigma=None)"
-                )
+            if self.likelihood != "gaussian":
+                raise ValueError('decoder="internal" needs the gaussian likelihood')
             n_layout = getattr(self.layout, "n_features", None)
             if n_layout != self.n_features:
                 raise ValueError(
@@ -266,7 +263,7 @@ def log_likelihood(params: dict, x: jax.Array, z: jax.Array, config: VAEConfig) 
     if config.likelihood == "categorical":
         return jnp.sum(x * jax.nn.log_softmax(out["logits"], axis=-1), axis=-1)
     if config.decoder == "internal":
-        return config.layout.log_likelihood(x, out["mean"], params["log_sigma"])
+        return config.layout.log_likelihood(x, out["mean"], jnp.log(out["sigma"]))
     sigma = out["sigma"]
     resid = (x - out["mean"]) / sigma
     return -0.5 * jnp.sum(resid**2 + 2.0 * jnp.log(sigma) + _LOG_2PI, axis=-1)
@@ -370,7 +367,7 @@ def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only
         return out["mean"], z
     if config.decoder == "internal":
         eps = jax.random.normal(k_x, out["mean"].shape, out["mean"].dtype)
-        return config.layout.sample(out["mean"], params["log_sigma"], eps), z
+        return config.layout.sample(out["mean"], jnp.log(out["sigma"]), eps), z
     return _reparameterize(out["mean"], jnp.broadcast_to(out["sigma"], out["mean"].shape), k_x), z
 
 

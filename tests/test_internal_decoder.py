@@ -175,8 +175,8 @@ def test_decoder_errors():
         VAEConfig(n_features=4, decoder="zmatrix")
     with pytest.raises(ValueError, match='decoder="internal" needs a fitted layout'):
         VAEConfig(n_features=4, decoder="internal")
-    with pytest.raises(ValueError, match="learned scales"):
-        VAEConfig(n_features=4, decoder="internal", sigma=0.1)
+    with pytest.raises(ValueError, match='decoder="internal" needs the gaussian likelihood'):
+        VAEConfig(n_features=4, decoder="internal", likelihood="categorical")
     with pytest.raises(ValueError, match='layout applies to decoder="internal" only'):
         VAEConfig(n_features=4, layout=object())
     with pytest.raises(ValueError, match="decoder must be one of"):
