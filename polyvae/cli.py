@@ -185,11 +185,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--decoder",
-        default="internal",
+        default="cartesian",
         choices=["cartesian", "internal"],
-        help="what the decoder gives: internal coordinates (bond lengths, angles, dihedrals) "
-        "with the aligned coordinates, so generated bonds and angles stay physical (default), "
-        "or aligned Cartesian coordinates alone",
+        help="what the decoder gives: aligned Cartesian coordinates (default; the demo: "
+        "internal), or internal coordinates (bond lengths, angles, dihedrals) with them, so "
+        "generated bonds, angles and chiral centres stay physical",
     )
     g.add_argument(
         "--features",
@@ -470,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="results", metavar="DIR", help="(default results/)")
     p.add_argument("--data", default=None, help="trajectory to use instead of the bundled one")
     _add_train_options(p)
+    p.set_defaults(decoder="internal")
     for name, func in _COMMANDS.items():
         sub.choices[name].set_defaults(func=func)
     return parser

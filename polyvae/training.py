@@ -472,7 +472,7 @@ def train(
     reference: Any = None,
     features: str = "positions",
     pairs: Any = None,
-    decoder: str = "internal",
+    decoder: str = "cartesian",
     bonds: Any = None,
     stream: bool | None = None,
     output: str | os.PathLike | None = None,

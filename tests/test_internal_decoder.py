@@ -196,7 +196,9 @@ def test_peptide_keeps_its_chirality_and_constrained_bonds(peptide_md):
     """Alanine dipeptide with hydrogens (OpenMM, bonds to H constrained): generated
     structures keep the Cα handedness, heavy-atom bonds spread as in MD and constrained
     bonds at their length."""
-    model = polyvae.train(peptide_md[::2], epochs=10, hidden=(64, 64), progress=False)
+    model = polyvae.train(
+        peptide_md[::2], decoder="internal", epochs=10, hidden=(64, 64), progress=False
+    )
     layout = model.pipeline.layout
     n_bonds = peptide_md.n_atoms - 1
     assert layout.rigid[:n_bonds].sum() == 12  # the bonds to hydrogen
