@@ -197,7 +197,7 @@ def test_peptide_keeps_its_chirality_and_constrained_bonds(peptide_md):
     structures keep the Cα handedness, heavy-atom bonds spread as in MD and constrained
     bonds at their length."""
     model = polyvae.train(
-        peptide_md[::2], decoder="internal", epochs=10, hidden=(64, 64), progress=False
+        peptide_md, decoder="internal", epochs=20, hidden=(64, 64), progress=False
     )
     layout = model.pipeline.layout
     n_bonds = peptide_md.n_atoms - 1
