@@ -420,7 +420,6 @@ class Pipeline:
         self,
         features: Any,
         sigma: Any = None,
-        refine_steps: int | None = None,
         cartesian_only: bool = False,
         cartesian_weight: float | None = None,
     ):
@@ -431,8 +430,8 @@ class Pipeline:
         most probable one under its Cartesian and internal parts
         (:meth:`~polyvae.internal_decoder.InternalLayout.refine`), which weighs them by
         the decoder's noise scales ``sigma`` (F,), in feature units (required then),
-        with ``refine_steps`` minimization steps (default
-        :data:`~polyvae.internal_decoder.REFINE_STEPS`). ``cartesian_only``: the
+        with :data:`~polyvae.internal_decoder.REFINE_STEPS` minimization steps.
+        ``cartesian_only``: the
         features are the N*D Cartesian ones alone, mapped back without refinement.
         ``cartesian_weight`` overrides the layout's weight of the Cartesian part.
         """
@@ -451,14 +450,13 @@ class Pipeline:
                 "features into positions"
             )
         sig = xp.asarray(sigma, dtype=features.dtype)
-        refine = self.layout.refine if xp is not np else self.layout.refine_jit(refine_steps)
+        refine = self.layout.refine if xp is not np else self.layout.refine_jit()
         refined = refine(
             positions,
             features[..., nc:],
             sig[:nc] * xp.asarray(self.scale, sig.dtype),
             sig[nc:],
             weight=cartesian_weight,
-            **({"steps": refine_steps} if xp is not np else {}),
         )
         if xp is not np:
             return refined
