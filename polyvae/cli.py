@@ -185,11 +185,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--decoder",
-        default="cartesian",
-        choices=["cartesian", "internal"],
-        help="what the decoder gives: aligned Cartesian coordinates (default; the demo: "
-        "internal), or internal coordinates (bond lengths, angles, dihedrals) with them, so "
-        "generated bonds, angles and chiral centres stay physical",
+        default=None,
+        choices=["internal", "cartesian"],
+        help="what the decoder gives: internal coordinates (bond lengths, angles, "
+        "dihedrals) with aligned Cartesian coordinates, so generated bonds, angles and "
+        "chiral centres stay physical (default; cartesian for fewer than 4 atoms in 3D, "
+        "3 in 2D), or aligned Cartesian coordinates alone",
     )
     g.add_argument(
         "--features",
@@ -470,7 +471,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="results", metavar="DIR", help="(default results/)")
     p.add_argument("--data", default=None, help="trajectory to use instead of the bundled one")
     _add_train_options(p)
-    p.set_defaults(decoder="internal")
     for name, func in _COMMANDS.items():
         sub.choices[name].set_defaults(func=func)
     return parser
@@ -823,9 +823,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if argv is None and hasattr(os, "fork"):
-        return _execute_in_child(args)
+    if argv is None:
+        _keep_compiled_code()
+        if hasattr(os, "fork"):
+            return _execute_in_child(args)
     return _execute(args)
+
+
+COMPILE_CACHE_ENV = "POLYVAE_COMPILE_CACHE"
+
+
+def _keep_compiled_code() -> None:
+    """Keep JAX's compiled code on disk between runs of the command.
+
+    A model's training step and structure minimization take seconds to compile; kept
+    in ``$XDG_CACHE_HOME/polyvae/jax`` (default ``~/.cache/polyvae/jax``), the next run
+    on the same molecule and settings loads them instead. ``POLYVAE_COMPILE_CACHE=0``
+    switches this off, another value names the folder; an explicit
+    ``JAX_COMPILATION_CACHE_DIR`` wins.
+    """
+    choice = os.environ.get(COMPILE_CACHE_ENV, "")
+    if choice == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = Path(choice) if choice else base / "polyvae" / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home: compile every run
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 if __name__ == "__main__":

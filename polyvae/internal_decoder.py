@@ -29,20 +29,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import numpy as np
 
 from polyvae import geometry
 from polyvae.internal import ZMatrix, to_cartesian, to_internal, zmatrix
 
-__all__ = ["InternalLayout", "REFINE_STEPS", "CARTESIAN_WEIGHTS"]
+__all__ = ["InternalLayout", "FeatureKinds", "REFINE_STEPS", "CARTESIAN_WEIGHTS"]
 
 CARTESIAN_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 """The weights of the Cartesian expert that training chooses from."""
 
 REFINE_STEPS = 150
 """Adam steps of :meth:`InternalLayout.refine`."""
+
+_REFINE_BLOCK = 256
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _TWO_PI = 2.0 * math.pi
@@ -55,6 +57,63 @@ def _wrap(xp, a):
 
 def _circular_mean(a: np.ndarray) -> np.ndarray:
     return np.arctan2(np.sin(a).mean(axis=0), np.cos(a).mean(axis=0))
+
+
+@dataclass(frozen=True)
+class FeatureKinds:
+    """The kind of every decoder feature: what the likelihood and sampling need.
+
+    Compared and hashed by value, so models of the same molecule share their compiled
+    training steps whatever their fitted centres and scales.
+
+    Attributes
+    ----------
+    n_cartesian : int
+        The first ``N * D`` features are Cartesian (linear).
+    circular, rigid : tuple of bool (Q,)
+        Per internal feature: on the circle; held at its training value.
+    """
+
+    n_cartesian: int
+    circular: tuple
+    rigid: tuple
+
+    @property
+    def n_features(self) -> int:
+        return self.n_cartesian + len(self.circular)
+
+    def _masks(self):
+        import jax.numpy as jnp
+
+        pad = (False,) * self.n_cartesian
+        return jnp.asarray(pad + self.circular, bool), jnp.asarray(pad + self.rigid, bool)
+
+    def log_likelihood(self, x, mean, log_sigma):
+        """log p(x | mean, sigma) of all decoder features, summed, shape (...,), in JAX.
+
+        Normal for linear features; wrapped normal for circular ones (the three nearest
+        windings, exact to float32 precision for sigma below about 1.5 rad); rigid
+        features add nothing.
+        """
+        import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
+
+        circ, rigid = self._masks()
+        resid = jnp.where(circ, _wrap(jnp, x - mean), x - mean)
+        shifts = jnp.where(circ, _TWO_PI, 0.0)
+        quad = -0.5 * (jnp.stack([resid - shifts, resid, resid + shifts]) / jnp.exp(log_sigma)) ** 2
+        # linear features: the three terms coincide; keep one of them
+        windings = jnp.where(circ, logsumexp(quad, axis=0), quad[1])
+        terms = windings - log_sigma - 0.5 * _LOG_2PI
+        return jnp.sum(jnp.where(rigid, 0.0, terms), axis=-1)
+
+    def sample(self, mean, log_sigma, eps):
+        """A draw of every decoder feature from standard-normal ``eps`` (..., F)."""
+        import jax.numpy as jnp
+
+        circ, rigid = self._masks()
+        draw = mean + jnp.where(rigid, 0.0, jnp.exp(log_sigma) * eps)
+        return jnp.where(circ, _wrap(jnp, draw), draw)
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +148,9 @@ class InternalLayout:
 
     The decoder's features are the ``N * D`` standardized Cartesian coordinates
     followed by the Q internal features (:attr:`n_features` in all). Instances compare
-    and hash by identity: a compiled training step is cached per layout.
+    and hash by identity; the training step depends only on :attr:`kinds` and the
+    compiled :meth:`refine` only on the Z-matrix, the masks and the contact pairs, so
+    both are shared by models of the same molecule.
     """
 
     zmatrix: ZMatrix
@@ -120,15 +181,6 @@ class InternalLayout:
     @property
     def dim(self) -> int:
         return self.zmatrix.dim
-
-    @property
-    def circular_features(self) -> np.ndarray:
-        """(F,) bool: which of all decoder features are circular."""
-        return np.concatenate([np.zeros(self.n_cartesian, bool), self.circular])
-
-    @property
-    def _rigid_features(self) -> np.ndarray:
-        return np.concatenate([np.zeros(self.n_cartesian, bool), self.rigid])
 
     # ---- fitting and features ----------------------------------------------------------
     @classmethod
@@ -185,31 +237,14 @@ class InternalLayout:
             parts["dihedrals"] = v[..., 2 * n - 3 :]
         return to_cartesian(parts, self.zmatrix)
 
-    # ---- likelihood ----------------------------------------------------------------------
-    def log_likelihood(self, x, mean, log_sigma):
-        """log p(x | mean, sigma) of all decoder features, summed, shape (...,), in JAX.
-
-        Normal for linear features; wrapped normal for circular ones (the three nearest
-        windings, exact to float32 precision for sigma below about 1.5 rad).
-        """
-        import jax.numpy as jnp
-        from jax.scipy.special import logsumexp
-
-        circ = jnp.asarray(self.circular_features)
-        resid = jnp.where(circ, _wrap(jnp, x - mean), x - mean)
-        shifts = jnp.where(circ, _TWO_PI, 0.0)
-        quad = -0.5 * (jnp.stack([resid - shifts, resid, resid + shifts]) / jnp.exp(log_sigma)) ** 2
-        # linear features: the three terms coincide; keep one of them
-        windings = jnp.where(circ, logsumexp(quad, axis=0), quad[1])
-        terms = windings - log_sigma - 0.5 * _LOG_2PI
-        return jnp.sum(jnp.where(jnp.asarray(self._rigid_features), 0.0, terms), axis=-1)
-
-    def sample(self, mean, log_sigma, eps):
-        """A draw of every decoder feature from standard-normal ``eps`` (..., F)."""
-        import jax.numpy as jnp
-
-        draw = mean + jnp.where(jnp.asarray(self._rigid_features), 0.0, jnp.exp(log_sigma) * eps)
-        return jnp.where(jnp.asarray(self.circular_features), _wrap(jnp, draw), draw)
+    @property
+    def kinds(self) -> FeatureKinds:
+        """What the likelihood needs of the layout (compared by value)."""
+        return FeatureKinds(
+            self.n_cartesian,
+            tuple(bool(v) for v in self.circular),
+            tuple(bool(v) for v in self.rigid),
+        )
 
     # ---- the structure ------------------------------------------------------------------
     def refine(
@@ -248,7 +283,7 @@ class InternalLayout:
         inv_q = 1.0 / (jnp.asarray(internal_sigma, dtype) * jnp.asarray(self.scale, dtype))
         near_pairs = near_min = None  # the pairs closest at the start of each minimization
         weight = jnp.asarray(self.cartesian_weight if weight is None else weight, dtype)
-        bond = float(np.median(self.center[: self.n_atoms - 1]))
+        bond = jnp.median(jnp.asarray(self.center[: self.n_atoms - 1], dtype))
         stiff = 0.5 / (0.01 * bond) ** 2  # 1 kT at 1 % of a bond inside the closest contact
 
         def energy(x):
@@ -264,7 +299,9 @@ class InternalLayout:
 
         n_steps = REFINE_STEPS if steps is None else int(steps)
         # eps_root keeps Adam differentiable where a gradient component is zero
-        opt = optax.adam(optax.exponential_decay(0.02 * bond, max(n_steps, 1), 0.02), eps_root=1e-16)
+        opt = optax.adam(
+            optax.exponential_decay(0.02 * bond, max(n_steps, 1), 0.02), eps_root=1e-16
+        )
         grad = jax.grad(lambda x: jnp.sum(energy(x)))
 
         def minimize(x0):
@@ -316,8 +353,36 @@ class InternalLayout:
         return pairs[idx], jnp.asarray(self.contact_min, x0.dtype)[idx]
 
     def refine_jit(self, steps: int | None = None):
-        """:meth:`refine` with ``steps`` compiled once per layout (for NumPy callers)."""
-        return _jitted_refine(self, steps)
+        """:meth:`refine` compiled, for NumPy callers: once per molecule and ``steps``.
+
+        The fitted values and the weight are arguments of the compiled function, and
+        structures go through it in blocks of :data:`_REFINE_BLOCK` (the last one
+        padded), so one compilation serves every model of the molecule and every count.
+        """
+        fn = _jitted_refine(_StructureKey(self), steps)
+        numeric = (self.center, self.scale, self.contact_min)
+
+        def refine(anchor, internal_features, cartesian_sigma, internal_sigma, weight=None):
+            w = np.float32(self.cartesian_weight if weight is None else weight)
+            anchor = np.asarray(anchor, np.float32)
+            feats = np.asarray(internal_features, np.float32)
+            lead = anchor.shape[:-2]
+            anchor = anchor.reshape((-1,) + anchor.shape[-2:])
+            feats = feats.reshape(-1, feats.shape[-1])
+            n, out = len(anchor), []
+            for start in range(0, n, _REFINE_BLOCK):
+                a, f = anchor[start : start + _REFINE_BLOCK], feats[start : start + _REFINE_BLOCK]
+                pad = _REFINE_BLOCK - len(a)
+                if pad:  # repeat the first structure: every structure is minimized alone
+                    a = np.concatenate([a, np.repeat(a[:1], pad, axis=0)])
+                    f = np.concatenate([f, np.repeat(f[:1], pad, axis=0)])
+                x = fn(numeric, a, f, cartesian_sigma, internal_sigma, w)
+                out.append(np.asarray(x)[: _REFINE_BLOCK - pad])
+            if not out:
+                return np.zeros(anchor.shape, np.float32).reshape(lead + anchor.shape[-2:])
+            return np.concatenate(out).reshape(lead + anchor.shape[-2:])
+
+        return refine
 
     # ---- persistence ---------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -364,11 +429,42 @@ def _gathered_distances(x, pairs):
     return jnp.sqrt(jnp.sum((a - b) ** 2, axis=-1) + 1e-12)
 
 
+class _StructureKey:
+    """A layout's integer and boolean arrays, compared by value: what fixes the
+    compiled :meth:`InternalLayout.refine`."""
+
+    def __init__(self, layout: InternalLayout) -> None:
+        zm = layout.zmatrix
+        self.layout = layout
+        arrays = (zm.order, zm.refs, zm.ring_bonds, layout.circular, layout.rigid)
+        self._key = (zm.dim, layout.contact_pairs.shape) + tuple(
+            (a.shape, np.ascontiguousarray(a).tobytes()) for a in (*arrays, layout.contact_pairs)
+        )
+        self._hash = hash(self._key)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _StructureKey) and self._key == other._key
+
+
 @lru_cache(maxsize=8)
-def _jitted_refine(layout: InternalLayout, steps: int | None):
+def _jitted_refine(key: _StructureKey, steps: int | None):
+    from dataclasses import replace
+
     import jax
 
-    return jax.jit(partial(layout.refine, steps=steps))
+    template = key.layout
+
+    def run(numeric, anchor, internal_features, cartesian_sigma, internal_sigma, weight):
+        center, scale, contact_min = numeric
+        layout = replace(template, center=center, scale=scale, contact_min=contact_min)
+        return layout.refine(
+            anchor, internal_features, cartesian_sigma, internal_sigma, steps=steps, weight=weight
+        )
+
+    return jax.jit(run)
 
 
 def _concat(parts: dict):

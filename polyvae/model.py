@@ -37,7 +37,7 @@ reparameterized sample of z; with ``beta = 1`` it is the negative ELBO.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import jax
@@ -102,6 +102,13 @@ class VAEConfig:
     layout : InternalLayout, optional
         The fitted internal coordinates, required by ``decoder="internal"``. It is
         kept in the model file with the pipeline, not in :meth:`to_dict`.
+
+    Attributes
+    ----------
+    kinds : FeatureKinds or None
+        The kind of every feature, from ``layout``: all the likelihood uses of it.
+        Configs compare by it, not by the layout, so models of one molecule share their
+        compiled code.
     """
 
     n_features: int
@@ -113,7 +120,8 @@ class VAEConfig:
     beta: float = 1.0
     n_inputs: int | None = None
     decoder: str = "cartesian"
-    layout: Any = None
+    layout: Any = field(default=None, compare=False)
+    kinds: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         ensure_int(self.n_features, "n_features", 1)
@@ -148,6 +156,7 @@ class VAEConfig:
                     f'decoder="internal" needs a fitted layout with n_features={self.n_features} '
                     f"internal coordinates; got {self.layout!r:.60}"
                 )
+            object.__setattr__(self, "kinds", self.layout.kinds)
         elif self.layout is not None:
             raise ValueError('layout applies to decoder="internal" only')
 
@@ -156,7 +165,8 @@ class VAEConfig:
         return self.likelihood == "gaussian" and self.sigma is None
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layout"}
+        skip = ("layout", "kinds")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         d["hidden"] = list(self.hidden)
         return d
 
@@ -204,9 +214,9 @@ def init_params(config: VAEConfig, *, key: jax.Array) -> dict:
     params = {"encoder": _init_layers(k_enc, [f_in, *hidden, 2 * latent], gain)}
     if config.decoder == "internal":
         # the Cartesian network starts as a Cartesian decoder would: with the same seed the
-        # encoder and it train exactly as a Cartesian model (the internal network does not
-        # reach the latent space), so the CVs are the same
-        nc = config.layout.n_cartesian
+        # encoder and it follow a Cartesian model's objective from its start (the internal
+        # network does not reach the latent space); only rounding tells the runs apart
+        nc = config.kinds.n_cartesian
         params["decoder_cartesian"] = _init_layers(k_dec, [latent, *hidden[::-1], nc], gain)
         k_int = jax.random.fold_in(k_dec, 1)
         params["decoder"] = _init_layers(k_int, [latent, *hidden[::-1], f - nc], gain)
@@ -263,7 +273,7 @@ def log_likelihood(params: dict, x: jax.Array, z: jax.Array, config: VAEConfig) 
     if config.likelihood == "categorical":
         return jnp.sum(x * jax.nn.log_softmax(out["logits"], axis=-1), axis=-1)
     if config.decoder == "internal":
-        return config.layout.log_likelihood(x, out["mean"], jnp.log(out["sigma"]))
+        return config.kinds.log_likelihood(x, out["mean"], jnp.log(out["sigma"]))
     sigma = out["sigma"]
     resid = (x - out["mean"]) / sigma
     return -0.5 * jnp.sum(resid**2 + 2.0 * jnp.log(sigma) + _LOG_2PI, axis=-1)
@@ -367,7 +377,7 @@ def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only
         return out["mean"], z
     if config.decoder == "internal":
         eps = jax.random.normal(k_x, out["mean"].shape, out["mean"].dtype)
-        return config.layout.sample(out["mean"], jnp.log(out["sigma"]), eps), z
+        return config.kinds.sample(out["mean"], jnp.log(out["sigma"]), eps), z
     return _reparameterize(out["mean"], jnp.broadcast_to(out["sigma"], out["mean"].shape), k_x), z
 
 

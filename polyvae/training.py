@@ -34,10 +34,16 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from polyvae import geometry
-from polyvae._checks import ensure_finite_rows, ensure_int, ensure_number, ensure_onehot
+from polyvae._checks import (
+    ensure_choice,
+    ensure_finite_rows,
+    ensure_int,
+    ensure_number,
+    ensure_onehot,
+)
 from polyvae.frames import Frames
 from polyvae.metadata import TrainingStats
-from polyvae.model import VAEConfig, init_params
+from polyvae.model import DECODERS, VAEConfig, init_params
 from polyvae.steps import (
     HostRows,
     data_mesh,
@@ -409,7 +415,7 @@ def _structure_checks(aligned: np.ndarray, bonds: np.ndarray | None = None, name
         return None
 
 
-def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int = 512, seed: int = 0):
+def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int = 256, seed: int = 0):
     """The internal decoder's model with the Cartesian weight whose structures fit best.
 
     ``n`` decoder draws (the same for every weight) are turned into structures with each
@@ -449,6 +455,27 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int = 512, seed: i
     )
 
 
+def _resolve_decoder(decoder: str | None, n_atoms: int, dim: int) -> str:
+    """The decoder to train: ``decoder``, or the default for a molecule of this size."""
+    smallest = 4 if dim == 3 else 3
+    if decoder is None:
+        if n_atoms >= smallest:
+            return "internal"
+        logger.info(
+            "%d atoms in %dD are too few for internal coordinates: the decoder is cartesian",
+            n_atoms,
+            dim,
+        )
+        return "cartesian"
+    decoder = ensure_choice(decoder, "decoder", DECODERS)
+    if decoder == "internal" and n_atoms < smallest:
+        raise ValueError(
+            f'decoder="internal" needs at least {smallest} atoms in {dim}D; got {n_atoms}: '
+            'use decoder="cartesian"'
+        )
+    return decoder
+
+
 def _diverged_path(output: str | os.PathLike) -> Path:
     """Where a diverged run keeps its last finite parameters: ``NAME.diverged.SUFFIX``."""
     out = Path(output)
@@ -472,7 +499,7 @@ def train(
     reference: Any = None,
     features: str = "positions",
     pairs: Any = None,
-    decoder: str = "cartesian",
+    decoder: str | None = None,
     bonds: Any = None,
     stream: bool | None = None,
     output: str | os.PathLike | None = None,
@@ -496,10 +523,13 @@ def train(
         Encoder input: aligned coordinates, or interatomic distances (``pairs``: (P, 2)
         atom pairs, or k for every k-th pair; default all), which MD engines can compute
         without alignment.
-    decoder : {"cartesian", "internal"}
-        What the decoder reconstructs: aligned Cartesian coordinates, or, with them,
-        internal coordinates (bond lengths, angles, dihedrals) along a Z-matrix of
-        ``bonds``; see :mod:`polyvae.internal_decoder`.
+    decoder : {"internal", "cartesian"}, optional
+        What the decoder reconstructs: aligned Cartesian coordinates with internal
+        coordinates (bond lengths, angles, dihedrals) along a Z-matrix of ``bonds``, so
+        generated bonds, angles and chiral centres stay physical (see
+        :mod:`polyvae.internal_decoder`); or aligned Cartesian coordinates alone.
+        Default: ``"internal"``, or ``"cartesian"`` for molecules too small for a
+        Z-matrix (fewer than 3 atoms in 2D, 4 in 3D).
     bonds : array (B, 2) of int, optional
         The molecule's bonds (0-based, in the frames' atom order). Default: the
         topology's bonds (``frames.bonds``), or a chain in atom order where the atoms
@@ -525,6 +555,7 @@ def train(
     if not isinstance(frames, Frames):
         frames = Frames(frames)
     model_bonds = resolve_bonds(frames, bonds=bonds)
+    decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     tconfig = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that need the chapter's data skip where ../shared is absent."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,11 @@ from helpers import random_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_DATA = ROOT.parent / "shared" / "data" / "dmol"
+
+# compiled XLA code is kept on disk and shared by every test and every CLI subprocess
+# (they inherit the environment): the same models compile once per run, not per process
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 
 @pytest.fixture(scope="session")

@@ -353,7 +353,7 @@ def test_hints_are_flags_on_the_command_line(tmp_path, capsys):
 def test_many_atoms_without_top_warn(tmp_path, capsys):
     x = np.random.default_rng(0).normal(size=(20, 301, 3)).astype(np.float32)
     np.savez(tmp_path / "big.npz", arr=x)
-    args = ["--epochs", "1", "--hidden", "4", "--batch-size", "8"]
+    args = ["--epochs", "1", "--hidden", "4", "--batch-size", "8", "--decoder", "cartesian"]
     assert main(["-q", "train", str(tmp_path / "big.npz"), *args, "-o", str(tmp_path / "m")]) == 0
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if "--top FILE" in line]

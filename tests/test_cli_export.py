@@ -28,15 +28,19 @@ def models(tmp_path_factory):
         "16",
         "--activation",
         "tanh",
+        "--decoder",  # the CV is the encoder's: the cheaper decoder is enough here
+        "cartesian",
     ]
     assert main([*common, "--features", "distances", "--pairs", "40", "-o", str(d / "dist")]) == 0
     assert main([*common, "--align", "kabsch", "-o", str(d / "pos")]) == 0
     assert (
         main(
             [
-                *common[:-2],
+                *common[:-4],
                 "--activation",
                 "relu",
+                "--decoder",
+                "cartesian",
                 "--features",
                 "distances",
                 "--pairs",

@@ -118,6 +118,8 @@ def test_kabsch_alignment_with_reference_frame(adk_model, tmp_path):
                 "kabsch",
                 "--reference",
                 "5",
+                "--decoder",
+                "cartesian",
                 "--epochs",
                 "2",
                 "--hidden",

@@ -25,7 +25,7 @@ def adk_model(tmp_path_factory):
     positions = np.array([ca.positions.copy() for _ in u.trajectory], dtype=np.float32)
     frames = polyvae.Frames(positions, masses=ca.masses)
     path = tmp_path_factory.mktemp("dask") / "adk.polyvae"
-    polyvae.train(frames, hidden=(16,), epochs=2, progress=False, output=path)
+    polyvae.train(frames, hidden=(16,), epochs=2, decoder="cartesian", progress=False, output=path)
     return path
 
 

@@ -55,19 +55,22 @@ def test_layout_features_rebuild_the_frames(rng):
 
 
 def test_wrapped_normal_is_periodic_and_normalized():
-    layout = InternalLayout.fit(random_chain(np.random.default_rng(0), 50, 5))  # 2D: angles circular
+    layout = InternalLayout.fit(
+        random_chain(np.random.default_rng(0), 50, 5)
+    )  # 2D: angles circular
     nc = layout.n_cartesian
     mean = jnp.zeros(layout.n_features)
     log_sigma = jnp.full(layout.n_features, np.log(0.7))
     x = jnp.zeros(layout.n_features).at[nc + 5].set(0.4)
     turned = x.at[nc + 5].add(2 * np.pi)
     assert np.isclose(
-        layout.log_likelihood(x, mean, log_sigma), layout.log_likelihood(turned, mean, log_sigma)
+        layout.kinds.log_likelihood(x, mean, log_sigma),
+        layout.kinds.log_likelihood(turned, mean, log_sigma),
     )
     # the density of one circular feature integrates to 1 over the circle
     grid = jnp.linspace(-np.pi, np.pi, 4001)
     rows = jnp.zeros((grid.size, layout.n_features)).at[:, nc + 5].set(grid)
-    ll = layout.log_likelihood(rows, mean, log_sigma) - layout.log_likelihood(
+    ll = layout.kinds.log_likelihood(rows, mean, log_sigma) - layout.kinds.log_likelihood(
         jnp.zeros_like(rows), mean, log_sigma
     )
     p0 = np.exp(-0.5 * 0 - np.log(0.7) - 0.5 * np.log(2 * np.pi))  # the central winding
@@ -91,7 +94,9 @@ def test_refine_weighs_the_two_experts(rng):
     from dataclasses import replace
 
     stiff = replace(layout, cartesian_weight=1.0)
-    cart = stiff.refine(anchor, feats, jnp.full(layout.n_cartesian, 1e-3), jnp.full(layout.n_internal, 10.0))
+    cart = stiff.refine(
+        anchor, feats, jnp.full(layout.n_cartesian, 1e-3), jnp.full(layout.n_internal, 10.0)
+    )
     assert np.abs(np.asarray(cart - anchor)).max() < 0.05  # tight Cartesian scales: the anchor
 
 
@@ -117,7 +122,9 @@ def test_refine_is_differentiable_and_jit_matches_eager(rng):
 
 
 def test_internal_model_keeps_bonds_and_beats_cartesian(polymer, internal_model):
-    cartesian = polyvae.train(polymer, decoder="cartesian", epochs=15, hidden=(64, 64), progress=False)
+    cartesian = polyvae.train(
+        polymer, decoder="cartesian", epochs=15, hidden=(64, 64), progress=False
+    )
     train = internal_model.pipeline.align_frames(polymer).astype(np.float64)
     bonds = geometry.chain_bonds(polymer.n_atoms)
     ref = geometry.pair_distances(train, bonds)
@@ -129,9 +136,10 @@ def test_internal_model_keeps_bonds_and_beats_cartesian(polymer, internal_model)
     assert abs(spread["internal"] - 1) < abs(spread["cartesian"] - 1)
     gen = internal_model.generate(1024, seed=3)
     cart_gen = cartesian.generate(1024, seed=3)
-    assert internal_model.check_structures(gen).fraction_valid > cartesian.check_structures(
-        cart_gen
-    ).fraction_valid
+    assert (
+        internal_model.check_structures(gen).fraction_valid
+        > cartesian.check_structures(cart_gen).fraction_valid
+    )
 
 
 def test_internal_model_file_round_trip(internal_model, tmp_path):
@@ -142,7 +150,9 @@ def test_internal_model_file_round_trip(internal_model, tmp_path):
     path = internal_model.save(tmp_path / "m.polyvae")
     loaded = polyvae.load_model(path)
     assert loaded.config.decoder == "internal"
-    assert loaded.pipeline.layout.cartesian_weight == internal_model.pipeline.layout.cartesian_weight
+    assert (
+        loaded.pipeline.layout.cartesian_weight == internal_model.pipeline.layout.cartesian_weight
+    )
     assert np.allclose(loaded.generate(16, seed=2), internal_model.generate(16, seed=2), atol=1e-5)
     z = np.zeros((1, 2), np.float32)
     structure = loaded.structure_fn()
@@ -218,3 +228,58 @@ def test_peptide_keeps_its_chirality_and_constrained_bonds(peptide_md):
     assert np.abs(geometry.pair_distances(gen, to_h) / ref - 1).max() < 2e-3
     report = model.check_structures(gen.astype(np.float32))
     assert report.to_dict()["fraction_chirality_ok"] >= 0.99
+
+
+def test_default_decoder_is_internal_where_a_zmatrix_fits(caplog):
+    x = random_chain(np.random.default_rng(0), 64, 6)
+    assert polyvae.train(x, epochs=1, hidden=(8,), progress=False).config.decoder == "internal"
+    three = random_chain(np.random.default_rng(0), 64, 3, dim=3)  # 3 atoms in 3D: no dihedral
+    with caplog.at_level("INFO", logger="polyvae"):
+        model = polyvae.train(three, epochs=1, hidden=(8,), progress=False)
+    assert model.config.decoder == "cartesian" and "too few for internal" in caplog.text
+    with pytest.raises(ValueError, match='decoder="internal" needs at least 4 atoms in 3D; got 3'):
+        polyvae.train(three, decoder="internal", epochs=1, progress=False)
+
+
+def test_models_of_one_molecule_share_compiled_code(polymer):
+    from polyvae.internal_decoder import _jitted_refine
+    from polyvae.steps import make_steps
+
+    a = InternalLayout.fit(polymer.positions[:300])
+    b = InternalLayout.fit(polymer.positions[300:600])
+    assert not np.allclose(a.center, b.center)  # fitted values differ ...
+    config_a = VAEConfig(n_features=a.n_features, decoder="internal", layout=a)
+    config_b = VAEConfig(n_features=b.n_features, decoder="internal", layout=b)
+    assert config_a == config_b and hash(config_a) == hash(config_b)  # ... the kinds do not
+    assert make_steps(config_a, 1e-3)[1] is make_steps(config_b, 1e-3)[1]
+    misses = _jitted_refine.cache_info().misses
+    n = a.n_atoms * a.dim
+    args = (np.zeros((3, a.n_internal), np.float32), np.ones(n), np.ones(a.n_internal))
+    x_a = a.refine_jit(steps=5)(polymer.positions[:3], *args)
+    x_b = b.refine_jit(steps=5)(polymer.positions[:3], *args)
+    assert _jitted_refine.cache_info().misses == misses + 1
+    # the shared code still uses each layout's own values: here, its bond lengths
+    bonds = geometry.chain_bonds(a.n_atoms)
+    d_a, d_b = geometry.pair_distances(x_a, bonds), geometry.pair_distances(x_b, bonds)
+    assert not np.allclose(d_a, d_b)
+    np.testing.assert_allclose(x_a, a.refine(polymer.positions[:3], *args, steps=5), atol=1e-5)
+
+
+def test_command_keeps_compiled_code_where_asked(tmp_path, monkeypatch):
+    import jax
+
+    from polyvae import cli
+
+    seen = []
+    monkeypatch.setattr(jax.config, "update", lambda name, value: seen.append((name, value)))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("POLYVAE_COMPILE_CACHE", str(tmp_path / "cache"))
+    cli._keep_compiled_code()
+    assert seen == [("jax_compilation_cache_dir", str(tmp_path / "cache"))]
+    assert (tmp_path / "cache").is_dir()
+    monkeypatch.setenv("POLYVAE_COMPILE_CACHE", "0")
+    cli._keep_compiled_code()
+    monkeypatch.setenv("POLYVAE_COMPILE_CACHE", "")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "theirs"))
+    cli._keep_compiled_code()
+    assert len(seen) == 1  # switched off, or the user's own setting wins

@@ -22,7 +22,9 @@ or overlapping atoms; three things keep the answer valid:
 
 Starts are the best of many prior draws, screened with the objective plus the final
 round's penalty, and, given ``start_frames``, the encoded latents of the training
-frames with the lowest objective that pass the checks.
+frames with the lowest objective that pass the checks. With checks, a start that passes
+them and is lower than where its rounds end is kept instead (the last point of its
+trace says so): a weak first round can carry a start out of a small valid basin.
 
 An optional prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
 constant) keeps z where the decoder saw training data.
@@ -323,14 +325,25 @@ def optimize_latent(
         z, (f_tr, p_tr) = run(z, jnp.float32(w))
         traces.append(np.asarray(f_tr))
         penalties.append(np.asarray(p_tr))
+    trace, penalty_trace = np.concatenate(traces, axis=1), np.concatenate(penalties, axis=1)
     positions = jax.vmap(structure)(z)
     values, pens = jax.vmap(parts)(z)
-    z, positions, values, pens = (np.asarray(a) for a in (z, positions, values, pens))
-    trace, penalty_trace = np.concatenate(traces, axis=1), np.concatenate(penalties, axis=1)
+    z, positions, values, pens = (np.array(a) for a in (z, positions, values, pens))
     if not np.all(np.isfinite(values)):
         raise FloatingPointError(
             "latent optimization produced non-finite objective values; lower learning_rate"
         )
+    if checks is not None:
+        # a weak first round can carry a start out of a small valid basin lower than where
+        # the rounds end: such a start is kept instead (its trace then ends where it began)
+        z0 = np.asarray(z0, np.float32)
+        x0 = np.asarray(jax.vmap(structure)(jnp.asarray(z0)))
+        f0, p0 = (np.asarray(v) for v in jax.vmap(parts)(jnp.asarray(z0)))
+        ok0, ok = checks.check(x0).valid, checks.check(positions).valid
+        back = ok0 & np.isfinite(f0) & (~ok | (f0 < values))
+        for kept, start in ((z, z0), (positions, x0), (values, f0), (pens, p0)):
+            kept[back] = start[back]
+        trace[back, -1], penalty_trace[back, -1] = f0[back], p0[back]
     round_starts = np.cumsum([0, *per_round[:-1]])
     if checks is None:
         order = np.argsort(values, kind="stable")
