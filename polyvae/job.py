@@ -231,6 +231,9 @@ def run_job(
         unit=model.unit,
         label="Rg",
         penalty_ax=axes[1] if opt.penalty_trace is not None else None,
+        kept=None
+        if opt.kept_start is None
+        else np.where(opt.kept_start[shown], opt.objective[shown], np.nan),
     )
     if opt.penalty_trace is None:
         axes[1].set_visible(False)

@@ -414,6 +414,7 @@ def plot_optimization(
     unit: str | None = None,
     label: str = "objective",
     penalty_ax=None,
+    kept: Any = None,
 ):
     """Objective versus optimization step, one line per start; optionally the constraint
     penalty (dashed, log scale, right axis) and the rounds of a growing penalty weight.
@@ -435,6 +436,10 @@ def plot_optimization(
         Name of the objective.
     penalty_ax : matplotlib Axes, optional
         Where to draw the penalty (log scale); default a right-hand axis on ``ax``.
+    kept : array (n_starts,), optional
+        For starts whose result is the start itself (it was valid and lower than where
+        the path ended), its objective, drawn as a star after the last step; NaN for
+        the others.
 
     Returns
     -------
@@ -452,8 +457,12 @@ def plot_optimization(
             raise ValueError(f"penalty must have the shape of trace {tr.shape}; got {pen.shape}")
     ax = _new_ax(ax)
     steps = np.arange(tr.shape[1])
+    kept = np.full(tr.shape[0], np.nan) if kept is None else np.asarray(kept, np.float64)
     for k, row in enumerate(tr):
         ax.plot(steps, row, lw=1.0, color=f"C{k % 10}", label=f"start {k}")
+        if np.isfinite(kept[k]):
+            ax.plot([steps[-1] + 1], [kept[k]], "*", ms=9, color=f"C{k % 10}",
+                    label=f"start {k} kept: valid, lower than its path")  # fmt: skip
     if 1 < tr.shape[0] <= 10:
         ax.legend(fontsize=7, loc="center right")
     ax.set_xlabel("step")

@@ -145,6 +145,18 @@ def test_a_valid_start_lower_than_its_optimized_end_is_kept(small_model):
     wild = optimize_latent(model, "rg", learning_rate=50.0, **common)
     assert tame.valid.any() and wild.valid.any()
     assert wild.valid[0] and wild.objective[0] <= tame.objective[0] + 1e-5
+    kept = wild.kept_start
+    assert kept.any() and wild.valid[kept].all()
+    np.testing.assert_allclose(_structures(model, wild.z[kept]), wild.positions[kept], atol=1e-5)
+    # the plot says which results are their start
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from polyvae.plotting import plot_optimization
+
+    ax = plot_optimization(wild.trace, kept=np.where(kept, wild.objective, np.nan))
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert sum("kept: valid, lower than its path" in t for t in labels) == kept.sum()
 
 
 def test_optimize_errors(small_model):

@@ -23,8 +23,8 @@ or overlapping atoms; three things keep the answer valid:
 Starts are the best of many prior draws, screened with the objective plus the final
 round's penalty, and, given ``start_frames``, the encoded latents of the training
 frames with the lowest objective that pass the checks. With checks, a start that passes
-them and is lower than where its rounds end is kept instead (the last point of its
-trace says so): a weak first round can carry a start out of a small valid basin.
+them and is lower than where its rounds end is kept instead (``kept_start``): a weak
+first round can carry a start out of a small valid basin.
 
 An optional prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
 constant) keeps z where the decoder saw training data.
@@ -95,6 +95,9 @@ class OptimizationResult:
         The checks enforced (with the percentile band asked for).
     report : ValidityReport or None
         ``checks.check(positions)``: which check each structure passes.
+    kept_start : ndarray (S,) of bool, or None
+        Structures that are their start, kept because it passed the checks and was
+        lower than where the optimization from it ended (``trace`` shows that path).
     """
 
     z: np.ndarray
@@ -108,6 +111,7 @@ class OptimizationResult:
     weights: np.ndarray | None = None
     checks: Any = None
     report: Any = None
+    kept_start: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         out = {"objective": self.objective.tolist(), "z": self.z.tolist()}
@@ -335,7 +339,7 @@ def optimize_latent(
         )
     if checks is not None:
         # a weak first round can carry a start out of a small valid basin lower than where
-        # the rounds end: such a start is kept instead (its trace then ends where it began)
+        # the rounds end: such a start is kept instead
         z0 = np.asarray(z0, np.float32)
         x0 = np.asarray(jax.vmap(structure)(jnp.asarray(z0)))
         f0, p0 = (np.asarray(v) for v in jax.vmap(parts)(jnp.asarray(z0)))
@@ -343,7 +347,6 @@ def optimize_latent(
         back = ok0 & np.isfinite(f0) & (~ok | (f0 < values))
         for kept, start in ((z, z0), (positions, x0), (values, f0), (pens, p0)):
             kept[back] = start[back]
-        trace[back, -1], penalty_trace[back, -1] = f0[back], p0[back]
     round_starts = np.cumsum([0, *per_round[:-1]])
     if checks is None:
         order = np.argsort(values, kind="stable")
@@ -373,7 +376,7 @@ def optimize_latent(
     sub = _subset_report(report, order)
     return OptimizationResult(
         z[order], positions[order], values[order], trace[order], valid[order], pens[order],
-        penalty_trace[order], round_starts, weights, checks, sub,
+        penalty_trace[order], round_starts, weights, checks, sub, back[order],
     )  # fmt: skip
 
 
