@@ -507,6 +507,8 @@ _CLI_WORDS = (
         "raise --starts or --steps, or add --no-checks to optimize without the checks",
     ),
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
+    ('decoder="internal"', "--decoder internal"),
+    ('decoder="cartesian"', "--decoder cartesian"),
     (
         "pass checks=StructureChecks.from_training(frames), or checks=None to optimize "
         "without them",

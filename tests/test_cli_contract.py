@@ -347,6 +347,13 @@ def test_hints_are_flags_on_the_command_line(tmp_path, capsys):
         ["train", tmp_path / "cut.dcd", "--top", datafiles.PSF, "-o", tmp_path / "m"],
         r"truncated: read \d+ frames .* add --allow-truncated to go on with them",
     )
+    np.savez(tmp_path / "tiny.npz", arr=np.ones((8, 3, 3), np.float32))
+    _fail(
+        capsys,
+        ["train", tmp_path / "tiny.npz", "--decoder", "internal", "-o", tmp_path / "t"],
+        r"--decoder internal needs at least 4 atoms in 3D; got 3: use --decoder cartesian",
+    )
+    assert not (tmp_path / "t").exists()
 
 
 # ---- 6. many atoms without a topology warn -------------------------------------------
