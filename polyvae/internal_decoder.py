@@ -437,7 +437,7 @@ class _StructureKey:
         zm = layout.zmatrix
         self.layout = layout
         arrays = (zm.order, zm.refs, zm.ring_bonds, layout.circular, layout.rigid)
-        self._key = (zm.dim, layout.contact_pairs.shape) + tuple(
+        self._key = (zm.dim,) + tuple(
             (a.shape, np.ascontiguousarray(a).tobytes()) for a in (*arrays, layout.contact_pairs)
         )
         self._hash = hash(self._key)

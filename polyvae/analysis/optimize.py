@@ -330,8 +330,13 @@ def optimize_latent(
         traces.append(np.asarray(f_tr))
         penalties.append(np.asarray(p_tr))
     trace, penalty_trace = np.concatenate(traces, axis=1), np.concatenate(penalties, axis=1)
-    positions = jax.vmap(structure)(z)
-    values, pens = jax.vmap(parts)(z)
+
+    def judged(zs):
+        """Structures of latent points and their objective and penalty, each decoded once."""
+        x = jax.vmap(structure)(jnp.asarray(zs, jnp.float32))
+        return x, jax.vmap(fn)(x), jax.vmap(penalty)(x)
+
+    positions, values, pens = judged(z)
     z, positions, values, pens = (np.array(a) for a in (z, positions, values, pens))
     if not np.all(np.isfinite(values)):
         raise FloatingPointError(
@@ -341,8 +346,7 @@ def optimize_latent(
         # a weak first round can carry a start out of a small valid basin lower than where
         # the rounds end: such a start is kept instead
         z0 = np.asarray(z0, np.float32)
-        x0 = np.asarray(jax.vmap(structure)(jnp.asarray(z0)))
-        f0, p0 = (np.asarray(v) for v in jax.vmap(parts)(jnp.asarray(z0)))
+        x0, f0, p0 = (np.asarray(a) for a in judged(z0))
         ok0, ok = checks.check(x0).valid, checks.check(positions).valid
         back = ok0 & np.isfinite(f0) & (~ok | (f0 < values))
         for kept, start in ((z, z0), (positions, x0), (values, f0), (pens, p0)):
