@@ -63,6 +63,7 @@ def optimize_figures(model, frames) -> dict:
         "contact_train_min": ref.min_contact,
         "all_checks": bool(ref.check(x).valid[0]),
         "n_valid": len(res.objective),
+        "noise_rms": None if res.noise is None else float(res.noise_rms[0]),
         "opt_s": t_opt,
         "unit": model.unit,
     }

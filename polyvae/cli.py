@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="find structures that minimize an objective in latent space",
         description="Minimize an objective of the decoded structure over the latent "
         "space from several starts; writes 'positions' (best first), "
-        "'objective' and 'z'.",
+        "'objective' and 'z' (and for the internal decoder 'noise': each structure is "
+        "the model's sample at z with that decoder noise, of rms at most --noise-rms).",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument(
@@ -401,6 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-checks",
         action="store_true",
         help="optimize without the structure checks (structures may be invalid)",
+    )
+    p.add_argument(
+        "--mean-only",
+        action="store_true",
+        help="search the decoder mean alone (internal decoder: leave out its noise)",
+    )
+    p.add_argument(
+        "--noise-rms",
+        type=float,
+        default=1.0,
+        help="internal decoder: bound on the rms of the decoder noise, in its standard "
+        "deviations (default 1, a typical sample)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default 0)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
@@ -507,6 +520,7 @@ _CLI_WORDS = (
         "raise --starts or --steps, or add --no-checks to optimize without the checks",
     ),
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
+    ("noise_rms must", "--noise-rms must"),
     ('decoder="internal"', "--decoder internal"),
     ('decoder="cartesian"', "--decoder cartesian"),
     (
@@ -630,14 +644,15 @@ def _cmd_optimize(a) -> int:
         prior_weight=a.prior_weight,
         checks=None if a.no_checks else "model",
         percentiles=None if a.no_checks else tuple(a.percentiles),
+        decoder_noise=False if a.mean_only else None,
+        noise_rms=a.noise_rms,
         seed=a.seed,
     )
+    extra = {"objective": res.objective, "z": res.z}
+    if res.noise is not None:
+        extra["noise"] = res.noise
     path = io.write_positions(
-        out,
-        res.positions,
-        atoms=io.model_atoms(model),
-        unit=model.unit,
-        extra={"objective": res.objective, "z": res.z},
+        out, res.positions, atoms=io.model_atoms(model), unit=model.unit, extra=extra
     )
     checked = (
         "without structure checks"

@@ -62,6 +62,8 @@ def _optimize(model: VAEModel, frames: Frames):
 def _check_note(opt, rg_train_min: float, unit: str) -> str:
     """The returned structure's checks, as lines of text for the figure."""
     lines = [f"Rg {opt.objective[0]:.3f} {unit} (most compact training {rg_train_min:.3f})"]
+    if opt.noise is not None:
+        lines.append(f"a model sample: decoder noise rms {opt.noise_rms[0]:.2f} (bound 1)")
     if opt.report is None:
         return "\n".join([*lines, "no structure checks in the model file"])
     c, r = opt.checks, opt.report
@@ -209,6 +211,7 @@ def run_job(
         objective=opt.objective,
         z=opt.z,
         valid=valid,
+        **({} if opt.noise is None else {"noise": opt.noise}),
     )
     aligned = model.pipeline.align_frames(frames)
     rg_train = radius_of_gyration(aligned, model.pipeline.masses)
@@ -263,6 +266,8 @@ def run_job(
         "rg_optimized": _length(opt.objective[0], model.unit),
         "rg_training_min": _length(rg_train.min(), model.unit),
         "optimized_checks": _optimized_checks(opt, model.unit),
+        # the optimized structure is the model's sample at z with this noise (rms <= 1)
+        "optimized_noise_rms": None if opt.noise is None else float(opt.noise_rms[0]),
         "validity_generated": _validity(model, generated),
         "validity_optimized": _validity(model, opt.positions[:1]),
         "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],

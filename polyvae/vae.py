@@ -244,6 +244,46 @@ class VAEModel:
 
         return structure
 
+    @property
+    def n_noise(self) -> int:
+        """Size of the decoder noise that :meth:`sample_structure_fn` takes: the internal
+        decoder's feature count (rigid features ignore theirs); 0 for other models."""
+        layout = None if self.pipeline is None else self.pipeline.layout
+        return 0 if layout is None else layout.n_internal
+
+    def sample_structure_fn(self):
+        """A differentiable JAX function ``(z (L,), eps (Q,)) -> positions (N, D)``:
+        the internal decoder's sample at ``z`` with standard-normal noise ``eps``.
+
+        The internal coordinates ``mean(z) + sigma * eps`` (wrapped on the circle,
+        rigid ones at their training value) are rebuilt by NeRF and superposed on the
+        Cartesian part's mean at ``z``. Every structure the internal part generates is
+        ``f(z, eps)`` for some ``eps``; latent optimization searches over both (see
+        :func:`polyvae.analysis.optimize.optimize_latent`). The superposing rotation
+        is held constant under differentiation, which is exact for objectives that a
+        rigid motion leaves unchanged (Rg, distances, angles).
+        """
+        layout = None if self.pipeline is None else self.pipeline.layout
+        if layout is None:
+            raise ValueError("sample_structure_fn needs a model with decoder='internal'")
+        params, config, cartesian = self.params, self.config, self.structure_fn()
+        nc = layout.n_cartesian
+        kinds = config.kinds
+        log_sigma = jnp.log(jnp.asarray(self.decoder_sigma, jnp.float32))
+        w = jnp.full(layout.n_atoms, 1.0 / layout.n_atoms, jnp.float32)
+
+        def structure(z, eps):
+            mean = vae.decode(params, z, config)["mean"]
+            full_eps = jnp.concatenate([jnp.zeros(nc, eps.dtype), eps])
+            feats = kinds.sample(mean, log_sigma, full_eps)[nc:]
+            x = geometry.centered(layout.rebuild(feats), w)
+            anchor = cartesian(z)
+            centre = jnp.mean(anchor, axis=-2)
+            rot = jax.lax.stop_gradient(geometry.kabsch_rotation(x, anchor - centre, w))
+            return geometry.rotate(x, rot) + centre
+
+        return structure
+
     def __repr__(self) -> str:
         c = self.config
         return (

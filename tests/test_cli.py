@@ -132,13 +132,32 @@ def test_optimize(workspace):
     )
     out = np.load(d / "opt.npz")
     assert out["positions"].shape == (4, 6, 2) and np.all(np.diff(out["objective"]) >= 0)
+    # the internal decoder's samples: the noise of each structure comes with it, rms <= 1
+    noise = out["noise"]
+    assert noise.shape[0] == 4 and np.all(np.sqrt(np.mean(noise**2, axis=1)) <= 1 + 1e-5)
+
+
+def test_optimize_mean_only_and_noise_bound(workspace, capsys):
+    d = workspace
+    base = ["-q", "optimize", str(d / "m.polyvae"), "--starts", "2", "--steps", "8"]
+    assert main([*base, "--no-checks", "--mean-only", "-o", str(d / "mean.npz")]) == 0
+    assert "noise" not in np.load(d / "mean.npz").files
+    assert main([*base, "--noise-rms", "0", "-o", str(d / "bad.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "--noise-rms must be a finite number > 0; got 0.0" in err
+    assert not (d / "bad.npz").exists()
 
 
 def test_optimize_with_checks_writes_only_valid_structures_or_says_none(workspace, capsys):
-    """The workspace's chains have rigid unit bonds, which a briefly trained decoder never
-    meets exactly: with the checks on, nothing valid comes out, and the command says so."""
+    """The workspace's chains have rigid unit bonds, which the internal decoder's samples
+    keep exactly and a briefly trained decoder's Cartesian mean never meets: with the
+    checks on, the samples pass; the means do not, and the command says so."""
     d = workspace
     base = ["-q", "optimize", str(d / "m.polyvae"), "--starts", "4", "--steps", "8"]
+    assert main([*base, "--percentiles", "0", "100", "-o", str(d / "ok.npz")]) == 0
+    checks = polyvae.load_model(d / "m.polyvae").structure_checks
+    assert checks.check(np.load(d / "ok.npz")["positions"]).valid.all()
+    base.append("--mean-only")
     assert main([*base, "--percentiles", "0", "100", "-o", str(d / "chk.npz")]) == 2
     err = capsys.readouterr().err
     assert "none of the 4 optimized structures passes the structure checks" in err

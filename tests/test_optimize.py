@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -25,10 +26,13 @@ def _floppy_chains(rng, n_frames=256, n_atoms=8):
     return x.astype(np.float32)
 
 
-def _structures(model, z):
-    """The structures latent optimization works on (for the internal decoder, its
-    Cartesian part, which :meth:`VAEModel.decode` refines further)."""
-    return np.asarray(model.structure_fn()(np.asarray(z, np.float32)))
+def _structures(model, z, noise=None):
+    """The structures latent optimization works on: the decoder mean at z (for the
+    internal decoder, its Cartesian part) or, with noise, the internal decoder's sample."""
+    z = jnp.asarray(z, jnp.float32)
+    if noise is None:
+        return np.asarray(model.structure_fn()(z))
+    return np.asarray(jax.vmap(model.sample_structure_fn())(z, jnp.asarray(noise, jnp.float32)))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,10 @@ def test_rg_decreases_from_the_starts(small_model):
     assert np.all(res.objective <= start + 1e-6)
     np.testing.assert_allclose(res.objective, radius_of_gyration(res.positions), rtol=1e-4)
     assert np.all(np.diff(res.objective) >= 0)  # best first
-    np.testing.assert_allclose(_structures(model, res.z), res.positions, rtol=1e-4, atol=1e-5)
+    assert res.noise.shape == (8, model.n_noise)  # the internal decoder: z and its noise
+    np.testing.assert_allclose(
+        _structures(model, res.z, res.noise), res.positions, rtol=1e-4, atol=1e-5
+    )
     assert res.valid is None and res.penalty is None  # no checks, no flags
 
 
@@ -63,7 +70,8 @@ def test_custom_objective_end_to_end_distance(small_model):
     res = optimize_latent(model, end_to_end, n_starts=4, steps=100, checks=None)
     d = np.linalg.norm(res.positions[:, 0] - res.positions[:, -1], axis=-1)
     np.testing.assert_allclose(-d, res.objective, rtol=1e-4)
-    start = _structures(model, np.random.default_rng(0).normal(size=(64, 2)))
+    z = np.random.default_rng(0).normal(size=(64, 2))
+    start = _structures(model, z, np.zeros((64, model.n_noise)))
     assert d[0] > np.linalg.norm(start[:, 0] - start[:, -1], axis=-1).mean()
 
 
@@ -129,7 +137,7 @@ def test_start_frames_seed_starts_at_the_most_compact_valid_frames(small_model):
     ok = model.check_structures(aligned).valid
     best = np.flatnonzero(ok)[np.argmin(rg[ok])]
     z_best, _ = model.encode(x[best : best + 1])
-    want = radius_of_gyration(_structures(model, z_best))[0]
+    want = radius_of_gyration(_structures(model, z_best, np.zeros((1, model.n_noise))))[0]
     res = optimize_latent(
         model, "rg", n_starts=4, steps=4, learning_rate=1e-6, start_frames=x, require_valid=False
     )
@@ -147,7 +155,9 @@ def test_a_valid_start_lower_than_its_optimized_end_is_kept(small_model):
     assert wild.valid[0] and wild.objective[0] <= tame.objective[0] + 1e-5
     kept = wild.kept_start
     assert kept.any() and wild.valid[kept].all()
-    np.testing.assert_allclose(_structures(model, wild.z[kept]), wild.positions[kept], atol=1e-5)
+    np.testing.assert_allclose(
+        _structures(model, wild.z[kept], wild.noise[kept]), wild.positions[kept], atol=1e-5
+    )
     # the plot says which results are their start
     import matplotlib
 
@@ -159,8 +169,55 @@ def test_a_valid_start_lower_than_its_optimized_end_is_kept(small_model):
     assert sum("kept: valid, lower than its path" in t for t in labels) == kept.sum()
 
 
-def test_optimize_errors(small_model):
+def test_decoder_noise_is_held_to_the_typical_set_and_reaches_lower(small_model):
+    """Over z and the decoder noise, Rg goes lower than over z alone, every returned
+    structure is the model's sample with noise of rms at most noise_rms, and valid."""
     model, _ = small_model
+    mean = optimize_latent(model, "rg", decoder_noise=False, **FAST)
+    assert mean.noise is None and mean.noise_rms is None
+    np.testing.assert_allclose(_structures(model, mean.z), mean.positions, rtol=1e-4, atol=1e-5)
+    for bound in (1.0, 0.25):
+        res = optimize_latent(model, "rg", noise_rms=bound, **FAST)
+        assert res.valid.all() and model.check_structures(res.positions).valid.all()
+        assert np.all(res.noise_rms <= bound * (1 + 1e-5)) and res.noise_rms.max() > 0.5 * bound
+        np.testing.assert_allclose(
+            _structures(model, res.z, res.noise), res.positions, rtol=1e-4, atol=1e-5
+        )
+        if bound == 1.0:
+            assert res.objective[0] < mean.objective[0]
+
+
+def test_sample_structure_is_the_internal_decoders_draw(small_model):
+    """The rebuilt structure has exactly the internal coordinates of the decoder's draw
+    (mean + sigma * eps, angles wrapped) and sits on the Cartesian part's mean."""
+    model, _ = small_model
+    rng = np.random.default_rng(3)
+    z = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
+    eps = jnp.asarray(rng.normal(size=(5, model.n_noise)), jnp.float32)
+    x = jax.vmap(model.sample_structure_fn())(z, eps)
+    layout, kinds = model.pipeline.layout, model.config.kinds
+    nc = layout.n_cartesian
+    from polyvae import model as vae
+
+    mean = vae.decode(model.params, z, model.config)["mean"]
+    full = jnp.concatenate([jnp.zeros((5, nc)), eps], axis=1)
+    draw = kinds.sample(mean, jnp.log(jnp.asarray(model.decoder_sigma)), full)[:, nc:]
+    got, want = np.asarray(layout.measure(x)), np.asarray(layout.values(draw))
+    diff = np.where(layout.circular, np.angle(np.exp(1j * (got - want))), got - want)
+    np.testing.assert_allclose(diff, 0.0, atol=2e-4)
+    anchor = np.asarray(model.structure_fn()(z))
+    np.testing.assert_allclose(np.asarray(x).mean(1), anchor.mean(1), atol=1e-4)
+    # superposed: the best rotation of x onto the anchor is the identity
+    from polyvae import geometry
+
+    xc = np.asarray(x, np.float64) - np.asarray(x).mean(1, keepdims=True)
+    ac = anchor - anchor.mean(1, keepdims=True)
+    rot = geometry.kabsch_rotation(xc, ac, np.full(xc.shape[1], 1.0 / xc.shape[1]))
+    np.testing.assert_allclose(rot, np.broadcast_to(np.eye(2), rot.shape), atol=1e-4)
+
+
+def test_optimize_errors(small_model):
+    model, x = small_model
     with pytest.raises(
         ValueError, match="objective must be one of \\['rg'\\] or a callable; got 'volume'"
     ):
@@ -185,6 +242,13 @@ def test_optimize_errors(small_model):
         optimize_latent(model, checks=3)
     with pytest.raises(ValueError, match="percentiles needs structure checks; got checks=None"):
         optimize_latent(model, checks=None, percentiles=(0.5, 99.5))
+    with pytest.raises(ValueError, match="noise_rms must be a finite number > 0; got 0.0"):
+        optimize_latent(model, noise_rms=0.0)
+    import polyvae
+
+    cart = polyvae.train(x, decoder="cartesian", hidden=(8,), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="decoder_noise needs a model trained with decoder="):
+        optimize_latent(cart, decoder_noise=True)
     old = dataclasses.replace(
         model, metadata={k: v for k, v in model.metadata.items() if k != "structure_checks"}
     )

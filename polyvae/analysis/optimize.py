@@ -28,10 +28,20 @@ first round can carry a start out of a small valid basin.
 
 An optional prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
 constant) keeps z where the decoder saw training data.
+
+For the internal decoder the search runs over the model's samples, not its mean: over z
+together with the decoder noise eps of the internal coordinates
+(:meth:`~polyvae.vae.VAEModel.sample_structure_fn`). A decoder mean averages
+neighbouring frames and rarely reaches the extremes of the data (the most compact
+structures); a sample does, and a typical one is what the model generates. The noise is
+held to the typical set, rms(eps) <= ``noise_rms`` (1: no farther from the mean than a
+typical draw), by projection after every step, so the bound holds exactly for every
+returned structure.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +85,8 @@ class OptimizationResult:
     z : ndarray (S, L)
         Optimized latent points.
     positions : ndarray (S, N, D)
-        Decoded structures (decoder mean), aligned frame, model units.
+        The structures, aligned frame, model units: the decoder mean at ``z``, or with
+        ``noise`` the internal decoder's sample at ``z`` with that noise.
     objective : ndarray (S,)
         Objective of each structure (penalties not included).
     trace : ndarray (S, steps)
@@ -98,6 +109,9 @@ class OptimizationResult:
     kept_start : ndarray (S,) of bool, or None
         Structures that are their start, kept because it passed the checks and was
         lower than where the optimization from it ended (``trace`` shows that path).
+    noise : ndarray (S, Q), or None
+        The internal decoder's standard-normal noise of each structure (None when the
+        search ran over z alone).
     """
 
     z: np.ndarray
@@ -112,6 +126,12 @@ class OptimizationResult:
     checks: Any = None
     report: Any = None
     kept_start: np.ndarray | None = None
+    noise: np.ndarray | None = None
+
+    @property
+    def noise_rms(self) -> np.ndarray | None:
+        """Root mean square of each structure's noise (S,), or None."""
+        return None if self.noise is None else np.sqrt(np.mean(self.noise**2, axis=1))
 
     def to_dict(self) -> dict:
         out = {"objective": self.objective.tolist(), "z": self.z.tolist()}
@@ -195,6 +215,8 @@ def optimize_latent(
     margin: float = 0.005,
     start_frames: Any = None,
     require_valid: bool = True,
+    decoder_noise: bool | None = None,
+    noise_rms: float = 1.0,
     seed: int = 0,
 ) -> OptimizationResult:
     """Minimize ``objective(decode(z))`` over z with Adam, keeping the structure valid.
@@ -240,6 +262,11 @@ def optimize_latent(
         Return only the structures that pass the checks and raise
         :class:`NoValidStructureError` if none does; False returns all, valid first,
         with ``valid`` flags.
+    decoder_noise : bool, optional
+        Search over z and the internal decoder's noise (see the module notes); default
+        on for models with ``decoder="internal"``, which alone have it.
+    noise_rms : float
+        The bound on the root mean square of the noise (> 0).
     seed : int
         Seeds the starting points.
 
@@ -274,10 +301,20 @@ def optimize_latent(
     ensure_number(penalty_weight, "penalty_weight", minimum=0, exclusive=True)
     ensure_number(penalty_growth, "penalty_growth", minimum=1)
     ensure_number(margin, "margin", minimum=0, maximum=0.5, exclusive_maximum=True)
+    ensure_number(noise_rms, "noise_rms", minimum=0, exclusive=True)
     checks = _resolve_checks(model, checks, percentiles)
+    if decoder_noise is None:
+        decoder_noise = model.n_noise > 0
+    elif decoder_noise and model.n_noise == 0:
+        raise ValueError(
+            'decoder_noise needs a model trained with decoder="internal"; this one has '
+            f"decoder={model.config.decoder!r}"
+        )
 
     latent_dim = model.latent_dim
-    structure = model.structure_fn()
+    # the optimized vector: z, then (with decoder noise) eps
+    structure, project = _searched_structure(model, bool(decoder_noise), noise_rms)
+    n_vars = latent_dim + (model.n_noise if decoder_noise else 0)
     if checks is None:
         weights = np.zeros(rounds)
 
@@ -298,35 +335,43 @@ def optimize_latent(
     grad = jax.grad(total)
     per_round = [steps // rounds + (k < steps % rounds) for k in range(rounds)]
 
-    def make_run(n_steps, lr):
-        opt = optax.adam(optax.cosine_decay_schedule(lr, n_steps, alpha=0.01))
+    @functools.cache
+    def make_run(n_steps):
+        """One compiled round of ``n_steps`` (the step size is an argument: rounds of one
+        length share the compilation)."""
+        opt = optax.chain(
+            optax.scale_by_adam(),
+            optax.scale_by_learning_rate(optax.cosine_decay_schedule(1.0, n_steps, alpha=0.01)),
+        )
 
-        def run_one(z0, w):
+        def run_one(z0, w, lr):
             def step(carry, _):
                 z, state = carry
                 updates, state = opt.update(grad(z, w), state, z)
-                z = optax.apply_updates(z, updates)
+                z = project(z + lr * updates)
                 return (z, state), parts(z)
 
             (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None, length=n_steps)
             return z, trace
 
-        return jax.jit(jax.vmap(run_one, in_axes=(0, None)))
+        return jax.jit(jax.vmap(run_one, in_axes=(0, None, None)))
 
     # screen many prior draws with the objective and the last round's penalty, refine the
     # best: the constrained landscape has many local minima, and a broad look is one pass
     w_last = float(weights[-1])
     pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, latent_dim))
+    pool = jnp.pad(pool, ((0, 0), (0, n_vars - latent_dim)))  # starts without noise
     scores = jax.jit(lambda zs: jax.lax.map(lambda z: total(z, w_last), zs, batch_size=4096))(pool)
     order = np.argsort(np.where(np.isfinite(scores), np.asarray(scores), np.inf), kind="stable")
     frame_starts = _frame_starts(model, fn, checks, start_frames, max(1, n_starts // 4))
+    frame_starts = np.pad(frame_starts, ((0, 0), (0, n_vars - latent_dim)))
     z0 = np.concatenate([frame_starts, np.asarray(pool)[order[: n_starts - len(frame_starts)]]])
     z = jnp.asarray(z0, jnp.float32)
     traces, penalties = [], []
     for k, (n_steps, w) in enumerate(zip(per_round, weights, strict=True)):
         # later rounds refine: a smaller first step keeps each start in its basin
-        run = make_run(n_steps, learning_rate * ROUND_LR_DECAY**k)
-        z, (f_tr, p_tr) = run(z, jnp.float32(w))
+        lr = jnp.float32(learning_rate * ROUND_LR_DECAY**k)
+        z, (f_tr, p_tr) = make_run(n_steps)(z, jnp.float32(w), lr)
         traces.append(np.asarray(f_tr))
         penalties.append(np.asarray(p_tr))
     trace, penalty_trace = np.concatenate(traces, axis=1), np.concatenate(penalties, axis=1)
@@ -352,11 +397,12 @@ def optimize_latent(
         for kept, start in ((z, z0), (positions, x0), (values, f0), (pens, p0)):
             kept[back] = start[back]
     round_starts = np.cumsum([0, *per_round[:-1]])
+    z, noise = z[:, :latent_dim], (z[:, latent_dim:] if decoder_noise else None)
     if checks is None:
         order = np.argsort(values, kind="stable")
         return OptimizationResult(
             z[order], positions[order], values[order], trace[order], None, None, None,
-            round_starts, weights,
+            round_starts, weights, noise=None if noise is None else noise[order],
         )  # fmt: skip
     report = checks.check(positions)
     valid = report.valid
@@ -381,7 +427,31 @@ def optimize_latent(
     return OptimizationResult(
         z[order], positions[order], values[order], trace[order], valid[order], pens[order],
         penalty_trace[order], round_starts, weights, checks, sub, back[order],
+        None if noise is None else noise[order],
     )  # fmt: skip
+
+
+def _searched_structure(model, noise: bool, noise_rms: float):
+    """``structure(v)`` of the optimized vector v and the projection that keeps v allowed:
+    v = z alone, or z then the internal decoder's noise (its root mean square over the
+    non-rigid features held to ``noise_rms``; rigid features' noise at 0)."""
+    if not noise:
+        return model.structure_fn(), lambda v: v
+    latent_dim, fn = model.latent_dim, model.sample_structure_fn()
+    free = ~np.asarray(model.config.kinds.rigid, bool)
+    mask = jnp.asarray(free, jnp.float32)
+    n_free = max(int(free.sum()), 1)
+
+    def structure(v):
+        return fn(v[:latent_dim], v[latent_dim:])
+
+    def project(v):
+        eps = v[latent_dim:] * mask
+        rms = jnp.sqrt(jnp.sum(eps**2) / n_free)
+        eps = eps * jnp.minimum(1.0, noise_rms / jnp.maximum(rms, 1e-12))
+        return jnp.concatenate([v[:latent_dim], eps])
+
+    return structure, project
 
 
 def _subset_report(report, order):
