@@ -212,6 +212,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=0.1,
         help="fraction of frames held out to monitor overfitting (default 0.1)",
     )
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        metavar="N",
+        help="early stopping: stop after N epochs without a better validation loss and keep "
+        "the best validation epoch (default: train all --epochs, keep the last)",
+    )
 
 
 def _train_kwargs(a) -> dict:
@@ -227,6 +235,7 @@ def _train_kwargs(a) -> dict:
         sigma=a.sigma,
         align=a.align,
         validation_fraction=a.validation_fraction,
+        patience=a.patience,
         features=a.features,
         pairs=_pairs(a.pairs),
         decoder=a.decoder,
@@ -521,6 +530,7 @@ _CLI_WORDS = (
     ),
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
     ("noise_rms must", "--noise-rms must"),
+    ("patience must", "--patience must"),
     ('decoder="internal"', "--decoder internal"),
     ('decoder="cartesian"', "--decoder cartesian"),
     (
@@ -567,11 +577,17 @@ def _cmd_train(a) -> int:
     if a.stream is not None:
         kwargs["stream"] = a.stream
     model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
-    val = model.history.get("val_elbo", [float("nan")])[-1]
-    _report(
-        f"model written to {a.output} ({model.config.latent_dim} latent CVs, "
-        f"final validation -ELBO {-val:.3f})"
-    )
+    h = model.history
+    n, best = len(h["train_elbo"]), h.get("best_epoch")
+    if best is None:
+        how = f"no validation split, epoch {n} kept"
+    else:
+        kept = best if model.train_config.patience is not None else n
+        how = (
+            f"validation -ELBO {-h['val_elbo'][kept - 1]:.3f} in epoch {kept} of {n}, kept; "
+            f"best {-h['val_elbo'][best - 1]:.3f} in epoch {best}"
+        )
+    _report(f"model written to {a.output} ({model.config.latent_dim} latent CVs, {how})")
     return 0
 
 

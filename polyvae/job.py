@@ -261,6 +261,8 @@ def run_job(
         "train_seconds": round(t_train, 2),
         "final_train_elbo": model.history["train_elbo"][-1],
         "final_val_elbo": model.history.get("val_elbo", [None])[-1],
+        "best_val_epoch": model.history.get("best_epoch"),
+        "epochs_run": len(model.history["train_elbo"]),
         "mean_w1_normalized": marg["mean_w1_normalized"],
         "bond_w1": marg["structure"]["bond_w1"],
         "rg_optimized": _length(opt.objective[0], model.unit),

@@ -49,7 +49,8 @@ def plot_history(history: Mapping[str, Any], ax=None):
     history : dict of str to list of float
         ``train_recon``, ``train_kl`` and ``train_elbo`` per epoch (recon and KL are
         losses in nats/frame, ELBO the lower bound ``-(recon + kl)``), optionally
-        ``val_recon``, ``val_kl`` and ``val_elbo``.
+        ``val_recon``, ``val_kl`` and ``val_elbo``; ``best_epoch`` (int), the best
+        validation epoch, is marked.
     ax : matplotlib Axes, optional
 
     Returns
@@ -74,6 +75,9 @@ def plot_history(history: Mapping[str, Any], ax=None):
     ax = _new_ax(ax)
     for values, style, color, label in curves:
         ax.plot(np.arange(1, values.size + 1), values, style, color=color, label=label)
+    best = history.get("best_epoch")
+    if best is not None:
+        ax.axvline(best, color="0.4", lw=0.8, ls=":", label=f"best validation epoch {best}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (nats/frame)")
     ax.legend()

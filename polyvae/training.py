@@ -68,6 +68,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+OVERFIT_NATS = 1.0
+"""Validation -ELBO that rose by more than this (nats per frame) past its best epoch is
+reported as overfitting."""
+
 STREAM_ABOVE_BYTES = 1 << 30
 """Feature matrices larger than this (1 GiB, float32) are streamed from host memory."""
 
@@ -90,6 +94,12 @@ class TrainConfig:
         reparameterization noise.
     validation_fraction : float
         Fraction of frames held out for validation (0 <= f < 1).
+    patience : int or None
+        Early stopping, with a validation split: stop when the validation loss has not
+        improved for this many epochs, and return the parameters of the best validation
+        epoch (``history["best_epoch"]``). None (the default) trains all ``epochs`` and
+        returns the last parameters: the validation -ELBO of the bundled polymers
+        levels off long before their generated distance marginals stop improving.
     """
 
     epochs: int = 250
@@ -97,11 +107,14 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     validation_fraction: float = 0.1
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         ensure_int(self.epochs, "epochs", 1)
         ensure_int(self.batch_size, "batch_size", 1)
         ensure_int(self.seed, "seed", 0)
+        if self.patience is not None:
+            ensure_int(self.patience, "patience", 1)
         ensure_number(self.learning_rate, "learning_rate", minimum=0, exclusive=True)
         ensure_number(
             self.validation_fraction,
@@ -184,7 +197,7 @@ def _run_epochs(
     rows, shows progress, and stops with :class:`TrainingDivergedError` (carrying the
     last finite parameters) when the loss or the parameters stop being finite.
     """
-    history: dict[str, list] = {}
+    history: dict[str, Any] = {}
     bar = tqdm(
         range(1, tc.epochs + 1),
         desc="training",
@@ -192,6 +205,7 @@ def _run_epochs(
         disable=not progress,
         mininterval=1.0,
     )
+    best = (math.inf, 0, params)  # validation loss, epoch, parameters
     for epoch in bar:
         t0 = time.perf_counter()
         key, k_epoch = jax.random.split(key)
@@ -203,10 +217,47 @@ def _run_epochs(
         _record(history, "train", recon, kl, config.beta)
         if val_data is not None:
             _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
+            if history["val_loss"][-1] < best[0]:
+                best = (history["val_loss"][-1], epoch, params)
         history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
         if progress:
             bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
-    return params, history
+        if val_data is not None and tc.patience is not None and epoch - best[1] >= tc.patience:
+            bar.close()
+            logger.info(
+                "early stop after epoch %d: no better validation loss for %d epochs",
+                epoch,
+                tc.patience,
+            )
+            break
+    if val_data is None:
+        return params, history
+    _, best_epoch, best_params = best
+    history["best_epoch"] = best_epoch
+    _report_overfitting(history, best_epoch, tc.patience)
+    return (params if tc.patience is None else best_params), history
+
+
+def _report_overfitting(history: dict, best_epoch: int, patience: int | None) -> None:
+    """A warning when the validation -ELBO ended well above its best epoch's, and that
+    epoch lies well before the end (``patience`` epochs, or a fifth of the run)."""
+    n = len(history["val_elbo"])
+    window = max(10, n // 5) if patience is None else patience
+    rise = history["val_elbo"][best_epoch - 1] - history["val_elbo"][-1]  # last minus best -ELBO
+    if n - best_epoch >= window and rise > OVERFIT_NATS:
+        gap = history["train_elbo"][-1] - history["val_elbo"][-1]
+        logger.warning(
+            "the model overfits: validation -ELBO rose by %.2f nats per frame after its best "
+            "epoch %d of %d (train/validation gap %.2f nats at the end); %s",
+            rise,
+            best_epoch,
+            len(history["val_elbo"]),
+            gap,
+            "the parameters of the last epoch are kept; patience=N (polyvae train --patience N) "
+            "stops early and keeps the best epoch"
+            if patience is None
+            else f"the parameters of epoch {best_epoch} are kept",
+        )
 
 
 def _host_matrix(a: Any, name: str, n_rows: int | None, n_cols: int, config: VAEConfig):
@@ -495,6 +546,7 @@ def train(
     learning_rate: float = 1e-3,
     seed: int = 0,
     validation_fraction: float = 0.1,
+    patience: int | None = None,
     align: str = "principal",
     reference: Any = None,
     features: str = "positions",
@@ -515,8 +567,10 @@ def train(
         Architecture and objective, see :class:`polyvae.model.VAEConfig`. ``sigma=None``
         learns the decoder's per-feature noise (recommended); a number fixes it, in
         units of each feature's training standard deviation.
-    epochs, batch_size, learning_rate, seed, validation_fraction
-        See :class:`TrainConfig`.
+    epochs, batch_size, learning_rate, seed, validation_fraction, patience
+        See :class:`TrainConfig`. With ``patience`` and a validation split, training
+        stops after ``patience`` epochs without a better validation loss and the model
+        holds the parameters of its best validation epoch (``history["best_epoch"]``).
     align : {"principal", "kabsch", "none"}
         Alignment before flattening; ``reference`` is the Kabsch target (N, D).
     features : {"positions", "distances"}
@@ -562,6 +616,7 @@ def train(
         learning_rate=learning_rate,
         seed=seed,
         validation_fraction=validation_fraction,
+        patience=patience,
     )
     pipeline = Pipeline(
         align=align,

@@ -44,10 +44,13 @@ def test_train_writes_model_with_options(workspace, capsys):
             "2e-3",
             "--align",
             "kabsch",
+            "--patience",
+            "7",
             *FAST,
         ]
     )
-    assert code == 0 and "model written to" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0 and "model written to" in out and ", kept; best " in out
     m = polyvae.load_model(d / "m2.polyvae")
     assert (m.latent_dim, m.config.activation, m.config.beta, m.config.sigma) == (
         3,
@@ -56,6 +59,7 @@ def test_train_writes_model_with_options(workspace, capsys):
         0.2,
     )
     assert m.pipeline.align == "kabsch" and m.train_config.learning_rate == 2e-3
+    assert m.train_config.patience == 7 and 1 <= m.history["best_epoch"] <= 3
 
 
 def test_encode(workspace):
@@ -249,6 +253,10 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
             "has 7 atoms in 2D but the model",
         ),
         (["generate", "{d}/m.polyvae", "-n", "0", "-o", "{d}/x.npz"], "n must be >= 1"),
+        (
+            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--patience", "0"],
+            "--patience must be >= 1; got 0",
+        ),
     ],
 )
 def test_errors_are_one_line_exit_2(workspace, capsys, args, message):

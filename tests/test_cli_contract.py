@@ -375,10 +375,15 @@ def test_many_atoms_without_top_warn(tmp_path, capsys):
 def test_train_reports_minus_elbo(ws, tmp_path, capsys):
     assert main(["-q", "train", str(ws / "traj.npz"), *FAST, "-o", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert "final validation -ELBO" in out
-    value = float(re.search(r"-ELBO (\S+)\)", out).group(1))
+    m = re.search(
+        r"validation -ELBO (\S+) in epoch (\d+) of (\d+), kept; best (\S+) in epoch (\d+)", out
+    )
     model = polyvae.load_model(tmp_path / "m")
-    assert value == pytest.approx(-model.history["val_elbo"][-1], abs=1e-3)
+    h = model.history
+    assert int(m.group(2)) == int(m.group(3)) == len(h["val_elbo"])  # the last epoch is kept
+    assert float(m.group(1)) == pytest.approx(-h["val_elbo"][-1], abs=1e-3)
+    assert int(m.group(5)) == h["best_epoch"]
+    assert float(m.group(4)) == pytest.approx(-max(h["val_elbo"]), abs=1e-3)
 
 
 def test_toy_takes_o_and_out():

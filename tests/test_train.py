@@ -46,6 +46,53 @@ def test_history_and_loss_decreases():
     assert h["val_elbo"][-1] > h["val_elbo"][0]
 
 
+def _overfitting(patience):
+    """Noise features, 24 frames, a wide decoder: the validation loss soon rises."""
+    x = _data(24, f=16, seed=3)
+    cfg = VAEConfig(n_features=16, hidden=(256, 256))
+    tc = TrainConfig(
+        epochs=300, batch_size=8, learning_rate=3e-3, validation_fraction=0.25, patience=patience
+    )
+    return x, cfg, tc, *fit(x, cfg, tc, progress=False)
+
+
+def _val_loss(params, x, cfg, tc):
+    """The validation loss of params, evaluated as training does (same rows, same key)."""
+    from polyvae.steps import evaluate
+
+    _, val_idx = split_indices(len(x), tc.validation_fraction, tc.seed)
+    k_val = jax.random.split(jax.random.PRNGKey(tc.seed), 3)[2]
+    recon, kl = evaluate(params, (jax.numpy.asarray(x[val_idx]),), cfg, key=k_val)
+    return recon + cfg.beta * kl
+
+
+def test_early_stopping_returns_the_best_validation_epoch(caplog):
+    with caplog.at_level("WARNING", logger="polyvae.training"):
+        x, cfg, tc, params, h = _overfitting(patience=60)
+    best, n = h["best_epoch"], len(h["train_loss"])
+    assert n == best + 60 < 300  # stopped 60 epochs after the best one
+    assert h["val_loss"][best - 1] == min(h["val_loss"])
+    assert h["val_loss"][-1] > h["val_loss"][best - 1] + 1.0  # it did overfit
+    np.testing.assert_allclose(_val_loss(params, x, cfg, tc), h["val_loss"][best - 1], rtol=1e-5)
+    assert "the model overfits: validation -ELBO rose by" in caplog.text
+    assert f"after its best epoch {best} of {n}" in caplog.text
+    assert f"the parameters of epoch {best} are kept" in caplog.text
+
+
+def test_without_patience_all_epochs_run_and_the_last_is_returned(caplog):
+    with caplog.at_level("WARNING", logger="polyvae.training"):
+        x, cfg, tc, params, h = _overfitting(patience=None)
+    best = h["best_epoch"]
+    assert (
+        len(h["train_loss"]) == 300 and best < 300 and h["val_loss"][best - 1] == min(h["val_loss"])
+    )
+    np.testing.assert_allclose(_val_loss(params, x, cfg, tc), h["val_loss"][-1], rtol=1e-5)
+    assert "the parameters of the last epoch are kept; patience=N" in caplog.text
+    # without a validation split there is no best epoch: the last parameters come back
+    _, h0 = fit(x, cfg, TrainConfig(epochs=3, batch_size=8, validation_fraction=0), progress=False)
+    assert "best_epoch" not in h0 and len(h0["train_loss"]) == 3
+
+
 def test_beta_weights_kl_in_loss():
     cfg = VAEConfig(n_features=8, hidden=(16,), beta=0.25)
     _, h = fit(_data(), cfg, TrainConfig(epochs=2), progress=False)
@@ -113,6 +160,7 @@ def test_divergence_saves_last_finite_model_when_output_set(tmp_path):
         (dict(learning_rate=0.0), "learning_rate must be a finite number > 0; got 0.0"),
         (dict(learning_rate=-1e-3), "learning_rate must be a finite number > 0"),
         (dict(epochs=0), "epochs must be >= 1"),
+        (dict(patience=0), "patience must be >= 1; got 0"),
         (dict(batch_size=0), "batch_size must be >= 1"),
         (
             dict(validation_fraction=1.0),
