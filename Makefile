@@ -15,10 +15,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# the optional TorchScript export is tested where the CPU build of torch 2.13.0 installs
-$(TEST_STAMP): $(STAMP)
+# the optional TorchScript export is tested where the CPU build of torch 2.13.0 installs, the
+# PLUMED export inside the PLUMED that the hillclimber wheel bundles (its own dependencies unneeded)
+$(TEST_STAMP): $(STAMP) Makefile
 	$(BIN)/python -m pip install --quiet torch==2.13.0 \
 		|| echo "torch==2.13.0 is not installable here: the TorchScript tests will skip"
+	$(BIN)/python -m pip install --quiet --no-deps hillclimber==0.1.8 \
+		|| echo "hillclimber==0.1.8 (a PLUMED build) is not installable here: the PLUMED tests will skip"
 	touch $(TEST_STAMP)
 
 $(DOCS_STAMP): $(STAMP)

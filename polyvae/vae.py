@@ -244,6 +244,51 @@ class VAEModel:
 
         return structure
 
+    def cv_fn(self):
+        """A differentiable JAX function ``x (N, D) -> CV (L,)``: the encoder mean of one
+        raw frame, in the model's unit, as an MD engine computes it from the exported CV.
+
+        For distance inputs and for ``align="kabsch"`` or ``"none"`` (the principal-axes
+        frame is not a smooth function of the positions). Its gradient is the CV's
+        derivative with respect to the positions: a restraint ``k/2 (s - s0)^2`` on
+        component ``s`` pulls with ``-k (s - s0) grad s``.
+        """
+        pipe = self.pipeline
+        if pipe is None:
+            raise ValueError("cv_fn needs a coordinate model (frames, not raw features)")
+        params, config = self.params, self.config
+        if pipe.features == "distances":
+            pairs = np.asarray(pipe.pairs)
+            shift, scale = (jnp.asarray(v, jnp.float32) for v in (pipe.in_mean, pipe.in_scale))
+
+            def inputs(x):
+                return (geometry.pair_distances(x, pairs) - shift) / scale
+
+        elif pipe.align in ("kabsch", "none"):
+            w = jnp.asarray(geometry.mass_weights(pipe.masses, pipe.n_atoms), jnp.float32)
+            shift, scale = (jnp.asarray(v, jnp.float32) for v in (pipe.mean, pipe.scale))
+            ref = None
+            if pipe.align == "kabsch":
+                ref = geometry.centered(jnp.asarray(pipe.reference, jnp.float32), w)
+
+            def inputs(x):
+                xc = geometry.centered(x, w)
+                if ref is not None:
+                    xc = geometry.rotate(xc, geometry.kabsch_rotation(xc, ref, w))
+                return (jnp.reshape(xc, (-1,)) - shift) / scale
+
+        else:
+            raise ValueError(
+                f'cv_fn needs distance inputs or align="kabsch" or "none"; this model uses '
+                f"align={pipe.align!r}, whose frame is not a smooth function of the positions"
+            )
+
+        def cv(x):
+            mean, _ = vae.encode(params, inputs(jnp.asarray(x, jnp.float32))[None], config)
+            return mean[0]
+
+        return cv
+
     @property
     def n_noise(self) -> int:
         """Size of the decoder noise that :meth:`sample_structure_fn` takes: the internal
