@@ -19,7 +19,8 @@ import pytest
 
 import polyvae
 from polyvae.cli import main
-from polyvae.export.plumed_driver import find_plumed, read_colvar, read_forces, run_driver
+from polyvae.export import read_colvar
+from polyvae.export.plumed_driver import find_plumed, read_forces, run_driver
 
 pytest.importorskip("MDAnalysisTests")
 from MDAnalysisTests.datafiles import DCD, PSF  # noqa: E402

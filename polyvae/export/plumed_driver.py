@@ -4,8 +4,9 @@
 variable ``POLYVAE_PLUMED``; the kernel bundled in a Python wheel that ships PLUMED
 under ``site-packages/plumed/_lib`` (for example ``hillclimber``, built with the ANN and
 molfile modules); or ``plumed`` on ``PATH``. :func:`run_driver` runs ``plumed driver``
-over a trajectory and reads back the COLVAR file it wrote, so a user can check an
-exported CV against ``polyvae encode`` before a biased run.
+over a trajectory and returns the COLVAR file it wrote (read it with
+:func:`polyvae.export.read_colvar`), so a user can check an exported CV against
+``polyvae encode`` before a biased run.
 
 PLUMED facts used here: the driver reads trajectories through VMD's molfile plugins with
 ``--mf_<format>`` (lengths in Å, converted to the driver's nm; an input that says
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PlumedBinary", "find_plumed", "run_driver", "read_colvar", "read_forces"]
+__all__ = ["PlumedBinary", "find_plumed", "run_driver", "read_forces"]
 
 #: Trajectory suffixes the driver reads through molfile (lengths in Å).
 MOLFILE_FORMATS = ("dcd", "xtc", "trr", "gro", "pdb", "crd", "g96")
@@ -52,7 +53,9 @@ class PlumedBinary:
         )
         if proc.returncode != 0:
             tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
-            raise RuntimeError(f"plumed exited with code {proc.returncode} ({' '.join(cmd)}): {tail}")
+            raise RuntimeError(
+                f"plumed exited with code {proc.returncode} ({' '.join(cmd)}): {tail}"
+            )
         return proc
 
     def version(self) -> str:
@@ -135,18 +138,6 @@ def run_driver(
     if not out.is_file():
         raise RuntimeError(f"plumed driver ran but wrote no {colvar} in {dat.parent}")
     return out
-
-
-def read_colvar(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Field names and values (rows, fields) of a PLUMED COLVAR file."""
-    names: list[str] = []
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("#! FIELDS"):
-            names = line.split()[2:]
-        elif line.strip() and not line.startswith("#"):
-            rows.append([float(v) for v in line.split()])
-    return names, np.asarray(rows, dtype=np.float64)
 
 
 def read_forces(path: str | os.PathLike) -> np.ndarray:
