@@ -58,6 +58,38 @@ def _sigma(text: str) -> float | None:
         ) from None
 
 
+def _add_weight_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("frame weights (biased runs)")
+    g.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE|COLVAR:COLUMN",
+        help="per-frame weights: a file with one number per frame (.npy or text), or a "
+        "PLUMED COLVAR file and the column of its bias in kJ/mol (e.g. COLVAR:metad.bias), "
+        "weighed exp(V/kT) with --temperature",
+    )
+    g.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="K",
+        help="temperature of the biased run in kelvin (with --weights COLVAR:COLUMN)",
+    )
+
+
+def _frame_weights(a, n_frames: int):
+    """The weights --weights names, checked against the frames (None without it)."""
+    if a.weights is None:
+        if a.temperature is not None:
+            raise ValueError("--temperature is used only with --weights COLVAR:COLUMN")
+        return None
+    from polyvae.weights import effective_sample_size, read_weights
+
+    w = read_weights(a.weights, n_frames, a.temperature)
+    _report(f"frame weights: effective sample size {effective_sample_size(w):.1f} of {n_frames}")
+    return w
+
+
 def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
     g = p.add_argument_group("trajectory input")
     g.add_argument(
@@ -305,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "number (default: the first frame)",
     )
     _add_train_options(p)
+    _add_weight_options(p)
 
     p = sub.add_parser(
         "encode",
@@ -373,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     _add_data_options(p, select=False)
+    _add_weight_options(p)
 
     p = sub.add_parser(
         "optimize",
@@ -531,6 +565,12 @@ _CLI_WORDS = (
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
     ("noise_rms must", "--noise-rms must"),
     ("patience must", "--patience must"),
+    ("pass temperature (--temperature)", "add --temperature K"),
+    ("temperature must", "--temperature must"),
+    (
+        "temperature is used only with weights from a COLVAR bias column (COLVAR:COLUMN)",
+        "--temperature is used only with --weights COLVAR:COLUMN",
+    ),
     ('decoder="internal"', "--decoder internal"),
     ('decoder="cartesian"', "--decoder cartesian"),
     (
@@ -576,6 +616,7 @@ def _cmd_train(a) -> int:
         kwargs["reference"] = io.load_reference(a.reference, frames)
     if a.stream is not None:
         kwargs["stream"] = a.stream
+    kwargs["weights"] = _frame_weights(a, frames.n_frames)
     model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
     h = model.history
     n, best = len(h["train_elbo"]), h.get("best_epoch")
@@ -638,7 +679,8 @@ def _cmd_marginals(a) -> int:
     out = _output(a, kind="dir")
     model = load_model(a.model)
     frames = io.read_frames(a.data, atoms=io.model_atoms(model), **_read_kwargs(a))
-    res = write_marginals(model, frames, out, n=a.n, seed=a.seed)
+    weights = _frame_weights(a, frames.n_frames)
+    res = write_marginals(model, frames, out, n=a.n, seed=a.seed, weights=weights)
     _report(
         f"mean normalized W1 over {len(res['pairs'])} distance pairs: "
         f"{res['mean_w1_normalized']:.3f}; results in {out}"

@@ -130,8 +130,12 @@ def write_marginals(
     *,
     n: int = 2048,
     seed: int = 1,
+    weights: Any = None,
 ) -> dict:
     """Generate ``n`` frames, compare their distance marginals with ``frames``, write results.
+
+    ``weights`` (one per frame of ``frames``) make the training side a weighted ensemble
+    (see :func:`~polyvae.analysis.marginals.distance_marginals`).
 
     Writes ``marginals.json``, ``marginals.png`` and ``overlay.png`` to ``out_dir``.
 
@@ -146,9 +150,13 @@ def write_marginals(
     out.mkdir(parents=True, exist_ok=True)
     train_pos = model.pipeline.align_frames(frames)
     generated = model.generate(n, seed=seed)
-    marg = distance_marginals(train_pos, generated, unit=model.unit)
+    marg = distance_marginals(train_pos, generated, unit=model.unit, train_weights=weights)
     report = compare_structures(train_pos, generated)
     result = {**marg.to_dict(), "n_generated": n, "structure": report.to_dict()}
+    if weights is not None:
+        from polyvae.weights import effective_sample_size
+
+        result["weights"] = {"effective_sample_size": effective_sample_size(weights)}
     (out / "marginals.json").write_text(json.dumps(result, indent=2))
     fig = plotting.plot_marginals_overview(marg, bonds=model.bonds)
     fig.savefig(out / "marginals.png", dpi=110)

@@ -336,10 +336,12 @@ def loss(
     key: jax.Array | None = None,
     eps: jax.Array | None = None,
     x_in: jax.Array | None = None,
+    weights: jax.Array | None = None,
 ):
     """Batch-mean training objective ``recon + beta * kl`` and its parts.
 
-    ``key`` or ``eps`` as in :func:`loss_terms`.
+    ``key`` or ``eps`` as in :func:`loss_terms`. ``weights`` (...,): per-frame weights
+    (normalized to mean 1 over the data, so the batch mean stays unbiased).
 
     Returns
     -------
@@ -347,6 +349,8 @@ def loss(
     (recon, kl) : scalars, batch means.
     """
     recon, kl = loss_terms(params, x, config, key=key, eps=eps, x_in=x_in)
+    if weights is not None:  # frame weights, normalized to mean 1 over the training frames
+        recon, kl = recon * weights, kl * weights
     recon, kl = jnp.mean(recon), jnp.mean(kl)
     return recon + config.beta * kl, (recon, kl)
 

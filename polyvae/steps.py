@@ -84,9 +84,10 @@ def epoch_plan(
 def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None):
     """Adam and one compiled function that runs a sequence of optimizer steps.
 
-    ``steps(params, opt_state, data, order, eps) -> (params, opt_state, (recon, kl), finite)``
-    gathers batch ``i`` as ``[a[order[i]] for a in data]`` (``data`` is ``(targets,)`` or
-    ``(targets, encoder_inputs)``) and steps through all rows of ``order`` inside one
+    ``steps(params, opt_state, data, order, eps, weights=None) -> (params, opt_state,
+    (recon, kl), finite)`` gathers batch ``i`` as ``[a[order[i]] for a in data]`` (``data``
+    is ``(targets,)`` or ``(targets, encoder_inputs)``; ``weights``, per row of ``data``
+    and of mean 1, weigh each frame's loss) and steps through all rows of ``order`` inside one
     ``lax.scan``, so Python is entered once per call; ``(recon, kl)`` are the means over
     the steps, ``finite`` whether every parameter is still finite. With a mesh of several
     devices each batch's rows are sharded across it. Cached: repeated trainings with
@@ -103,16 +104,19 @@ def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None
     shard_rows = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, P("batch"))
 
     @jax.jit
-    def steps(params, opt_state, data, order, eps):
+    def steps(params, opt_state, data, order, eps, weights=None):
         def step(carry, inputs):
             params, opt_state = carry
             idx, eps_batch = inputs
             batch = [a[idx] for a in data]
+            w_batch = None if weights is None else weights[idx]
             if shard_rows is not None:
                 batch = [jax.lax.with_sharding_constraint(b, shard_rows) for b in batch]
                 eps_batch = jax.lax.with_sharding_constraint(eps_batch, shard_rows)
             x_in = batch[1] if len(batch) > 1 else None
-            (_, (recon, kl)), grads = grad_fn(params, batch[0], eps=eps_batch, x_in=x_in)
+            (_, (recon, kl)), grads = grad_fn(
+                params, batch[0], eps=eps_batch, x_in=x_in, weights=w_batch
+            )
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, opt_state), jnp.stack([recon, kl])
@@ -130,11 +134,12 @@ def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None
 
 
 def evaluate(
-    params: dict, data: tuple, config: VAEConfig, *, key: jax.Array
+    params: dict, data: tuple, config: VAEConfig, *, key: jax.Array, weights=None
 ) -> tuple[float, float]:
     """Mean reconstruction loss and KL over ``data`` (one z sample per frame).
 
-    ``data`` is ``(targets,)`` or ``(targets, encoder_inputs)``.
+    ``data`` is ``(targets,)`` or ``(targets, encoder_inputs)``; ``weights`` (n,),
+    optional, make the means weighted ones.
     """
     fn = _eval_fn(config)
     total = np.zeros(2)
@@ -142,17 +147,30 @@ def evaluate(
     for start in range(0, n, _EVAL_CHUNK):
         chunk = tuple(a[start : start + _EVAL_CHUNK] for a in data)
         key, sub = jax.random.split(key)
-        total += np.asarray(fn(params, chunk, sub), dtype=np.float64) * chunk[0].shape[0]
-    recon, kl = total / n
+        if weights is None:
+            total += np.asarray(fn(params, chunk, sub), dtype=np.float64) * chunk[0].shape[0]
+        else:
+            w = jnp.asarray(weights[start : start + _EVAL_CHUNK], jnp.float32)
+            total += np.asarray(_eval_weighted(config, params, chunk, sub, w), dtype=np.float64)
+    recon, kl = total / (n if weights is None else float(np.sum(weights)))
     return float(recon), float(kl)
+
+
+def _eval_terms(config, params, data, key):
+    return loss_terms(params, data[0], config, key=key, x_in=data[1] if len(data) > 1 else None)
 
 
 @partial(jax.jit, static_argnums=0)
 def _eval_impl(config, params, data, key):
-    recon, kl = loss_terms(
-        params, data[0], config, key=key, x_in=data[1] if len(data) > 1 else None
-    )
+    recon, kl = _eval_terms(config, params, data, key)
     return jnp.stack([jnp.mean(recon), jnp.mean(kl)])
+
+
+@partial(jax.jit, static_argnums=0)
+def _eval_weighted(config, params, data, key, weights):
+    """Weighted sums of the reconstruction loss and KL over the rows of ``data``."""
+    recon, kl = _eval_terms(config, params, data, key)
+    return jnp.stack([jnp.sum(weights * recon), jnp.sum(weights * kl)])
 
 
 def _eval_fn(config):
@@ -178,11 +196,11 @@ def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block):
+def streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block, weights=None):
     """One epoch of :func:`make_steps`' ``steps`` over rows kept in host memory.
 
     ``arrays`` are host arrays (a memmap too) whose rows ``train_idx[order]`` form the
-    batches of ``plan = (order, eps)``; ``per_block`` batches at a time are gathered on
+    batches of ``plan = (order, eps)`` (``weights``, optional, one per row of ``arrays``); ``per_block`` batches at a time are gathered on
     the host in a background thread (ascending row order) and copied to the device
     while the previous block trains, so the device holds at most two blocks.
 
@@ -200,16 +218,17 @@ def streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block)
             n = min(per_block, n_batches - b)
             # the block's rows come in batch order: step i takes rows i*B .. (i+1)*B - 1
             positions = np.arange(n * batch_size, dtype=np.int32).reshape(n, batch_size)
-            yield tuple(_gather(a, rows) for a in arrays), positions, eps[b : b + per_block]
+            w = None if weights is None else np.asarray(weights[rows], np.float32)
+            yield tuple(_gather(a, rows) for a in arrays), positions, eps[b : b + per_block], w
 
     blocks = prefetch(host_blocks(), depth=1)
     total = np.zeros(2)
     finite = True
     nxt = jax.device_put(next(blocks))
     for _ in starts:
-        (data, positions, block_eps), nxt = nxt, None
+        (data, positions, block_eps, block_w), nxt = nxt, None
         params, opt_state, metrics, block_finite = steps(
-            params, opt_state, data, positions, block_eps
+            params, opt_state, data, positions, block_eps, block_w
         )
         following = next(blocks, None)
         if following is not None:  # its copy overlaps the block dispatched above

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -188,7 +189,16 @@ def _prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None)
 
 
 def _run_epochs(
-    run_epoch, params, opt_state, config: VAEConfig, tc: TrainConfig, key, val_data, k_val, progress
+    run_epoch,
+    params,
+    opt_state,
+    config: VAEConfig,
+    tc: TrainConfig,
+    key,
+    val_data,
+    k_val,
+    progress,
+    val_weights=None,
 ) -> tuple[dict, dict]:
     """The epoch loop of :func:`fit`, in memory or streamed.
 
@@ -216,7 +226,8 @@ def _run_epochs(
         params, opt_state = new_params, new_state
         _record(history, "train", recon, kl, config.beta)
         if val_data is not None:
-            _record(history, "val", *evaluate(params, val_data, config, key=k_val), config.beta)
+            val = evaluate(params, val_data, config, key=k_val, weights=val_weights)
+            _record(history, "val", *val, config.beta)
             if history["val_loss"][-1] < best[0]:
                 best = (history["val_loss"][-1], epoch, params)
         history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
@@ -258,6 +269,26 @@ def _report_overfitting(history: dict, best_epoch: int, patience: int | None) ->
             if patience is None
             else f"the parameters of epoch {best_epoch} are kept",
         )
+
+
+def _split_weights(weights, n_frames: int, train_idx, val_idx):
+    """Checked weights scaled to mean 1 over the training rows, and the validation rows'."""
+    from polyvae.weights import check_weights, effective_sample_size
+
+    w = check_weights(weights, n_frames)
+    if not w[train_idx].any():
+        raise ValueError("weights: every training frame has weight 0; no frame would count")
+    if val_idx.size and not w[val_idx].any():
+        raise ValueError(
+            "weights: every validation frame has weight 0; change seed or validation_fraction"
+        )
+    w = w / w[train_idx].mean()
+    logger.info(
+        "frame weights: effective sample size %.1f of %d frames",
+        effective_sample_size(w),
+        n_frames,
+    )
+    return w, (w[val_idx] if val_idx.size else None)
 
 
 def _host_matrix(a: Any, name: str, n_rows: int | None, n_cols: int, config: VAEConfig):
@@ -321,6 +352,7 @@ def fit(
     params: dict | None = None,
     stream: bool | None = None,
     block_frames: int = 65536,
+    weights=None,
     progress: bool = True,
 ) -> tuple[dict, dict]:
     """Train a VAE on a feature matrix, in memory or streamed from host memory.
@@ -346,6 +378,9 @@ def fit(
         Rows per streamed block (rounded down to a multiple of ``batch_size``; at
         least ``batch_size``). Peak device memory is then about
         ``2 * block_frames * (F + n_inputs) * 4`` bytes plus the model and optimizer.
+    weights : array (T,), optional
+        Per-frame weights (e.g. from a biased run, :mod:`polyvae.weights`): each frame's
+        loss counts in proportion, in training and in the validation loss.
     progress : bool
         Show a tqdm progress bar.
 
@@ -384,6 +419,9 @@ def fit(
         arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
 
     train_idx, val_idx, key, k_val, params = _prepare_run(x.shape[0], config, tc, params)
+    w_all = w_val = None
+    if weights is not None:
+        w_all, w_val = _split_weights(weights, x.shape[0], train_idx, val_idx)
     mesh = data_mesh(tc.batch_size) if not streamed else None
     if mesh is not None and mesh.size > 1:
         logger.info("data-parallel training on %d devices", mesh.size)
@@ -395,7 +433,9 @@ def fit(
 
         def run_epoch(params, opt_state, key):
             plan = epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim)
-            return streamed_epoch(steps, params, opt_state, arrays, train_idx, plan, per_block)
+            return streamed_epoch(
+                steps, params, opt_state, arrays, train_idx, plan, per_block, w_all
+            )
 
     else:
         replicated = NamedSharding(mesh, P())
@@ -406,16 +446,22 @@ def fit(
             tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
         )
 
+        w_train = None
+        if w_all is not None:
+            w_train = jax.device_put(jnp.asarray(w_all[train_idx], jnp.float32), replicated)
+
         def run_epoch(params, opt_state, key):
             plan = jax.device_put(
                 epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim), replicated
             )
-            new_params, new_state, metrics, finite = steps(params, opt_state, train_data, *plan)
+            new_params, new_state, metrics, finite = steps(
+                params, opt_state, train_data, *plan, w_train
+            )
             recon, kl = (float(v) for v in np.asarray(metrics))
             return new_params, new_state, recon, kl, bool(finite)
 
     params, history = _run_epochs(
-        run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress
+        run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress, w_val
     )
     how = f", streamed in blocks of {per_block * tc.batch_size} rows" if streamed else ""
     logger.info(
@@ -554,6 +600,7 @@ def train(
     decoder: str | None = None,
     bonds: Any = None,
     stream: bool | None = None,
+    weights: Any = None,
     output: str | os.PathLike | None = None,
     progress: bool = True,
 ):
@@ -593,6 +640,11 @@ def train(
     stream : bool, optional
         Stream the training rows from host memory (see :func:`fit`); default: above
         :data:`STREAM_ABOVE_BYTES`.
+    weights : array (T,), optional
+        Per-frame weights, e.g. ``exp(V/kT)`` of a biased run's bias
+        (:func:`polyvae.weights.bias_weights`): each frame's loss counts in proportion,
+        in training and validation. Their effective sample size is logged and kept in
+        ``metadata["weights"]``.
     output : path, optional
         Save the trained model here. If training diverges, this file is left as it
         was; the last finite parameters go to ``NAME.diverged.SUFFIX`` next to it and
@@ -650,6 +702,14 @@ def train(
         "atoms": {**atoms, "bonds": model_bonds.tolist()},
         "train_stats": training_stats(prepared.aligned, pipeline.masses, model_bonds).to_dict(),
     }
+    if weights is not None:
+        from polyvae.weights import check_weights, effective_sample_size
+
+        w = check_weights(weights, frames.n_frames)
+        metadata["weights"] = {
+            "n_frames": frames.n_frames,
+            "effective_sample_size": effective_sample_size(w),
+        }
     checks = _structure_checks(prepared.aligned, model_bonds, frames.names)
     if checks is not None:
         metadata["structure_checks"] = checks.to_dict()
@@ -660,6 +720,7 @@ def train(
             tconfig,
             inputs=prepared.inputs,
             stream=stream,
+            weights=weights,
             progress=progress,
         )
     except TrainingDivergedError as err:

@@ -41,6 +41,18 @@ def test_one_block_equals_fit_bit_for_bit(reference):
     assert len(h["epoch_time_s"]) == TC.epochs
 
 
+def test_weighted_streaming_equals_weighted_fit_and_weights_matter():
+    x = _data()
+    w = np.random.default_rng(1).uniform(0.0, 3.0, size=x.shape[0])
+    p_fit, h_fit = fit(x, CFG, TC, weights=w, progress=False)
+    p, h = fit_streaming(x, CFG, TC, weights=w, block_frames=x.shape[0], progress=False)
+    for a, b in zip(_leaves(p), _leaves(p_fit), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h["val_loss"], h_fit["val_loss"], rtol=1e-6)
+    p_plain, _ = fit(x, CFG, TC, progress=False)
+    assert not np.allclose(_leaves(p_plain)[0], _leaves(p_fit)[0])
+
+
 def test_small_blocks_train_the_same_steps_and_are_deterministic(reference, monkeypatch):
     x, (p_fit, h_fit) = reference
     shapes = []

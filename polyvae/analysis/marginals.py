@@ -136,6 +136,7 @@ def distance_marginals(
     pairs: Any = None,
     bins: int = 50,
     unit: str | None = "Å",
+    train_weights: Any = None,
 ) -> Marginals:
     """Histogram and compare the distance distribution of each atom pair.
 
@@ -150,6 +151,10 @@ def distance_marginals(
         Number of histogram bins per pair.
     unit : str, optional
         Length unit, recorded in the result.
+    train_weights : array (T_train,), optional
+        Per-frame weights of the training frames (e.g. from a biased run, see
+        :mod:`polyvae.weights`): their histograms, standard deviations and W1 are
+        weighted ones, i.e. those of the unbiased ensemble.
 
     Returns
     -------
@@ -167,6 +172,11 @@ def distance_marginals(
     ensure_int(bins, "bins", 1)
     if unit is not None and not isinstance(unit, str):
         raise TypeError(f"unit must be a string or None; got {type(unit).__name__}")
+    w_train = None
+    if train_weights is not None:
+        from polyvae.weights import check_weights
+
+        w_train = check_weights(train_weights, train.shape[0], "train_weights")
     n = train.shape[1]
     pairs = geometry.all_pairs(n) if pairs is None else ensure_pairs(pairs, n)
     if pairs.shape[0] == 0:
@@ -174,7 +184,11 @@ def distance_marginals(
 
     d_train = geometry.pair_distances(train, pairs)
     d_gen = geometry.pair_distances(gen, pairs)
-    train_std = d_train.std(axis=0)
+    if w_train is None:
+        train_std = d_train.std(axis=0)
+    else:
+        centred = d_train - np.average(d_train, axis=0, weights=w_train)
+        train_std = np.sqrt(np.average(centred**2, axis=0, weights=w_train))
     tol = STD_REL_TOL * np.abs(train).max()
     rigid = train_std <= tol
     if rigid.all():
@@ -203,9 +217,9 @@ def distance_marginals(
         if hi - lo <= 1e-9 * max(abs(hi), 1.0):  # a rigid pair reproduced exactly
             lo, hi = lo - 1e-3 * max(abs(lo), 1.0), hi + 1e-3 * max(abs(hi), 1.0)
         edges[k] = np.linspace(lo, hi, bins + 1)
-        h_train[k], _ = np.histogram(d_train[:, k], bins=edges[k], density=True)
+        h_train[k], _ = np.histogram(d_train[:, k], bins=edges[k], density=True, weights=w_train)
         h_gen[k], _ = np.histogram(d_gen[:, k], bins=edges[k], density=True)
-        w1[k] = wasserstein_distance(d_train[:, k], d_gen[:, k])
+        w1[k] = wasserstein_distance(d_train[:, k], d_gen[:, k], u_weights=w_train)
     w1_norm = np.where(rigid, np.nan, w1 / np.where(rigid, 1.0, train_std))
     logger.debug(
         "distance_marginals: %d pairs, %d training, %d generated frames",
