@@ -23,6 +23,7 @@ _EPILOG = """examples:
   polyvae generate model.polyvae -n 2048 --seed 1 -o generated.npz
   polyvae marginals model.polyvae traj.npz -o marginals/
   polyvae optimize model.polyvae --objective rg -o compact.npz
+  polyvae fes model.polyvae biased.dcd --top top.psf --weights COLVAR:metad.bias --temperature 300 -o fes/
   polyvae export plumed model.polyvae -o plumed/
   polyvae toy discrete --beta 0.2 -o toy/
 
@@ -58,7 +59,7 @@ def _sigma(text: str) -> float | None:
         ) from None
 
 
-def _add_weight_options(p: argparse.ArgumentParser) -> None:
+def _add_weight_options(p: argparse.ArgumentParser, temperature: bool = True) -> None:
     g = p.add_argument_group("frame weights (biased runs)")
     g.add_argument(
         "--weights",
@@ -68,24 +69,28 @@ def _add_weight_options(p: argparse.ArgumentParser) -> None:
         "PLUMED COLVAR file and the column of its bias in kJ/mol (e.g. COLVAR:metad.bias), "
         "weighed exp(V/kT) with --temperature",
     )
-    g.add_argument(
-        "--temperature",
-        type=float,
-        default=None,
-        metavar="K",
-        help="temperature of the biased run in kelvin (with --weights COLVAR:COLUMN)",
-    )
+    if temperature:
+        g.add_argument(
+            "--temperature",
+            type=float,
+            default=None,
+            metavar="K",
+            help="temperature of the biased run in kelvin (with --weights COLVAR:COLUMN)",
+        )
 
 
-def _frame_weights(a, n_frames: int):
-    """The weights --weights names, checked against the frames (None without it)."""
+def _frame_weights(a, n_frames: int, temperature_given: bool = False):
+    """The weights --weights names, checked against the frames (None without it).
+    ``temperature_given``: --temperature is the command's own (not only the weights')."""
     if a.weights is None:
-        if a.temperature is not None:
+        if a.temperature is not None and not temperature_given:
             raise ValueError("--temperature is used only with --weights COLVAR:COLUMN")
         return None
     from polyvae.weights import effective_sample_size, read_weights
 
-    w = read_weights(a.weights, n_frames, a.temperature)
+    colvar = ":" in str(a.weights) and not Path(a.weights).exists()
+    t = a.temperature if (colvar or not temperature_given) else None
+    w = read_weights(a.weights, n_frames, t)
     _report(f"frame weights: effective sample size {effective_sample_size(w):.1f} of {n_frames}")
     return w
 
@@ -409,6 +414,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weight_options(p)
 
     p = sub.add_parser(
+        "fes",
+        help="free-energy surface of the latent CVs of trajectories",
+        description="Encode every frame of TRAJ, histogram the latent CVs (weighted with "
+        "--weights for a biased run) and write F = -kT ln p on a 1D or 2D grid in kJ/mol "
+        "(minimum 0) with its block-averaging error: fes.npz and fes.png in DIR.",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
+    )
+    p.add_argument(
+        "--temperature", type=float, required=True, metavar="K", help="temperature in kelvin"
+    )
+    p.add_argument(
+        "--cvs",
+        default=None,
+        metavar="I[,J]",
+        help="which latent CVs (0-based, one or two; default the first two, or the only one)",
+    )
+    p.add_argument(
+        "--bins",
+        type=int,
+        default=None,
+        help="bins per CV (default: about 10 frames per bin, 10-100 in 1D, 10-50 in 2D)",
+    )
+    p.add_argument("--blocks", type=int, default=5, help="blocks for the error (default 5)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    _add_data_options(p, select=False)
+    _add_weight_options(p, temperature=False)
+
+    p = sub.add_parser(
         "optimize",
         help="find structures that minimize an objective in latent space",
         description="Minimize an objective of the decoded structure over the latent "
@@ -567,6 +603,9 @@ _CLI_WORDS = (
     ("patience must", "--patience must"),
     ("pass temperature (--temperature)", "add --temperature K"),
     ("temperature must", "--temperature must"),
+    ("bins must", "--bins must"),
+    ("n_blocks=", "--blocks "),
+    ("n_blocks must", "--blocks must"),
     (
         "temperature is used only with weights from a COLVAR bias column (COLVAR:COLUMN)",
         "--temperature is used only with --weights COLVAR:COLUMN",
@@ -688,6 +727,57 @@ def _cmd_marginals(a) -> int:
     return 0
 
 
+def _cmd_fes(a) -> int:
+    from polyvae import io, load_model, plotting
+    from polyvae.analysis.fes import free_energy_surface
+
+    out = _output(a, kind="dir")
+    model = load_model(a.model)
+    cvs = _cv_columns(a.cvs, model.latent_dim)
+    frames = io.read_frames(a.data, atoms=io.model_atoms(model), **_read_kwargs(a))
+    weights = _frame_weights(a, frames.n_frames, temperature_given=True)
+    z, _ = model.encode(frames)
+    fes = free_energy_surface(
+        z[:, cvs], temperature=a.temperature, weights=weights, bins=a.bins, n_blocks=a.blocks
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "fes.npz", cvs=np.asarray(cvs), **fes.to_npz_dict())
+    ax = plotting.plot_fes(fes)
+    labels = [f"z{k}" for k in cvs]
+    ax.set_xlabel(labels[0])
+    if len(cvs) == 2:
+        ax.set_ylabel(labels[1])
+    ax.figure.savefig(out / "fes.png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
+    finite = np.isfinite(fes.free_energy)
+    _report(
+        f"free energy of {', '.join(labels)} over {frames.n_frames} frames (effective "
+        f"{fes.effective_sample_size:.0f}): {int(finite.sum())} of {finite.size} bins sampled, "
+        f"kT = {fes.kt:.3f} kJ/mol; fes.npz and fes.png in {out}"
+    )
+    return 0
+
+
+def _cv_columns(text: str | None, latent_dim: int) -> list[int]:
+    """--cvs: one or two 0-based latent indices."""
+    if text is None:
+        return list(range(min(2, latent_dim)))
+    try:
+        cols = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--cvs must be one or two 0-based CV numbers, e.g. 0,1; got {text!r}"
+        ) from None
+    if not 1 <= len(cols) <= 2 or len(set(cols)) != len(cols):
+        raise ValueError(f"--cvs must name one or two different CVs; got {text!r}")
+    bad = [c for c in cols if not 0 <= c < latent_dim]
+    if bad:
+        raise ValueError(f"--cvs: the model has CVs 0 to {latent_dim - 1}; got {bad[0]}")
+    return cols
+
+
 def _cmd_optimize(a) -> int:
     from polyvae import io, load_model
     from polyvae.analysis.optimize import optimize_latent
@@ -789,6 +879,7 @@ _COMMANDS = {
     "generate": _cmd_generate,
     "marginals": _cmd_marginals,
     "optimize": _cmd_optimize,
+    "fes": _cmd_fes,
     "export": _cmd_export,
     "toy": _cmd_toy,
     "demo": _cmd_demo,

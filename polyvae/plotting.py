@@ -19,7 +19,7 @@ from polyvae.analysis.marginals import Marginals
 
 __all__ = ["plot_history", "plot_latent", "plot_conformations", "plot_overlay"]
 __all__ += ["plot_marginals", "plot_marginal_map", "plot_marginals_overview"]
-__all__ += ["plot_optimization", "plot_structures"]
+__all__ += ["plot_optimization", "plot_structures", "plot_fes"]
 
 logger = logging.getLogger(__name__)
 
@@ -563,4 +563,43 @@ def plot_structures(structures: Mapping[str, Any], ax=None, note: str | None = N
             va="bottom",
             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"},
         )
+    return ax
+
+
+def plot_fes(fes, ax=None, max_kt: float = 10.0):
+    """A free-energy surface (:class:`~polyvae.analysis.fes.FreeEnergySurface`).
+
+    1D: F with its block-averaging error as a band; 2D: filled contours of F up to
+    ``max_kt`` kT with a colour bar. Energies in kJ/mol; the title states kT.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    ax = _new_ax(ax)
+    f, err, kt = fes.free_energy, fes.error, fes.kt
+    title = f"T = {fes.temperature:g} K, kT = {kt:.3f} kJ/mol, {fes.n_blocks} blocks"
+    if f.ndim == 1:
+        x = fes.centers[0]
+        ok = np.isfinite(f)
+        ax.plot(x[ok], f[ok], color="C0", label="F")
+        lo, hi = f - err, f + err
+        ax.fill_between(x[ok], lo[ok], hi[ok], color="C0", alpha=0.3, label="± block error")
+        ax.set_xlabel("CV 1")
+        ax.set_ylabel("F (kJ/mol)")
+        ax.legend()
+    else:
+        x, y = fes.centers
+        shown = np.where(np.isfinite(f) & (f <= max_kt * kt), f, np.nan)
+        levels = np.linspace(0.0, max_kt * kt, int(2 * max_kt) + 1)  # every half kT
+        cs = ax.contourf(x, y, shown.T, levels=levels, cmap="viridis")
+        bar = ax.figure.colorbar(
+            cs, ax=ax, label=f"F (kJ/mol), contours every kT/2 to {max_kt:g} kT"
+        )
+        bar.set_ticks(np.arange(0.0, max_kt + 1e-9, 2.0) * kt)
+        bar.set_ticklabels([f"{v * kt:.1f} ({v:g} kT)" for v in np.arange(0.0, max_kt + 1e-9, 2.0)])
+        ax.set_xlabel("CV 1")
+        ax.set_ylabel("CV 2")
+        title += "; white: not sampled or above the scale"
+    ax.set_title(title, fontsize=9)
     return ax

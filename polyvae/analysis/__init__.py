@@ -1,6 +1,7 @@
-"""Analysis of training and generated frames: structure checks, distance marginals and
-latent-space optimization."""
+"""Analysis of training and generated frames: structure checks, distance marginals,
+free-energy surfaces of CVs and latent-space optimization."""
 
+from polyvae.analysis.fes import FreeEnergySurface, free_energy_surface
 from polyvae.analysis.marginals import STD_REL_TOL, Marginals, distance_marginals
 from polyvae.analysis.optimize import OptimizationResult, optimize_latent
 from polyvae.analysis.structure import (
@@ -30,6 +31,9 @@ __all__ = [
     "Marginals",
     "distance_marginals",
     "STD_REL_TOL",
+    # free energy
+    "FreeEnergySurface",
+    "free_energy_surface",
     # latent-space optimization
     "OptimizationResult",
     "optimize_latent",
