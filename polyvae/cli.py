@@ -232,9 +232,25 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--features",
         default="positions",
-        choices=["positions", "distances"],
-        help="what the encoder reads: aligned coordinates (default) or interatomic distances, "
-        "which MD engines can compute (needed for the Colvars/PLUMED distance export)",
+        choices=["positions", "distances", "torsions"],
+        help="what the encoder reads: aligned coordinates (default), interatomic distances, "
+        "or sin/cos of dihedrals (torsions: the backbone phi/psi of the topology, or "
+        "--dihedrals); MD engines compute the last two (Colvars/PLUMED export)",
+    )
+    g.add_argument(
+        "--angles",
+        default=None,
+        metavar="FILE",
+        help="bond angles the encoder also reads (with --features distances or torsions): "
+        "three columns of 0-based atom indices into the selection (.npy or text)",
+    )
+    g.add_argument(
+        "--dihedrals",
+        default=None,
+        metavar="FILE",
+        help="dihedrals the encoder reads as sin and cos: four columns of 0-based atom "
+        "indices (with --features torsions instead of the backbone phi/psi, or added to "
+        "--features distances)",
     )
     g.add_argument(
         "--pairs",
@@ -275,6 +291,8 @@ def _train_kwargs(a) -> dict:
         patience=a.patience,
         features=a.features,
         pairs=_pairs(a.pairs),
+        angles=_index_file(a.angles, "--angles", 3),
+        dihedrals=_index_file(a.dihedrals, "--dihedrals", 4),
         decoder=a.decoder,
     )
 
@@ -294,6 +312,26 @@ def _pairs(text: str | None):
         raise ValueError(
             f"--pairs file {text!r} must hold two columns of integers ({exc})"
         ) from None
+
+
+def _index_file(text: str | None, flag: str, k: int):
+    """A file of atom-index rows (k columns), or None."""
+    if text is None:
+        return None
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"{flag} file {text!r}: no such file")
+    try:
+        rows = (
+            np.load(path, allow_pickle=False)
+            if path.suffix == ".npy"
+            else np.loadtxt(path, dtype=np.int64, ndmin=2)
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"{flag} file {text!r} must hold {k} columns of integers ({exc})"
+        ) from None
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -604,6 +642,7 @@ _CLI_WORDS = (
     ("pass temperature (--temperature)", "add --temperature K"),
     ("temperature must", "--temperature must"),
     ("bins must", "--bins must"),
+    ("pass dihedrals=[...] (0-based atom quads) instead", "give --dihedrals FILE instead"),
     ("n_blocks=", "--blocks "),
     ("n_blocks must", "--blocks must"),
     (

@@ -24,7 +24,7 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_int, ensure_pairs
 
-__all__ = ["model_bonds", "unjoined_atom"]
+__all__ = ["backbone_dihedrals", "model_bonds", "unjoined_atom"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,3 +129,31 @@ def model_bonds(source: Any = None, *, n_atoms: int | None = None, bonds: Any = 
     else:
         logger.debug("no bonds known: a chain in atom order (i, i + 1) for %d atoms", n)
     return geometry.chain_bonds(n)
+
+
+def backbone_dihedrals(names, bonds) -> np.ndarray:
+    """Backbone φ and ψ of a peptide as atom quads (Q, 4), 0-based, from names and bonds.
+
+    For every atom named ``CA`` bonded to an ``N`` and a ``C``: φ = C'-N-CA-C, where C' is
+    the ``C`` bonded to that N on the other side (the previous residue, or an acetyl
+    cap), and ψ = N-CA-C-N', where N' is the ``N`` bonded to that C (the next residue, or
+    an N-methyl cap). Quads whose outer atom is not in the selection are left out. Order:
+    residue by residue along the chain, φ before ψ.
+    """
+    names = [str(n).strip().upper() for n in names]
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    neighbours: dict[int, list[int]] = {i: [] for i in range(len(names))}
+    for i, j in bonds:
+        neighbours[int(i)].append(int(j))
+        neighbours[int(j)].append(int(i))
+
+    def bonded(atom, name, exclude=()):
+        return [k for k in neighbours[atom] if names[k] == name and k not in exclude]
+
+    quads = []
+    for ca in (i for i, n in enumerate(names) if n == "CA"):
+        for n in bonded(ca, "N"):
+            for c in bonded(ca, "C"):
+                quads += [(cp, n, ca, c) for cp in bonded(n, "C", (ca,))][:1]
+                quads += [(n, ca, c, nn) for nn in bonded(c, "N", (ca,))][:1]
+    return np.asarray(quads, dtype=np.int64).reshape(-1, 4)

@@ -597,6 +597,8 @@ def train(
     reference: Any = None,
     features: str = "positions",
     pairs: Any = None,
+    angles: Any = None,
+    dihedrals: Any = None,
     decoder: str | None = None,
     bonds: Any = None,
     stream: bool | None = None,
@@ -620,10 +622,18 @@ def train(
         holds the parameters of its best validation epoch (``history["best_epoch"]``).
     align : {"principal", "kabsch", "none"}
         Alignment before flattening; ``reference`` is the Kabsch target (N, D).
-    features : {"positions", "distances"}
-        Encoder input: aligned coordinates, or interatomic distances (``pairs``: (P, 2)
-        atom pairs, or k for every k-th pair; default all), which MD engines can compute
+    features : {"positions", "distances", "torsions"}
+        Encoder input: aligned coordinates; interatomic distances (``pairs``: (P, 2)
+        atom pairs, or k for every k-th pair; default all); or the sine and cosine of
+        dihedrals, by default the backbone φ/ψ that the atom names and bonds define
+        (:func:`polyvae.topology.backbone_dihedrals`). MD engines compute the last two
         without alignment.
+    angles : array (A, 3) of int, optional
+        Bond angles (0-based atom indices into the frames) the encoder also reads, with
+        distance or torsion features.
+    dihedrals : array (Q, 4) of int, optional
+        Dihedrals the encoder reads as sine and cosine: added to distance features, or
+        replacing the backbone φ/ψ of torsion features.
     decoder : {"internal", "cartesian"}, optional
         What the decoder reconstructs: aligned Cartesian coordinates with internal
         coordinates (bond lengths, angles, dihedrals) along a Z-matrix of ``bonds``, so
@@ -670,11 +680,27 @@ def train(
         validation_fraction=validation_fraction,
         patience=patience,
     )
+    if features == "torsions" and dihedrals is None:
+        from polyvae.topology import backbone_dihedrals
+
+        dihedrals = backbone_dihedrals(frames.names, model_bonds)
+        if len(dihedrals) == 0:
+            if angles is None:
+                raise ValueError(
+                    'features="torsions" found no backbone phi/psi: they need atoms named N, '
+                    "CA and C, bonded (a peptide with its topology); pass dihedrals=[...] "
+                    "(0-based atom quads) instead"
+                )
+            dihedrals = None
+        else:
+            logger.info("torsion features: %d backbone phi/psi dihedrals", len(dihedrals))
     pipeline = Pipeline(
         align=align,
         reference=reference,
         features=features,
         pairs=pairs,
+        angles=angles,
+        dihedrals=dihedrals,
         decoder=decoder,
         bonds=model_bonds if decoder == "internal" else None,
     )

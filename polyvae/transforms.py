@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 ALIGN_METHODS = ("principal", "kabsch", "none")
-FEATURES = ("positions", "distances")
+FEATURES = ("positions", "distances", "torsions")
 DECODERS = ("cartesian", "internal")
 
 
@@ -172,6 +172,24 @@ def _resolve_pairs(pairs: Any, n_atoms: int) -> np.ndarray:
     return ensure_pairs(pairs, n_atoms, "pairs")
 
 
+def _index_rows(rows: Any, n_atoms: int, k: int, name: str) -> np.ndarray:
+    """``rows`` as (M, k) int64 atom indices into n_atoms, each row of distinct atoms."""
+    a = np.asarray(rows)
+    if a.size == 0 and a.ndim <= 2:
+        raise ValueError(f"{name} must hold at least one row of {k} atom indices; got none")
+    if a.ndim != 2 or a.shape[1] != k or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be integer atom indices of shape (M, {k}); got {a.dtype} {a.shape}"
+        )
+    if a.min() < 0 or a.max() >= n_atoms:
+        raise ValueError(
+            f"{name} must index the {n_atoms} atoms (0 to {n_atoms - 1}); got {a.min()} to {a.max()}"
+        )
+    if any(len(set(r)) != k for r in a.tolist()):
+        raise ValueError(f"{name}: each row must name {k} different atoms")
+    return a.astype(np.int64)
+
+
 def flatten(positions: Any) -> np.ndarray:
     """(T, N, D) positions to (T, N*D) features, atom-major."""
     x = np.asarray(positions)
@@ -209,13 +227,20 @@ class Pipeline:
         centred and rounded to 0.001 (the resolution of a PDB file).
     standardize : bool
         Scale every feature to zero mean and unit variance over the training frames.
-    features : {"positions", "distances"}
-        What the encoder reads: the aligned coordinates (the default), or interatomic
-        distances, which need no alignment, so MD engines can compute them. The
+    features : {"positions", "distances", "torsions"}
+        What the encoder reads: the aligned coordinates (the default); interatomic
+        distances; or the sine and cosine of ``dihedrals``. The last two need no
+        alignment, so MD engines can compute them; both take ``angles`` too. The
         decoder always reconstructs aligned coordinates.
     pairs : array (P, 2) or int, optional
         Atom pairs for ``features="distances"``: explicit pairs, or ``k`` for every
         k-th pair of all pairs (large selections); default all pairs.
+    angles : array (A, 3) of int, optional
+        Bond angles (radians) the encoder also reads, with ``features="distances"`` or
+        ``"torsions"``.
+    dihedrals : array (Q, 4) of int, optional
+        Dihedrals the encoder reads as their sine and cosine: with
+        ``features="torsions"`` (required then, e.g. backbone φ/ψ) or ``"distances"``.
     decoder : {"cartesian", "internal"}
         What the decoder reconstructs: the standardized aligned coordinates, or the
         internal coordinates along a Z-matrix of ``bonds``
@@ -230,8 +255,9 @@ class Pipeline:
     mean, scale : ndarray (F,)
         Standardization of the aligned coordinates.
     n_atoms, dim : int
-    in_mean, in_scale : ndarray (P,)
-        Standardization of the pair distances (``features="distances"``).
+    in_mean, in_scale : ndarray (n_inputs,)
+        Standardization of the encoder inputs other than coordinates: distances, then
+        angles, then (sin, cos) of each dihedral.
     layout : InternalLayout or None
         The internal coordinates (``decoder="internal"``).
     """
@@ -246,13 +272,18 @@ class Pipeline:
     dim: int | None = None
     features: str = "positions"
     pairs: Any = None
+    angles: Any = None
+    dihedrals: Any = None
     in_mean: np.ndarray | None = None
     in_scale: np.ndarray | None = None
     decoder: str = "cartesian"
     bonds: np.ndarray | None = None
     layout: Any = None
 
-    _ARRAYS = ("reference", "masses", "mean", "scale", "pairs", "in_mean", "in_scale", "bonds")
+    _ARRAYS = (
+        "reference", "masses", "mean", "scale", "pairs", "angles", "dihedrals", "in_mean",
+        "in_scale", "bonds",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         ensure_choice(self.align, "align", ALIGN_METHODS)
@@ -260,12 +291,23 @@ class Pipeline:
         ensure_choice(self.decoder, "decoder", DECODERS)
         if self.pairs is not None and self.features != "distances":
             raise ValueError('pairs applies to features="distances" only')
+        if self.features == "positions" and (self.angles is not None or self.dihedrals is not None):
+            raise ValueError(
+                'angles and dihedrals are encoder inputs with features="distances" or '
+                '"torsions"; the encoder of features="positions" reads coordinates'
+            )
+        if self.features == "torsions" and self.dihedrals is None and self.angles is None:
+            raise ValueError(
+                'features="torsions" needs dihedrals (e.g. backbone phi/psi) or angles'
+            )
 
     @property
     def n_inputs(self) -> int:
         """Size of the encoder's input."""
         self._require_fit()
-        return self.n_atoms * self.dim if self.features == "positions" else len(self.pairs)
+        if self.features == "positions":
+            return self.n_atoms * self.dim
+        return len(self.in_mean)
 
     @property
     def separate_inputs(self) -> bool:
@@ -313,8 +355,23 @@ class Pipeline:
     def _inputs(self, x: np.ndarray, aligned: np.ndarray) -> np.ndarray:
         if self.features == "positions":
             return self._standardized(aligned)
-        dist = geometry.pair_distances(np.asarray(x, dtype=np.float64), self.pairs)
-        return ((dist - self.in_mean) / self.in_scale).astype(np.float32)
+        raw = self.raw_inputs(np.asarray(x, dtype=np.float64))
+        return ((raw - self.in_mean) / self.in_scale).astype(np.float32)
+
+    def raw_inputs(self, x):
+        """Unstandardized encoder inputs (..., n_inputs) of frames (..., N, D), NumPy or
+        JAX: pair distances, bond angles (radians), then sin and cos of each dihedral."""
+        xp = geometry.array_namespace(x)
+        parts = []
+        if self.pairs is not None:
+            parts.append(geometry.pair_distances(x, np.asarray(self.pairs)))
+        if self.angles is not None:
+            parts.append(geometry.bond_angles(x, np.asarray(self.angles)))
+        if self.dihedrals is not None:
+            phi = geometry.dihedrals(x, np.asarray(self.dihedrals))
+            sc = xp.stack([xp.sin(phi), xp.cos(phi)], axis=-1)
+            parts.append(xp.reshape(sc, sc.shape[:-2] + (-1,)))
+        return xp.concatenate(parts, axis=-1)
 
     def fit(self, positions: Any, masses: Any = None) -> Pipeline:
         """Fit the reference (Kabsch) and the standardization; returns ``self``.
@@ -373,16 +430,25 @@ class Pipeline:
                 self.bonds = ensure_pairs(self.bonds, n, "bonds")
             self.layout = InternalLayout.fit(aligned, self.bonds)
         inputs = None
-        if self.features == "distances":
-            self.pairs = _resolve_pairs(self.pairs, n)
-            if len(self.pairs) == 0:
-                raise ValueError("pairs must hold at least one atom pair; got none")
-            dist = geometry.pair_distances(x.astype(np.float64), self.pairs)
-            self.in_mean = dist.mean(axis=0)
-            std = dist.std(axis=0)
-            rigid = std <= 1e-6 * max(float(np.abs(dist).max()), 1e-30)
+        if self.features != "positions":
+            if self.features == "distances":
+                self.pairs = _resolve_pairs(self.pairs, n)
+                if len(self.pairs) == 0:
+                    raise ValueError("pairs must hold at least one atom pair; got none")
+            if self.angles is not None:
+                self.angles = _index_rows(self.angles, n, 3, "angles")
+            if self.dihedrals is not None:
+                if d != 3:
+                    raise ValueError(f"dihedrals need 3D positions; got {d}D")
+                self.dihedrals = _index_rows(self.dihedrals, n, 4, "dihedrals")
+            raw = self.raw_inputs(x.astype(np.float64))
+            self.in_mean = raw.mean(axis=0)
+            std = raw.std(axis=0)
+            rigid = std <= 1e-6 * max(float(np.abs(raw).max()), 1e-30)
             if rigid.all():
-                raise ValueError("no pair distance varies over the training frames")
+                raise ValueError(
+                    "no encoder input (distance, angle or dihedral) varies over the training frames"
+                )
             self.in_scale = np.where(rigid, 1.0, std) if self.standardize else np.ones_like(std)
             if not self.standardize:
                 self.in_mean = np.zeros_like(self.in_mean)
@@ -504,6 +570,8 @@ class Pipeline:
             scale=arrays["scale"],
             features=config.get("features", "positions"),
             pairs=arrays.get("pairs"),
+            angles=arrays.get("angles"),
+            dihedrals=arrays.get("dihedrals"),
             in_mean=arrays.get("in_mean"),
             in_scale=arrays.get("in_scale"),
         )

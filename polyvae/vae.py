@@ -248,7 +248,7 @@ class VAEModel:
         """A differentiable JAX function ``x (N, D) -> CV (L,)``: the encoder mean of one
         raw frame, in the model's unit, as an MD engine computes it from the exported CV.
 
-        For distance inputs and for ``align="kabsch"`` or ``"none"`` (the principal-axes
+        For distance and torsion inputs and for ``align="kabsch"`` or ``"none"`` (the principal-axes
         frame is not a smooth function of the positions). Its gradient is the CV's
         derivative with respect to the positions: a restraint ``k/2 (s - s0)^2`` on
         component ``s`` pulls with ``-k (s - s0) grad s``.
@@ -257,12 +257,11 @@ class VAEModel:
         if pipe is None:
             raise ValueError("cv_fn needs a coordinate model (frames, not raw features)")
         params, config = self.params, self.config
-        if pipe.features == "distances":
-            pairs = np.asarray(pipe.pairs)
+        if pipe.features != "positions":  # distances, angles, sin/cos of dihedrals
             shift, scale = (jnp.asarray(v, jnp.float32) for v in (pipe.in_mean, pipe.in_scale))
 
             def inputs(x):
-                return (geometry.pair_distances(x, pairs) - shift) / scale
+                return (pipe.raw_inputs(x) - shift) / scale
 
         elif pipe.align in ("kabsch", "none"):
             w = jnp.asarray(geometry.mass_weights(pipe.masses, pipe.n_atoms), jnp.float32)
@@ -279,8 +278,8 @@ class VAEModel:
 
         else:
             raise ValueError(
-                f'cv_fn needs distance inputs or align="kabsch" or "none"; this model uses '
-                f"align={pipe.align!r}, whose frame is not a smooth function of the positions"
+                'cv_fn needs distance or torsion inputs, or align="kabsch" or "none"; this '
+                f"model uses align={pipe.align!r}, whose frame is not a smooth function of the positions"
             )
 
         def cv(x):

@@ -101,7 +101,9 @@ def test_cv_fn_equals_encode_and_refuses_principal_axes(model_file, adk):
     got = np.asarray(jax.vmap(model.cv_fn())(jnp.asarray(adk.positions)))
     np.testing.assert_allclose(got, z, atol=1e-4 * np.ptp(z))
     principal = polyvae.train(adk, hidden=(8,), epochs=1, decoder="cartesian", progress=False)
-    with pytest.raises(ValueError, match='cv_fn needs distance inputs or align="kabsch"'):
+    with pytest.raises(
+        ValueError, match="cv_fn needs distance or torsion inputs, or align=.kabsch."
+    ):
         principal.cv_fn()
 
 
@@ -118,3 +120,40 @@ def test_driver_errors(plumed, tmp_path, monkeypatch):
     monkeypatch.setenv("POLYVAE_PLUMED", str(tmp_path / "nothing"))
     with pytest.raises(FileNotFoundError, match="POLYVAE_PLUMED names .*nothing.*not a file"):
         find_plumed()
+
+
+@pytest.fixture(scope="module")
+def torsion_run(peptide_md, tmp_path_factory):
+    """A torsion model (sin/cos of phi, psi) of an OpenMM alanine dipeptide run, and the
+    run as a DCD that PLUMED reads."""
+    work = tmp_path_factory.mktemp("torsions")
+    model = polyvae.train(
+        peptide_md, features="torsions", activation="tanh", hidden=(32, 32), epochs=20,
+        decoder="cartesian", output=work / "t.polyvae", progress=False,
+    )  # fmt: skip
+    dcd = polyvae.io.write_positions(
+        work / "ala2.dcd", peptide_md.positions, atoms=polyvae.io.model_atoms(model)
+    )
+    return work / "t.polyvae", dcd, peptide_md
+
+
+def test_plumed_torsion_cv_and_forces(plumed, torsion_run, tmp_path):
+    model_file, dcd, frames = torsion_run
+    out = tmp_path / "plumed"
+    args = ["-q", "export", "plumed", str(model_file), "--atoms", "1-22", "-o", str(out)]
+    assert main(args) == 0
+    model = polyvae.load_model(model_file)
+    z, _ = model.encode(frames)
+    centre, kappa = float(np.median(z[:, 1])), 20.0
+    dat = out / "plumed.dat"
+    dat.write_text(dat.read_text() + f"RESTRAINT ARG=ann.node-1 AT={centre!r} KAPPA={kappa}\n")
+    names, values = read_colvar(run_driver(dat, dcd, dump_forces="forces.txt", plumed=plumed))
+    assert names == ["time", "ann.node-0", "ann.node-1"] and values.shape == (2000, 3)
+    np.testing.assert_array_less(np.abs(values[:, 1:] - z).max(axis=0), 1e-5 * np.ptp(z, axis=0))
+    cv = model.cv_fn()
+    grad = jax.vmap(jax.grad(lambda x: 0.5 * kappa * (cv(x)[1] - centre) ** 2))
+    expected = -KJ_PER_NM * np.asarray(grad(jnp.asarray(frames.positions)), np.float64)
+    forces = read_forces(out / "forces.txt")
+    scale = np.abs(expected).max()
+    assert scale > 1.0
+    np.testing.assert_allclose(forces, expected, rtol=0, atol=1e-4 * scale)

@@ -102,6 +102,14 @@ def write_colvars(
         Position inputs, unit not Å, or an activation Colvars cannot express.
     """
     spec = as_spec(spec_or_model, "Colvars", atoms)
+    if spec.kind == "internal":
+        raise ExportError(
+            "Colvars cannot export this CV: its NeuralNetwork component takes the values of "
+            "other components, and the encoder reads the sine and cosine of dihedrals (or "
+            "bond angles), which Colvars cannot compute before the network; export it to "
+            "PLUMED (polyvae export plumed, write_plumed) or TorchScript (polyvae export "
+            "torchscript, write_torchscript) instead"
+        )
     if spec.kind != "distances":
         raise ExportError(
             "Colvars export needs distance features: retrain with --features distances "

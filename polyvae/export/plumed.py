@@ -209,12 +209,30 @@ def write_plumed(
         head.append("FIT_TO_TEMPLATE REFERENCE=reference.pdb TYPE=OPTIMAL")
         head += [f"p{k:0{width}d}: POSITION ATOM={n}" for k, n in enumerate(numbers)]
         args = [f"p{f[1]:0{width}d}.{f[2]}" for f in spec.features]
-    elif spec.kind == "distances":
-        for k, (_, i, j) in enumerate(spec.features):
-            head.append(f"d{k:0{width}d}: DISTANCE ATOMS={numbers[i]},{numbers[j]}")
-        args = [f"d{k:0{width}d}" for k in range(len(spec.features))]
+    elif spec.kind in ("distances", "internal"):
+        width = label_width(len(spec.features))
+        args, torsions = [], {}  # one TORSION per dihedral, its sin and cos from it
+        for k, (what, *atoms) in enumerate(spec.features):
+            prefix = {"distance": "d", "angle": "a", "sin_dihedral": "s", "cos_dihedral": "c"}
+            label = f"{prefix.get(what, 'x')}{k:0{width}d}"
+            ids = ",".join(str(numbers[a]) for a in atoms)
+            if what == "distance":
+                head.append(f"{label}: DISTANCE ATOMS={ids}")
+            elif what == "angle":
+                head.append(f"{label}: ANGLE ATOMS={ids}")
+            elif what in ("sin_dihedral", "cos_dihedral"):
+                if ids not in torsions:
+                    torsions[ids] = f"t{len(torsions):0{width}d}"
+                    head.append(f"{torsions[ids]}: TORSION ATOMS={ids}")
+                func = what[:3]
+                head.append(f"{label}: CUSTOM ARG={torsions[ids]} FUNC={func}(x) PERIODIC=NO")
+            else:
+                raise ExportError(f"unknown input feature {what!r}")
+            args.append(label)
     else:
-        raise ExportError(f"unknown input kind {spec.kind!r}; expected 'positions' or 'distances'")
+        raise ExportError(
+            f"unknown input kind {spec.kind!r}; expected 'positions', 'distances' or 'internal'"
+        )
     sizes = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
     acts = ["Tanh"] * (len(layers) - 1) + ["Linear"]
     ann = ["ANN ...", "LABEL=ann", "ARG=" + ",".join(args), f"NUM_LAYERS={len(sizes)}"]

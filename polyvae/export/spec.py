@@ -29,13 +29,15 @@ class EncoderSpec:
 
     Attributes
     ----------
-    kind : {"positions", "distances"}
-        Input features: aligned Cartesian positions of the model's atoms, or
-        interatomic distances.
+    kind : {"positions", "distances", "internal"}
+        Input features: aligned Cartesian positions of the model's atoms, interatomic
+        distances, or internal coordinates (distances, bond angles and the sine and
+        cosine of dihedrals).
     features : list of tuple
         One per input, in input order: ``("position", atom, component)`` with
-        ``component`` in "xyz", or ``("distance", atom_i, atom_j)``; atoms are indices
-        into the model's atom list (0..N-1).
+        ``component`` in "xyz", ``("distance", i, j)``, ``("angle", i, j, k)`` (radians,
+        at j), ``("sin_dihedral", i, j, k, l)`` or ``("cos_dihedral", i, j, k, l)`` (IUPAC
+        sign); atoms are indices into the model's atom list (0..N-1).
     atom_indices : ndarray (N,), int
         0-based indices of the model's atoms in the topology (engine atom number is
         ``index + 1``).
@@ -144,7 +146,16 @@ def encoder_spec(model, atoms=None) -> EncoderSpec:
         features = [("position", i, "xyz"[c]) for i in range(n) for c in range(d)]
         mean, scale, reference = pipe.mean, pipe.scale, pipe.reference
     else:
-        features = [("distance", int(i), int(j)) for i, j in pipe.pairs]
+        features = (
+            [] if pipe.pairs is None else [("distance", int(i), int(j)) for i, j in pipe.pairs]
+        )
+        if pipe.angles is not None:
+            features += [("angle", *map(int, t)) for t in pipe.angles]
+        if pipe.dihedrals is not None:
+            for q in pipe.dihedrals:
+                features += [("sin_dihedral", *map(int, q)), ("cos_dihedral", *map(int, q))]
+        if pipe.angles is not None or pipe.dihedrals is not None:
+            kind = "internal"
         mean, scale, reference = pipe.in_mean, pipe.in_scale, None
     return EncoderSpec(
         kind=kind,

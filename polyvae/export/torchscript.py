@@ -161,22 +161,23 @@ def to_torch_module(spec_or_model: EncoderSpec | Any):
 def torchscript_sidecar(spec_or_model: EncoderSpec | Any, model_file: str = "model.ptc") -> dict:
     """What the JSON sidecar of :func:`write_torchscript` holds, as a dict.
 
-    Keys: ``format``, ``model_file``, ``kind`` ("positions" or "distances"), ``unit``
-    ("Å"), ``dtype``, ``input_shape`` ([1, F]), ``n_inputs``, ``latent_dim``,
+    Keys: ``format``, ``model_file``, ``kind`` ("positions", "distances" or "internal"),
+    ``unit`` ("Å"), ``dtype``, ``input_shape`` ([1, F]), ``n_inputs``, ``latent_dim``,
     ``activation``, ``outputs`` (PLUMED component names ``node-0 ...``), ``inputs`` (one
-    per input, in order: ``{"kind": "distance", "atoms": [i, j]}`` or
-    ``{"kind": "position", "atom": n, "component": "x"}``, with 1-based topology atom
-    numbers), ``atoms`` (``numbers``, ``names``), and for position models ``reference``
+    per input, in order: ``{"kind": "distance", "atoms": [i, j]}``, ``{"kind": "angle",
+    "atoms": [i, j, k]}`` (radians), ``{"kind": "sin_dihedral" | "cos_dihedral", "atoms":
+    [i, j, k, l]}`` or ``{"kind": "position", "atom": n, "component": "x"}``, with 1-based
+    topology atom numbers), ``atoms`` (``numbers``, ``names``), and for position models ``reference``
     (the superposition reference (N, D), in ``unit``) and ``masses`` (its weights).
     """
     spec = _as_spec(spec_or_model)
     numbers = [int(i) + 1 for i in spec.atom_indices]
     inputs = []
     for feat in spec.features:
-        if feat[0] == "distance":
-            inputs.append({"kind": "distance", "atoms": [numbers[feat[1]], numbers[feat[2]]]})
-        else:
+        if feat[0] == "position":
             inputs.append({"kind": "position", "atom": numbers[feat[1]], "component": feat[2]})
+        else:  # distance, angle, sin_dihedral, cos_dihedral: computed by the engine
+            inputs.append({"kind": feat[0], "atoms": [numbers[a] for a in feat[1:]]})
     info = {
         "format": "polyvae-torchscript-cv/1",
         "model_file": str(model_file),
