@@ -506,8 +506,11 @@ def plot_optimization(
                     fontsize=7,
                     color="0.3",
                 )
+        grows = "a stiffer penalty weight w each round"
+        if w is not None and w.size > 1 and w[0] > 0:
+            grows = f"penalty weight w x{w[1] / w[0]:g} each round"
         ax.set_title(
-            "rounds (dotted): penalty weight w ×growth; the objective may rise as\n"
+            f"rounds (dotted): {grows}; the objective may rise as\n"
             "structures are pushed back into range, and Adam restarts with a smaller step",
             fontsize=8,
         )
