@@ -144,3 +144,43 @@ def test_cli_torsions(peptide_md, tmp_path, capsys):
     assert "found no backbone phi/psi" in err and "give --dihedrals FILE instead" in err
     assert main([*bad, "--dihedrals", str(tmp_path / "nothing.txt")]) == 2
     assert "--dihedrals file" in capsys.readouterr().err
+
+
+def test_backbone_dihedrals_equal_mdanalysis_ramachandran():
+    """Adenylate kinase (MDAnalysisTests PSF + DCD, backbone selection): phi/psi from
+    names and bonds equal MDAnalysis' Ramachandran analysis, residue by residue."""
+    mda = pytest.importorskip("MDAnalysis")
+    pytest.importorskip("MDAnalysisTests")
+    from MDAnalysis.analysis.dihedrals import Ramachandran
+    from MDAnalysisTests.datafiles import DCD, PSF
+
+    frames = polyvae.io.read_frames(DCD, topology=PSF, select="backbone")
+    q = backbone_dihedrals(frames.names, frames.bonds)
+    n_res = 214
+    assert q.shape == (2 * n_res - 2, 4)  # psi of the first residue ... phi of the last
+    ours = np.degrees(geometry.dihedrals(frames.positions.astype(np.float64), q))
+    ref = Ramachandran(mda.Universe(PSF, DCD).select_atoms("protein")).run().results.angles
+    assert ref.shape == (98, n_res - 2, 2)  # residues 2 .. 213
+    phi, psi = ours[:, 1:-1:2], ours[:, 2::2]  # residues 2 .. 213
+    diff = np.stack([phi, psi], axis=-1) - ref
+    np.testing.assert_allclose((diff + 180) % 360 - 180, 0.0, atol=1e-3)
+
+
+def test_backbone_dihedrals_equal_mdtraj_phi_psi():
+    """The same through mdtraj: a PDB read with polyvae's mdtraj reader (bonds from
+    mdtraj's standard residues) against mdtraj's compute_phi / compute_psi."""
+    md = pytest.importorskip("mdtraj")
+    pytest.importorskip("MDAnalysisTests")
+    from MDAnalysisTests.datafiles import PDB_small
+
+    from polyvae.io import read_mdtraj
+
+    frames = read_mdtraj(PDB_small, select="backbone")
+    q = backbone_dihedrals(frames.names, frames.bonds)
+    ours = np.degrees(geometry.dihedrals(frames.positions.astype(np.float64), q))
+    traj = md.load(PDB_small)
+    traj = traj.atom_slice(traj.topology.select("backbone"))
+    (_, phi), (_, psi) = md.compute_phi(traj), md.compute_psi(traj)
+    assert phi.shape == psi.shape == (1, 213)
+    for theirs, mine in ((psi, ours[:, 0::2]), (phi, ours[:, 1::2])):
+        np.testing.assert_allclose((np.degrees(theirs) - mine + 180) % 360 - 180, 0.0, atol=1e-3)
