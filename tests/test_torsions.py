@@ -184,3 +184,18 @@ def test_backbone_dihedrals_equal_mdtraj_phi_psi():
     assert phi.shape == psi.shape == (1, 213)
     for theirs, mine in ((psi, ours[:, 0::2]), (phi, ours[:, 1::2])):
         np.testing.assert_allclose((np.degrees(theirs) - mine + 180) % 360 - 180, 0.0, atol=1e-3)
+
+
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit:DeprecationWarning")
+def test_torchscript_of_a_torsion_model_equals_encode(peptide_md, torsion_model, tmp_path):
+    """The TorchScript module takes the raw inputs the engine computes (sin and cos of
+    phi and psi, in the sidecar's order) and gives the encoder mean."""
+    torch = pytest.importorskip("torch", reason="the TorchScript export needs torch==2.13.0")
+    from polyvae.export import write_torchscript
+
+    path = write_torchscript(encoder_spec(torsion_model, atoms=np.arange(22)), tmp_path / "t.pt")
+    x = peptide_md.positions[:100].astype(np.float64)
+    raw = torsion_model.pipeline.raw_inputs(x).astype(np.float32)
+    with torch.no_grad():
+        out = torch.jit.load(str(path))(torch.from_numpy(raw)).numpy()
+    np.testing.assert_allclose(out, torsion_model.encode(x)[0], rtol=1e-5, atol=1e-5)
