@@ -86,13 +86,20 @@ def _frame_weights(a, n_frames: int, temperature_given: bool = False):
         if a.temperature is not None and not temperature_given:
             raise ValueError("--temperature is used only with --weights COLVAR:COLUMN")
         return None
-    from polyvae.weights import effective_sample_size, read_weights
+    from polyvae.weights import effective_sample_size, read_weights, split_weights_spec
 
-    colvar = ":" in str(a.weights) and not Path(a.weights).exists()
+    colvar = bool(split_weights_spec(a.weights)[1])
     t = a.temperature if (colvar or not temperature_given) else None
     w = read_weights(a.weights, n_frames, t)
     _report(f"frame weights: effective sample size {effective_sample_size(w):.1f} of {n_frames}")
     return w
+
+
+def _add_model_and_trajectories(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
+    )
 
 
 def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
@@ -388,10 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the latent collective variables of every frame of DATA: "
         "'latent' (T, L), the encoder mean, and 'latent_std' (T, L).",
     )
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument(
-        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
-    )
+    _add_model_and_trajectories(p)
     p.add_argument(
         "-o",
         "--output",
@@ -441,10 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distribution with DATA (Wasserstein-1 in units of the data's "
         "standard deviation); writes marginals.json and PNGs to DIR.",
     )
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument(
-        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
-    )
+    _add_model_and_trajectories(p)
     p.add_argument("-n", type=int, default=2048, help="conformations to generate (default 2048)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
@@ -458,10 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights for a biased run) and write F = -kT ln p on a 1D or 2D grid in kJ/mol "
         "(minimum 0) with its block-averaging error: fes.npz and fes.png in DIR.",
     )
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument(
-        "data", metavar="TRAJ", nargs="+", help="trajectories (atoms taken from the model)"
-    )
+    _add_model_and_trajectories(p)
     p.add_argument(
         "--temperature", type=float, required=True, metavar="K", help="temperature in kelvin"
     )

@@ -20,6 +20,7 @@ import numpy as np
 __all__ = [
     "KB_KJ_PER_MOL_K",
     "bias_weights",
+    "check_temperature",
     "check_weights",
     "effective_sample_size",
     "read_weights",
@@ -57,6 +58,18 @@ def effective_sample_size(weights: Any) -> float:
     return float(w.sum() ** 2 / np.sum(w**2))
 
 
+def check_temperature(temperature: Any) -> float:
+    """A temperature in kelvin: a finite number > 0, else one error naming it."""
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float | np.number)
+        or not np.isfinite(temperature)
+        or temperature <= 0
+    ):
+        raise ValueError(f"temperature must be a finite number > 0 (kelvin); got {temperature!r}")
+    return float(temperature)
+
+
 def bias_weights(bias: Any, temperature: float, name: str = "bias") -> np.ndarray:
     """Weights ``∝ exp(V / kT)`` of frames with bias energies ``V`` (kJ/mol) at
     ``temperature`` (K), normalized to mean 1 with log-sum-exp (no overflow)."""
@@ -66,16 +79,20 @@ def bias_weights(bias: Any, temperature: float, name: str = "bias") -> np.ndarra
     bad = np.flatnonzero(~np.isfinite(v))
     if bad.size:
         raise ValueError(f"{name} must be finite; frame {bad[0]} has {v[bad[0]]}")
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float | np.number)
-        or not np.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise ValueError(f"temperature must be a finite number > 0 (kelvin); got {temperature!r}")
+    check_temperature(temperature)
     a = v / (KB_KJ_PER_MOL_K * float(temperature))
     log_w = a - (np.log(np.mean(np.exp(a - a.max()))) + a.max())
     return np.exp(log_w)
+
+
+def split_weights_spec(spec: str | os.PathLike) -> tuple[str, str]:
+    """``(path, column)`` of ``COLVAR:COLUMN``, or ``(path, "")`` for a weights file (an
+    existing file whose name holds a colon stays a file)."""
+    text = str(spec)
+    if ":" in text and not Path(text).exists():
+        path, _, column = text.rpartition(":")
+        return path, column
+    return text, ""
 
 
 def read_weights(
@@ -87,10 +104,7 @@ def read_weights(
     line), or ``COLVAR:COLUMN``: the named column of a PLUMED COLVAR file holds the bias
     in kJ/mol (e.g. ``metad.bias``), turned into ``exp(V / kT)`` at ``temperature`` (K).
     """
-    text = str(spec)
-    path, _, column = (
-        text.rpartition(":") if ":" in text and not Path(text).exists() else (text, "", "")
-    )
+    path, column = split_weights_spec(spec)
     if column:
         from polyvae.export.colvar import read_colvar
 

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from polyvae._checks import ensure_int
-from polyvae.weights import KB_KJ_PER_MOL_K, check_weights, effective_sample_size
+from polyvae.weights import (
+    KB_KJ_PER_MOL_K,
+    check_temperature,
+    check_weights,
+    effective_sample_size,
+)
 
 __all__ = ["FreeEnergySurface", "free_energy_surface"]
 
@@ -108,13 +113,7 @@ def free_energy_surface(
         raise ValueError(f"cv must have shape (T,), (T, 1) or (T, 2); got {np.shape(cv)}")
     if not np.all(np.isfinite(s)):
         raise ValueError("cv must be finite; it holds NaN or inf")
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float | np.number)
-        or not np.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise ValueError(f"temperature must be a finite number > 0 (kelvin); got {temperature!r}")
+    check_temperature(temperature)
     if bins is not None:
         ensure_int(bins, "bins", 2)
     ensure_int(n_blocks, "n_blocks", 2)
