@@ -768,6 +768,9 @@ def _cmd_fes(a) -> int:
     from polyvae import io, load_model, plotting
     from polyvae.analysis.fes import free_energy_surface
 
+    from polyvae.weights import check_temperature
+
+    check_temperature(a.temperature)  # before any reading
     out = _output(a, kind="dir")
     model = load_model(a.model)
     cvs = _cv_columns(a.cvs, model.latent_dim)
