@@ -767,7 +767,6 @@ def _cmd_marginals(a) -> int:
 def _cmd_fes(a) -> int:
     from polyvae import io, load_model, plotting
     from polyvae.analysis.fes import free_energy_surface
-
     from polyvae.weights import check_temperature
 
     check_temperature(a.temperature)  # before any reading
