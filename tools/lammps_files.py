@@ -87,6 +87,7 @@ def polymer_data_file(
     box=None,
     bonds=None,
     angles=None,
+    dihedrals=None,
     padding: float = 50.0,
 ) -> Path:
     """Write a LAMMPS data file (``atom_style molecular``) for a bead-spring chain.
@@ -98,6 +99,7 @@ def polymer_data_file(
     length or three edge lengths (a box centred on the chain), or (3, 2) lo/hi bounds.
     bonds: (B, 2) 0-based atom indices; None means the chain ``(i, i + 1)``.
     angles: (A, 3) 0-based atom indices; None means ``(i, i + 1, i + 2)``.
+    dihedrals: (D, 4) 0-based atom indices of dihedral type 1; None means none.
     Returns the path written.
     """
     x = np.asarray(positions, dtype=float)
@@ -115,6 +117,7 @@ def polymer_data_file(
         angles = [(i, i + 1, i + 2) for i in range(n - 2)]
     b = _as_pairs(bonds, 2, n, "bonds")
     a = _as_pairs(angles, 3, n, "angles")
+    d = _as_pairs(dihedrals, 4, n, "dihedrals")
     bounds = _box_bounds(x, box, padding)
 
     lines = [
@@ -123,9 +126,11 @@ def polymer_data_file(
         f"{n} atoms",
         f"{len(b)} bonds",
         f"{len(a)} angles",
+        *([f"{len(d)} dihedrals"] if len(d) else []),
         "1 atom types",
         "1 bond types",
         "1 angle types",
+        *(["1 dihedral types"] if len(d) else []),
         "",
     ]
     for (lo, hi), ax in zip(bounds, "xyz", strict=True):
@@ -139,6 +144,9 @@ def polymer_data_file(
     if len(a):
         lines += ["", "Angles", ""]
         lines += [f"{k + 1} 1 {i + 1} {j + 1} {m + 1}" for k, (i, j, m) in enumerate(a)]
+    if len(d):
+        lines += ["", "Dihedrals", ""]
+        lines += [f"{k + 1} 1 {' '.join(str(i + 1) for i in q)}" for k, q in enumerate(d)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -208,6 +208,10 @@ def run_polymer(
     lj_sigma: float = DEFAULT_POLYMER["lj_sigma"],
     lj_cutoff: float | None = None,
     special_lj: Sequence[float] = (0.0, 0.0, 1.0),
+    dihedrals=None,
+    dihedral_k: float = 0.0,
+    dihedral_n: int = 2,
+    dihedral_d: int = 180,
     thermostat: bool = True,
     velocities: str | np.ndarray | None = "create",
     dump_forces: bool = False,
@@ -232,6 +236,10 @@ def run_polymer(
     lj_cutoff (default 2.5 sigma), special_lj: the force field (see the module docstring
     for the energy conventions). Zero ``bond_k``, ``angle_k`` and ``lj_epsilon`` leave only
     the Colvars forces.
+    dihedrals: (D, 4) 0-based atom indices with ``dihedral_style charmm``
+    ``E = K [1 + cos(n phi - d)]`` (K = ``dihedral_k`` kcal/mol, n = ``dihedral_n``,
+    d = ``dihedral_d`` degrees; the defaults put minima at cis and trans and a barrier of
+    2K between them), or None for no dihedral term.
     velocities: "create" (Maxwell-Boltzmann at ``temperature``, zero net momentum and
     angular momentum), an (N, 3) array in Å/fs, or None (all at rest).
     dump_forces: also dump ``fx fy fz`` (total force on each atom, kcal/mol/Å, including
@@ -271,7 +279,7 @@ def run_polymer(
     for stale in (dump_file, log_file, traj_file, state_file):
         stale.unlink(missing_ok=True)
 
-    polymer_data_file(data_file, x, masses=mass)
+    polymer_data_file(data_file, x, masses=mass, dihedrals=dihedrals)
     v_seed, lg_seed, cv_seed = _seeds(seed, 3)
     cutoff = 2.5 * lj_sigma if lj_cutoff is None else float(lj_cutoff)
     s12, s13, s14 = (float(s) for s in special_lj)
@@ -291,6 +299,14 @@ def run_polymer(
         "angle_style harmonic",
         f"angle_coeff 1 {angle_k:.10g} {angle_theta0:.10g}",
         f"special_bonds lj {s12:g} {s13:g} {s14:g}",
+    ]
+    if dihedrals is not None and len(dihedrals):
+        # the 1-4 weight of the CHARMM dihedral style stays 0: special_bonds sets 1-4 LJ
+        cmds += [
+            "dihedral_style charmm",
+            f"dihedral_coeff 1 {dihedral_k:.10g} {int(dihedral_n)} {int(dihedral_d)} 0.0",
+        ]
+    cmds += [
         f"timestep {timestep:.10g}",
     ]
     if isinstance(velocities, str):
