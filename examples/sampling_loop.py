@@ -349,10 +349,10 @@ def main() -> None:
         figures = {"transitions": crossings, **compare(x, w, reference)}
         ax.plot(centers, figures.pop("f_phi"), "o-", ms=3, label=label)
         summary["rounds"].append({"round": label, **figures})
-    ax.set_xlabel("central dihedral |φ| / degree (0 cis, 180 trans)")
+    ax.set_xlabel("dihedral |φ| / degree (0 cis, 180 trans)")
     ax.set_ylabel("F / kT")
     ax.set_ylim(-0.5, 14)
-    ax.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_title(f"free energy at {TEMPERATURE:g} K, {args.steps} steps per round")
     fig.tight_layout()
     fig.savefig(out / "loop.png", dpi=120)
