@@ -280,6 +280,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="early stopping: stop after N epochs without a better validation loss and keep "
         "the best validation epoch (default: train all --epochs, keep the last)",
     )
+    g.add_argument(
+        "--resume",
+        default=None,
+        metavar="MODEL",
+        help="continue the training run that wrote MODEL (its settings; the same trajectory "
+        "and --weights) until --epochs epochs in total; Ctrl-C or SIGTERM during training "
+        "saves such a model to -o",
+    )
 
 
 def _train_kwargs(a) -> dict:
@@ -637,6 +645,9 @@ _CLI_WORDS = (
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
     ("noise_rms must", "--noise-rms must"),
     ("patience must", "--patience must"),
+    ("continue the run with resume=", "continue it with --resume "),
+    ("resume: ", "--resume: "),
+    ("pass the same weights to continue", "give the same --weights to continue"),
     ("pass temperature (--temperature)", "add --temperature K"),
     ("temperature must", "--temperature must"),
     ("bins must", "--bins must"),
@@ -693,6 +704,8 @@ def _cmd_train(a) -> int:
     if a.stream is not None:
         kwargs["stream"] = a.stream
     kwargs["weights"] = _frame_weights(a, frames.n_frames)
+    if a.resume is not None:
+        kwargs["resume"] = a.resume
     model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
     h = model.history
     n, best = len(h["train_elbo"]), h.get("best_epoch")
@@ -959,8 +972,8 @@ def _execute(args) -> int:
 
             matplotlib.use("Agg")
             return args.func(args)
-    except KeyboardInterrupt:
-        print("polyvae: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a training run says where its state went
+        print(f"polyvae: {cli_message(str(exc)) or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:  # every error: one line, exit code 2
         return _error(str(exc) or type(exc).__name__)

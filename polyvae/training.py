@@ -22,8 +22,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ from polyvae._checks import (
 from polyvae.frames import Frames
 from polyvae.metadata import TrainingStats
 from polyvae.model import DECODERS, VAEConfig, init_params
+from polyvae.resume import TrainingInterrupted, TrainState
 from polyvae.steps import (
     HostRows,
     data_mesh,
@@ -188,6 +192,28 @@ def _prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None)
     return train_idx, val_idx, key, k_val, params
 
 
+@contextmanager
+def _interrupt_flag():
+    """A flag set by SIGINT or SIGTERM (main thread only): the epoch loop checks it
+    after each epoch and stops there. A second signal interrupts at once."""
+    flag = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["signal"] is not None:
+            raise KeyboardInterrupt
+        flag["signal"] = signum
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def _run_epochs(
     run_epoch,
     params,
@@ -199,6 +225,9 @@ def _run_epochs(
     k_val,
     progress,
     val_weights=None,
+    start: TrainState | None = None,
+    history: dict | None = None,
+    on_state=None,
 ) -> tuple[dict, dict]:
     """The epoch loop of :func:`fit`, in memory or streamed.
 
@@ -206,41 +235,62 @@ def _run_epochs(
     runs one epoch; this loop keys it, records the history, evaluates the validation
     rows, shows progress, and stops with :class:`TrainingDivergedError` (carrying the
     last finite parameters) when the loss or the parameters stop being finite.
+    ``start`` continues a run from its :class:`TrainState` (and ``history``); the state
+    after the last epoch goes to ``on_state``, also when SIGINT or SIGTERM stops the
+    loop after an epoch, which then raises :class:`TrainingInterrupted`.
     """
-    history: dict[str, Any] = {}
+    history = {k: list(v) for k, v in (history or {}).items() if isinstance(v, list)}
+    first = 1
+    best = (math.inf, 0, params)  # validation loss, epoch, parameters
+    if start is not None:
+        first = start.epoch + 1
+        key = start.key
+        if start.best_params is not None:
+            best = (start.best_loss, start.best_epoch, start.best_params)
     bar = tqdm(
-        range(1, tc.epochs + 1),
+        range(first, tc.epochs + 1),
         desc="training",
         unit="epoch",
         disable=not progress,
         mininterval=1.0,
     )
-    best = (math.inf, 0, params)  # validation loss, epoch, parameters
-    for epoch in bar:
-        t0 = time.perf_counter()
-        key, k_epoch = jax.random.split(key)
-        new_params, new_state, recon, kl, finite = run_epoch(params, opt_state, k_epoch)
-        if not (finite and math.isfinite(recon) and math.isfinite(kl)):
-            bar.close()
-            raise TrainingDivergedError(epoch, params, history)
-        params, opt_state = new_params, new_state
-        _record(history, "train", recon, kl, config.beta)
-        if val_data is not None:
-            val = evaluate(params, val_data, config, key=k_val, weights=val_weights)
-            _record(history, "val", *val, config.beta)
-            if history["val_loss"][-1] < best[0]:
-                best = (history["val_loss"][-1], epoch, params)
-        history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
-        if progress:
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
-        if val_data is not None and tc.patience is not None and epoch - best[1] >= tc.patience:
-            bar.close()
-            logger.info(
-                "early stop after epoch %d: no better validation loss for %d epochs",
-                epoch,
-                tc.patience,
-            )
-            break
+    epoch = first - 1
+
+    def state():
+        return TrainState(epoch, params, opt_state, key, *(best if val_data is not None else ()))
+
+    with _interrupt_flag() as flag:
+        for epoch in bar:  # noqa: B007 (the state names the last epoch run)
+            t0 = time.perf_counter()
+            key, k_epoch = jax.random.split(key)
+            new_params, new_state, recon, kl, finite = run_epoch(params, opt_state, k_epoch)
+            if not (finite and math.isfinite(recon) and math.isfinite(kl)):
+                bar.close()
+                raise TrainingDivergedError(epoch, params, history)
+            params, opt_state = new_params, new_state
+            _record(history, "train", recon, kl, config.beta)
+            if val_data is not None:
+                val = evaluate(params, val_data, config, key=k_val, weights=val_weights)
+                _record(history, "val", *val, config.beta)
+                if history["val_loss"][-1] < best[0]:
+                    best = (history["val_loss"][-1], epoch, params)
+            history.setdefault("epoch_time_s", []).append(time.perf_counter() - t0)
+            if progress:
+                bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
+            if flag["signal"] is not None:
+                bar.close()
+                saved = on_state(state(), history, True) if on_state else None
+                raise TrainingInterrupted(epoch, saved)
+            if val_data is not None and tc.patience is not None and epoch - best[1] >= tc.patience:
+                bar.close()
+                logger.info(
+                    "early stop after epoch %d: no better validation loss for %d epochs",
+                    epoch,
+                    tc.patience,
+                )
+                break
+    if on_state is not None:
+        on_state(state(), history, False)
     if val_data is None:
         return params, history
     _, best_epoch, best_params = best
@@ -354,6 +404,9 @@ def fit(
     block_frames: int = 65536,
     weights=None,
     progress: bool = True,
+    resume: TrainState | None = None,
+    history: dict | None = None,
+    on_state=None,
 ) -> tuple[dict, dict]:
     """Train a VAE on a feature matrix, in memory or streamed from host memory.
 
@@ -383,6 +436,13 @@ def fit(
         loss counts in proportion, in training and in the validation loss.
     progress : bool
         Show a tqdm progress bar.
+    resume : TrainState, optional
+        Continue a run (same rows, config and ``train_config`` but ``epochs``) from its
+        state to ``train_config.epochs`` epochs in total; ``history`` is its history.
+    on_state : callable, optional
+        ``on_state(state, history, interrupted)`` receives the :class:`TrainState` after
+        the last epoch, or after the epoch at which SIGINT/SIGTERM arrived (then
+        :class:`TrainingInterrupted` is raised with what it returns, a saved path).
 
     Returns
     -------
@@ -419,6 +479,8 @@ def fit(
         arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
 
     train_idx, val_idx, key, k_val, params = _prepare_run(x.shape[0], config, tc, params)
+    if resume is not None:
+        params = resume.params
     w_all = w_val = None
     if weights is not None:
         w_all, w_val = _split_weights(weights, x.shape[0], train_idx, val_idx)
@@ -428,7 +490,7 @@ def fit(
     optimizer, steps = make_steps(config, float(tc.learning_rate), mesh)
     per_block = block_frames // tc.batch_size
     if streamed:
-        opt_state = optimizer.init(params)
+        opt_state = optimizer.init(params) if resume is None else resume.bind(optimizer)
         val_data = tuple(HostRows(a, val_idx) for a in arrays) if val_idx.size else None
 
         def run_epoch(params, opt_state, key):
@@ -440,7 +502,9 @@ def fit(
     else:
         replicated = NamedSharding(mesh, P())
         params = jax.device_put(params, replicated)
-        opt_state = jax.device_put(optimizer.init(params), replicated)
+        opt_state = jax.device_put(
+            optimizer.init(params) if resume is None else resume.bind(optimizer), replicated
+        )
         train_data = tuple(jax.device_put(a[train_idx], replicated) for a in arrays)
         val_data = (
             tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
@@ -461,7 +525,19 @@ def fit(
             return new_params, new_state, recon, kl, bool(finite)
 
     params, history = _run_epochs(
-        run_epoch, params, opt_state, config, tc, key, val_data, k_val, progress, w_val
+        run_epoch,
+        params,
+        opt_state,
+        config,
+        tc,
+        key,
+        val_data,
+        k_val,
+        progress,
+        w_val,
+        start=resume,
+        history=history,
+        on_state=on_state,
     )
     how = f", streamed in blocks of {per_block * tc.batch_size} rows" if streamed else ""
     logger.info(
@@ -605,6 +681,7 @@ def train(
     weights: Any = None,
     output: str | os.PathLike | None = None,
     progress: bool = True,
+    resume: Any = None,
 ):
     """Center, align and standardize frames, then train a VAE on them.
 
@@ -658,18 +735,40 @@ def train(
     output : path, optional
         Save the trained model here. If training diverges, this file is left as it
         was; the last finite parameters go to ``NAME.diverged.SUFFIX`` next to it and
-        the error names that file.
+        the error names that file. SIGINT or SIGTERM stops training after the current
+        epoch and saves the model with its training state here, then raises
+        :class:`polyvae.resume.TrainingInterrupted` naming the file.
     progress : bool
         Show a progress bar.
+    resume : path or VAEModel, optional
+        Continue the run that wrote this model (its architecture, preprocessing and
+        settings) on the same ``frames`` and ``weights``, to ``epochs`` epochs in total;
+        the other settings given here are not used. This gives the same parameters, bit
+        for bit on one CPU, as one run of ``epochs`` epochs.
 
     Returns
     -------
     VAEModel
     """
-    from polyvae.vae import VAEModel
 
     if not isinstance(frames, Frames):
         frames = Frames(frames)
+    if resume is not None:
+        previous = _resumable(resume, frames, epochs, weights)
+        metadata = {k: v for k, v in previous.metadata.items() if k != "cartesian_weight_scan"}
+        return _train(
+            frames,
+            previous.config,
+            previous.pipeline,
+            replace(previous.train_config, epochs=epochs),
+            previous.pipeline.training_arrays(frames),
+            metadata,
+            weights,
+            stream,
+            output,
+            progress,
+            previous,
+        )
     model_bonds = resolve_bonds(frames, bonds=bonds)
     decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     tconfig = TrainConfig(
@@ -728,6 +827,61 @@ def train(
         "atoms": {**atoms, "bonds": model_bonds.tolist()},
         "train_stats": training_stats(prepared.aligned, pipeline.masses, model_bonds).to_dict(),
     }
+    checks = _structure_checks(prepared.aligned, model_bonds, frames.names)
+    if checks is not None:
+        metadata["structure_checks"] = checks.to_dict()
+    return _train(
+        frames, config, pipeline, tconfig, prepared, metadata, weights, stream, output, progress
+    )
+
+
+def _resumable(resume: Any, frames: Frames, epochs: int, weights: Any = None):
+    """The model a run continues from, checked against the frames and ``epochs``."""
+    from polyvae.vae import VAEModel
+
+    model = resume if isinstance(resume, VAEModel) else VAEModel.load(resume)
+    name = "the model" if isinstance(resume, VAEModel) else str(resume)
+    state = model.train_state
+    if state is None or model.train_config is None or model.pipeline is None:
+        raise ValueError(
+            f"resume: {name} holds no training state (written by an earlier polyvae, or not by "
+            "polyvae.train); train it anew"
+        )
+    ensure_int(epochs, "epochs", 1)
+    if epochs <= state.epoch:
+        raise ValueError(
+            f"resume: {name} has trained {state.epoch} epochs already; epochs is the total to "
+            f"reach, so it must exceed {state.epoch}; got {epochs}"
+        )
+    if "weights" in model.metadata and weights is None:
+        raise ValueError(
+            f"resume: {name} was trained with frame weights; pass the same weights to continue"
+        )
+    n = model.metadata.get("n_frames_trained")
+    if n != frames.n_frames:
+        raise ValueError(
+            f"resume: {name} was trained on {n} frames; got {frames.n_frames}: continue on the "
+            "same frames"
+        )
+    return model
+
+
+def _train(
+    frames,
+    config,
+    pipeline,
+    tconfig,
+    prepared,
+    metadata,
+    weights,
+    stream,
+    output,
+    progress,
+    previous=None,
+):
+    """Fit the model, or continue ``previous``, and keep the training state in it."""
+    from polyvae.vae import VAEModel
+
     if weights is not None:
         from polyvae.weights import check_weights, effective_sample_size
 
@@ -736,9 +890,15 @@ def train(
             "n_frames": frames.n_frames,
             "effective_sample_size": effective_sample_size(w),
         }
-    checks = _structure_checks(prepared.aligned, model_bonds, frames.names)
-    if checks is not None:
-        metadata["structure_checks"] = checks.to_dict()
+    kept = {}
+
+    def keep(state, history, interrupted):
+        kept["state"] = state
+        if interrupted and output is not None:
+            model = VAEModel(config, state.params, pipeline, tconfig, history, metadata, state)
+            return model.save(output)
+        return None
+
     try:
         params, history = fit(
             prepared.targets,
@@ -748,18 +908,22 @@ def train(
             stream=stream,
             weights=weights,
             progress=progress,
+            resume=None if previous is None else previous.train_state,
+            history=None if previous is None else previous.history,
+            on_state=keep,
         )
     except TrainingDivergedError as err:
         if output is None:
             raise
         last = VAEModel(config, err.params, pipeline, tconfig, err.history, metadata)
-        kept = last.save(_diverged_path(output))
+        saved = last.save(_diverged_path(output))
         raise TrainingDivergedError(
-            err.epoch, err.params, err.history, saved_to=kept, output=output
+            err.epoch, err.params, err.history, saved_to=saved, output=output
         ) from None
     result = VAEModel(config, params, pipeline, tconfig, history, metadata)
-    if decoder == "internal":
+    if config.decoder == "internal":
         result = choose_cartesian_weight(result, prepared.aligned)
+    result.train_state = kept.get("state")
     if output is not None:
         result.save(output)
     return result

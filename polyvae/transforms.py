@@ -456,6 +456,16 @@ class Pipeline:
             inputs = self._inputs(x, aligned)
         return TrainingArrays(aligned, self._targets(aligned), inputs)
 
+    def training_arrays(self, positions: Any) -> TrainingArrays:
+        """What :meth:`fit_transform` returns, from the fitted settings (to continue a
+        training run on its frames)."""
+        x = self.check_positions(
+            positions.positions if isinstance(positions, Frames) else positions
+        )
+        aligned = self._aligned(x)
+        inputs = self._inputs(x, aligned) if self.separate_inputs else None
+        return TrainingArrays(aligned, self._targets(aligned), inputs)
+
     def check_positions(self, positions: Any, name: str = "positions") -> np.ndarray:
         """Validate frames against the fitted atom count and dimension."""
         self._require_fit()

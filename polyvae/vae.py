@@ -34,6 +34,7 @@ from polyvae.checkpoint import (
 )
 from polyvae.encoder_numpy import numpy_params
 from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
+from polyvae.resume import TrainState
 from polyvae.training import TrainConfig
 from polyvae.transforms import Pipeline
 
@@ -106,6 +107,8 @@ class VAEModel:
         Per-epoch training history.
     metadata : dict
         JSON-ready facts about the training data: unit, atom names, masses, source.
+    train_state : TrainState or None
+        What continuing the training needs (:mod:`polyvae.resume`); saved with the model.
     """
 
     config: vae.VAEConfig
@@ -114,6 +117,7 @@ class VAEModel:
     train_config: TrainConfig | None = None
     history: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    train_state: Any = None
 
     # ---- shape facts -------------------------------------------------------------
     @property
@@ -518,6 +522,9 @@ class VAEModel:
             pcfg, parrays = self.pipeline.to_config()
             config["pipeline"] = pcfg
             arrays.update({f"pipeline/{k}": v for k, v in parrays.items()})
+        if self.train_state is not None:
+            config["resume"], sarrays = self.train_state.to_archive()
+            arrays.update(sarrays)
         return save_archive(path, config, arrays)
 
     @classmethod
@@ -535,6 +542,9 @@ class VAEModel:
             vcfg = vae.VAEConfig.from_dict(config["model"], layout=layout)
             tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
             metadata = check_model_metadata(config.get("metadata"))
+            state = None
+            if config.get("resume") is not None:
+                state = TrainState.from_archive(config["resume"], arrays)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
@@ -546,7 +556,7 @@ class VAEModel:
         history = config.get("history") or {}
         if not isinstance(history, dict):
             raise ValueError(f"model file {str(path)!r}: 'history' must be a JSON object")
-        return cls(vcfg, params, pipeline, tcfg, history, metadata)
+        return cls(vcfg, params, pipeline, tcfg, history, metadata, state)
 
 
 def load_model(path: str | os.PathLike) -> VAEModel:
