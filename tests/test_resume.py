@@ -31,14 +31,17 @@ def _same(a, b) -> bool:
     )
 
 
-@pytest.mark.parametrize("patience", [None, 100])
-def test_ten_then_ten_equals_twenty_bit_for_bit(chain, tmp_path, patience):
-    full = polyvae.train(chain, epochs=20, patience=patience, **SMALL)
-    polyvae.train(chain, epochs=10, patience=patience, output=tmp_path / "a.polyvae", **SMALL)
+@pytest.mark.parametrize(
+    "patience, stream", [(None, False), (100, False), (None, True)], ids=["all", "best", "streamed"]
+)
+def test_ten_then_ten_equals_twenty_bit_for_bit(chain, tmp_path, patience, stream):
+    kw = dict(patience=patience, stream=stream, **SMALL)
+    full = polyvae.train(chain, epochs=20, **kw)
+    polyvae.train(chain, epochs=10, output=tmp_path / "a.polyvae", **kw)
     half = polyvae.load_model(tmp_path / "a.polyvae")
     assert half.train_state.epoch == 10
     assert not _same(half.params, full.params)
-    cont = polyvae.train(chain, epochs=20, resume=tmp_path / "a.polyvae")
+    cont = polyvae.train(chain, epochs=20, resume=tmp_path / "a.polyvae", stream=stream)
     assert _same(cont.params, full.params)
     assert cont.history["train_loss"] == full.history["train_loss"]
     assert cont.history["val_loss"] == full.history["val_loss"]
