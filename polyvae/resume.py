@@ -56,10 +56,14 @@ class TrainState:
     best_epoch: int = 0
     best_params: Any = None
 
-    def to_archive(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(JSON-ready dict, arrays keyed ``resume/...``) for the model file."""
+    def to_archive(self, model_params: Any = None) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-ready dict, arrays keyed ``resume/...``) for the model file; parameters
+        that are ``model_params`` (the model's own) are not stored twice."""
         params, best = jax.device_get((self.params, self.best_params))
-        arrays = {f"resume/params/{k}": v for k, v in flatten_tree(params).items()}
+        shared = self.params is model_params
+        arrays = {}
+        if not shared:
+            arrays.update({f"resume/params/{k}": v for k, v in flatten_tree(params).items()})
         if best is not None:
             arrays.update({f"resume/best/{k}": v for k, v in flatten_tree(best).items()})
         leaves = jax.device_get(jax.tree_util.tree_leaves(self.opt_state))
@@ -71,13 +75,16 @@ class TrainState:
             "best_loss": None if not math.isfinite(self.best_loss) else float(self.best_loss),
             "best_epoch": int(self.best_epoch),
             "has_best": best is not None,
+            "params_are_the_model's": shared,
             "n_opt_leaves": len(leaves),
             "params_structure": tree_structure(params),
         }
         return config, arrays
 
     @classmethod
-    def from_archive(cls, config: dict, arrays: dict[str, np.ndarray]) -> TrainState:
+    def from_archive(
+        cls, config: dict, arrays: dict[str, np.ndarray], model_params: Any = None
+    ) -> TrainState:
         """The state :meth:`to_archive` wrote (``opt_state`` as a list of leaves)."""
         version = config.get("version")
         if version != STATE_VERSION:
@@ -95,7 +102,7 @@ class TrainState:
         best_loss = config.get("best_loss")
         return cls(
             epoch=int(config["epoch"]),
-            params=tree("resume/params/"),
+            params=model_params if config.get("params_are_the_model's") else tree("resume/params/"),
             opt_state=leaves,
             key=jnp.asarray(arrays["resume/key"]),
             best_loss=math.inf if best_loss is None else float(best_loss),

@@ -245,7 +245,7 @@ def _run_epochs(
     if start is not None:
         first = start.epoch + 1
         key = start.key
-        if start.best_params is not None:
+        if start.best_epoch:
             best = (start.best_loss, start.best_epoch, start.best_params)
     bar = tqdm(
         range(first, tc.epochs + 1),
@@ -257,7 +257,13 @@ def _run_epochs(
     epoch = first - 1
 
     def state():
-        return TrainState(epoch, params, opt_state, key, *(best if val_data is not None else ()))
+        if val_data is None:
+            return TrainState(epoch, params, opt_state, key)
+        # the best epoch's parameters are needed again only where they are returned
+        loss, at, kept = best
+        return TrainState(
+            epoch, params, opt_state, key, loss, at, kept if tc.patience is not None else None
+        )
 
     with _interrupt_flag() as flag:
         for epoch in bar:  # noqa: B007 (the state names the last epoch run)

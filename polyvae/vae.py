@@ -523,7 +523,7 @@ class VAEModel:
             config["pipeline"] = pcfg
             arrays.update({f"pipeline/{k}": v for k, v in parrays.items()})
         if self.train_state is not None:
-            config["resume"], sarrays = self.train_state.to_archive()
+            config["resume"], sarrays = self.train_state.to_archive(self.params)
             arrays.update(sarrays)
         return save_archive(path, config, arrays)
 
@@ -544,7 +544,7 @@ class VAEModel:
             metadata = check_model_metadata(config.get("metadata"))
             state = None
             if config.get("resume") is not None:
-                state = TrainState.from_archive(config["resume"], arrays)
+                state = TrainState.from_archive(config["resume"], arrays, params)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
