@@ -187,7 +187,7 @@ def _atom_numbers(text: str) -> list[int]:
     return [n - 1 for n in numbers]
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
+def _add_train_options(p: argparse.ArgumentParser, resume: bool = True) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--latent-dim", type=int, default=2, help="number of latent CVs (default 2)")
     g.add_argument("--epochs", type=int, default=250, help="passes over the data (default 250)")
@@ -280,6 +280,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="early stopping: stop after N epochs without a better validation loss and keep "
         "the best validation epoch (default: train all --epochs, keep the last)",
     )
+    if not resume:  # the demo always trains anew
+        return
     g.add_argument(
         "--resume",
         default=None,
@@ -606,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", default="results", metavar="DIR", help="(default results/)")
     p.add_argument("--data", default=None, help="trajectory to use instead of the bundled one")
-    _add_train_options(p)
+    _add_train_options(p, resume=False)
     for name, func in _COMMANDS.items():
         sub.choices[name].set_defaults(func=func)
     return parser
