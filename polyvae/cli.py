@@ -48,6 +48,31 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _values(flag: str, kind: type, ranges: bool = False):
+    """An argparse type: one number or a comma-separated list (and ``A-B`` ranges of
+    integers where ``ranges``), as a list."""
+    example = "0-7 or 0,2,5" if ranges else ("1,2,3" if kind is int else "0.5,1")
+
+    def parse(text: str) -> list:
+        values = []
+        try:
+            for part in (p.strip() for p in text.split(",")):
+                if ranges and "-" in part[1:]:
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    if hi < lo:
+                        raise ValueError
+                    values.extend(range(lo, hi + 1))
+                else:
+                    values.append(kind(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a number or a list like {example}; got {text!r}"
+            ) from None
+        return values
+
+    return parse
+
+
 def _sigma(text: str) -> float | None:
     if text == "learned":
         return None
@@ -189,11 +214,28 @@ def _atom_numbers(text: str) -> list[int]:
 
 def _add_train_options(p: argparse.ArgumentParser, resume: bool = True) -> None:
     g = p.add_argument_group("model and training")
-    g.add_argument("--latent-dim", type=int, default=2, help="number of latent CVs (default 2)")
+    several = " (a list like %s trains one model per value: see --seeds)"
+    g.add_argument(
+        "--latent-dim",
+        type=_values("--latent-dim", int) if resume else int,
+        default=[2] if resume else 2,
+        help="number of latent CVs (default 2)" + (several % "1,2,3" if resume else ""),
+    )
     g.add_argument("--epochs", type=int, default=250, help="passes over the data (default 250)")
     g.add_argument(
         "--seed", type=int, default=0, help="random seed; same seed, same model (default 0)"
     )
+    if resume:
+        g.add_argument(
+            "--seeds",
+            type=_values("--seeds", int, ranges=True),
+            default=None,
+            metavar="LIST",
+            help="train one model per seed (e.g. 0-7), and per --beta and --latent-dim value, "
+            "together; -o is then a folder that gets each model, ranking.json and ranking.txt "
+            "(ranked by importance-weighted log p(x) of the validation frames, which come "
+            "from the first seed)",
+        )
     g.add_argument(
         "--hidden",
         type=_hidden,
@@ -209,9 +251,10 @@ def _add_train_options(p: argparse.ArgumentParser, resume: bool = True) -> None:
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     g.add_argument(
         "--beta",
-        type=float,
-        default=1.0,
-        help="weight of the KL term; <1 favours reconstruction (default 1)",
+        type=_values("--beta", float) if resume else float,
+        default=[1.0] if resume else 1.0,
+        help="weight of the KL term; <1 favours reconstruction (default 1)"
+        + (several % "0.5,1" if resume else ""),
     )
     g.add_argument(
         "--sigma",
@@ -691,8 +734,18 @@ def _report(text: str) -> None:
 def _cmd_train(a) -> int:
     from polyvae import io, train
 
-    _output(a)
+    several = a.seeds is not None or len(a.latent_dim) > 1 or len(a.beta) > 1
+    if several:
+        for flag, given in (("--resume", a.resume), ("--stream", a.stream)):
+            if given:
+                raise ValueError(
+                    f"{flag} works on one model; with --seeds or lists of --beta or "
+                    "--latent-dim, train without it"
+                )
+    _output(a, kind="dir" if several else "file")
     kwargs = _train_kwargs(a)
+    if not several:
+        kwargs.update(latent_dim=a.latent_dim[0], beta=a.beta[0])
     frames = io.read_frames(a.data, select=a.select, **_read_kwargs(a))
     if a.top is None and frames.n_atoms > MANY_ATOMS_WITHOUT_TOP:
         logging.getLogger("polyvae").warning(
@@ -706,6 +759,8 @@ def _cmd_train(a) -> int:
     if a.stream is not None:
         kwargs["stream"] = a.stream
     kwargs["weights"] = _frame_weights(a, frames.n_frames)
+    if several:
+        return _train_several(a, frames, kwargs)
     if a.resume is not None:
         kwargs["resume"] = a.resume
     model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
@@ -720,6 +775,26 @@ def _cmd_train(a) -> int:
             f"best {-h['val_elbo'][best - 1]:.3f} in epoch {best}"
         )
     _report(f"model written to {a.output} ({model.config.latent_dim} latent CVs, {how})")
+    return 0
+
+
+def _train_several(a, frames, kwargs: dict) -> int:
+    """polyvae train with --seeds or lists of --beta or --latent-dim: one model each."""
+    from polyvae.ensemble import train_many
+
+    seed = kwargs.pop("seed")
+    ensemble = train_many(
+        frames,
+        seeds=a.seeds if a.seeds is not None else [seed],
+        output_dir=a.output,
+        progress=not a.quiet,
+        **kwargs,
+    )
+    _report(ensemble.table())
+    _report(
+        f"{len(ensemble)} models, ranking.json and ranking.txt written to {a.output}; "
+        f"best: {ensemble.best.path.name}"
+    )
     return 0
 
 

@@ -337,11 +337,13 @@ def loss(
     eps: jax.Array | None = None,
     x_in: jax.Array | None = None,
     weights: jax.Array | None = None,
+    beta: float | jax.Array | None = None,
 ):
     """Batch-mean training objective ``recon + beta * kl`` and its parts.
 
     ``key`` or ``eps`` as in :func:`loss_terms`. ``weights`` (...,): per-frame weights
-    (normalized to mean 1 over the data, so the batch mean stays unbiased).
+    (normalized to mean 1 over the data, so the batch mean stays unbiased). ``beta``
+    replaces ``config.beta`` (a traced number, e.g. one per member of an ensemble).
 
     Returns
     -------
@@ -352,7 +354,7 @@ def loss(
     if weights is not None:  # frame weights, normalized to mean 1 over the training frames
         recon, kl = recon * weights, kl * weights
     recon, kl = jnp.mean(recon), jnp.mean(kl)
-    return recon + config.beta * kl, (recon, kl)
+    return recon + (config.beta if beta is None else beta) * kl, (recon, kl)
 
 
 def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only: bool = False):

@@ -28,7 +28,15 @@ from jax.sharding import PartitionSpec as P
 from polyvae._prefetch import prefetch
 from polyvae.model import VAEConfig, loss, loss_terms
 
-__all__ = ["HostRows", "data_mesh", "epoch_plan", "make_steps", "evaluate", "streamed_epoch"]
+__all__ = [
+    "HostRows",
+    "data_mesh",
+    "epoch_plan",
+    "evaluate",
+    "make_ensemble_steps",
+    "make_steps",
+    "streamed_epoch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,40 @@ def epoch_plan(
     return order, eps
 
 
+def _steps_fn(config: VAEConfig, optimizer, shard_rows=None):
+    """The uncompiled ``steps(params, opt_state, data, order, eps, weights=None, beta=None)``
+    of :func:`make_steps`; ``beta`` (a number, traced) replaces ``config.beta``."""
+    grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
+
+    def steps(params, opt_state, data, order, eps, weights=None, beta=None):
+        def step(carry, inputs):
+            params, opt_state = carry
+            idx, eps_batch = inputs
+            batch = [a[idx] for a in data]
+            w_batch = None if weights is None else weights[idx]
+            if shard_rows is not None:
+                batch = [jax.lax.with_sharding_constraint(b, shard_rows) for b in batch]
+                eps_batch = jax.lax.with_sharding_constraint(eps_batch, shard_rows)
+            x_in = batch[1] if len(batch) > 1 else None
+            (_, (recon, kl)), grads = grad_fn(
+                params, batch[0], eps=eps_batch, x_in=x_in, weights=w_batch, beta=beta
+            )
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), jnp.stack([recon, kl])
+
+        # unrolling a few steps lets XLA schedule across step boundaries (~15% faster on CPU)
+        (params, opt_state), metrics = jax.lax.scan(
+            step, (params, opt_state), (order, eps), unroll=4
+        )
+        finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)])
+        )
+        return params, opt_state, jnp.mean(metrics, axis=0), finite
+
+    return steps
+
+
 @lru_cache(maxsize=16)
 def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None):
     """Adam and one compiled function that runs a sequence of optimizer steps.
@@ -99,38 +141,25 @@ def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None
     steps : jit-compiled function
     """
     optimizer = optax.adam(learning_rate)
-    grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
     # rows of each batch are split across the mesh's devices; parameters stay replicated
     shard_rows = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, P("batch"))
+    return optimizer, jax.jit(_steps_fn(config, optimizer, shard_rows))
 
-    @jax.jit
-    def steps(params, opt_state, data, order, eps, weights=None):
-        def step(carry, inputs):
-            params, opt_state = carry
-            idx, eps_batch = inputs
-            batch = [a[idx] for a in data]
-            w_batch = None if weights is None else weights[idx]
-            if shard_rows is not None:
-                batch = [jax.lax.with_sharding_constraint(b, shard_rows) for b in batch]
-                eps_batch = jax.lax.with_sharding_constraint(eps_batch, shard_rows)
-            x_in = batch[1] if len(batch) > 1 else None
-            (_, (recon, kl)), grads = grad_fn(
-                params, batch[0], eps=eps_batch, x_in=x_in, weights=w_batch
-            )
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, opt_state), jnp.stack([recon, kl])
 
-        # unrolling a few steps lets XLA schedule across step boundaries (~15% faster on CPU)
-        (params, opt_state), metrics = jax.lax.scan(
-            step, (params, opt_state), (order, eps), unroll=4
-        )
-        finite = jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)])
-        )
-        return params, opt_state, jnp.mean(metrics, axis=0), finite
+@lru_cache(maxsize=16)
+def make_ensemble_steps(config: VAEConfig, learning_rate: float):
+    """:func:`make_steps` for M models at once, stacked along a leading model axis.
 
-    return optimizer, steps
+    ``steps(params, opt_state, data, order, eps, weights, beta)``: ``params`` and
+    ``opt_state`` have a leading axis of M members, ``order`` (M, n_batches, B) and
+    ``eps`` (M, n_batches, B, L) give each member its own batches and noise, ``beta``
+    (M,) its KL weight; ``data`` and ``weights`` (or None) are shared. Returns stacked
+    parameters and state, ``(recon, kl)`` of shape (M, 2) and ``finite`` (M,). One
+    compiled function steps every member (``jax.vmap``).
+    """
+    optimizer = optax.adam(learning_rate)
+    run = _steps_fn(config, optimizer)
+    return optimizer, jax.jit(jax.vmap(run, in_axes=(0, 0, None, 0, 0, None, 0)))
 
 
 def evaluate(

@@ -105,6 +105,9 @@ class TrainConfig:
         epoch (``history["best_epoch"]``). None (the default) trains all ``epochs`` and
         returns the last parameters: the validation -ELBO of the bundled polymers
         levels off long before their generated distance marginals stop improving.
+    split_seed : int or None
+        Seeds the validation split instead of ``seed`` (the members of
+        :func:`polyvae.ensemble.train_many` share one split); None: ``seed``.
     """
 
     epochs: int = 250
@@ -113,11 +116,14 @@ class TrainConfig:
     seed: int = 0
     validation_fraction: float = 0.1
     patience: int | None = None
+    split_seed: int | None = None
 
     def __post_init__(self) -> None:
         ensure_int(self.epochs, "epochs", 1)
         ensure_int(self.batch_size, "batch_size", 1)
         ensure_int(self.seed, "seed", 0)
+        if self.split_seed is not None:
+            ensure_int(self.split_seed, "split_seed", 0)
         if self.patience is not None:
             ensure_int(self.patience, "patience", 1)
         ensure_number(self.learning_rate, "learning_rate", minimum=0, exclusive=True)
@@ -173,6 +179,10 @@ def _record(history: dict, prefix: str, recon: float, kl: float, beta: float) ->
     history.setdefault(f"{prefix}_loss", []).append(recon + beta * kl)
 
 
+def _split_seed(tc: TrainConfig) -> int:
+    return tc.seed if tc.split_seed is None else tc.split_seed
+
+
 def _prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None):
     """Validation split, PRNG keys and initial parameters, the same for every trainer.
 
@@ -180,7 +190,7 @@ def _prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None)
     -------
     train_idx, val_idx, key, k_val, params
     """
-    train_idx, val_idx = split_indices(n_frames, tc.validation_fraction, tc.seed)
+    train_idx, val_idx = split_indices(n_frames, tc.validation_fraction, _split_seed(tc))
     if train_idx.size < tc.batch_size:
         raise ValueError(
             f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
@@ -345,6 +355,14 @@ def _split_weights(weights, n_frames: int, train_idx, val_idx):
         n_frames,
     )
     return w, (w[val_idx] if val_idx.size else None)
+
+
+def _weights_record(weights, n_frames: int) -> dict:
+    """What the model file keeps of the frame weights: their count and effective sample size."""
+    from polyvae.weights import check_weights, effective_sample_size
+
+    w = check_weights(weights, n_frames)
+    return {"n_frames": n_frames, "effective_sample_size": effective_sample_size(w)}
 
 
 def _host_matrix(a: Any, name: str, n_rows: int | None, n_cols: int, config: VAEConfig):
@@ -775,8 +793,6 @@ def train(
             progress,
             previous,
         )
-    model_bonds = resolve_bonds(frames, bonds=bonds)
-    decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     tconfig = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -785,6 +801,60 @@ def train(
         validation_fraction=validation_fraction,
         patience=patience,
     )
+    config, pipeline, prepared, metadata = _prepare_training(
+        frames,
+        latent_dim=latent_dim,
+        hidden=hidden,
+        activation=activation,
+        sigma=sigma,
+        beta=beta,
+        align=align,
+        reference=reference,
+        features=features,
+        pairs=pairs,
+        angles=angles,
+        dihedrals=dihedrals,
+        decoder=decoder,
+        bonds=bonds,
+    )
+    return _train(
+        frames, config, pipeline, tconfig, prepared, metadata, weights, stream, output, progress
+    )
+
+
+def _prepare_training(
+    frames: Frames,
+    *,
+    latent_dim: int = 2,
+    hidden: tuple[int, ...] = (128, 128, 128),
+    activation: str = "relu",
+    sigma: float | None = None,
+    beta: float = 1.0,
+    align: str = "principal",
+    reference: Any = None,
+    features: str = "positions",
+    pairs: Any = None,
+    angles: Any = None,
+    dihedrals: Any = None,
+    decoder: str | None = None,
+    bonds: Any = None,
+):
+    """What :func:`train` sets up before fitting: the fitted pipeline and the model.
+
+    Arguments as in :func:`train`.
+
+    Returns
+    -------
+    config : VAEConfig
+    pipeline : Pipeline
+        Fitted on ``frames``.
+    prepared : PreparedFrames
+        The aligned frames, the training targets and the encoder inputs.
+    metadata : dict
+        Units, atoms and bonds, training statistics and structure checks.
+    """
+    model_bonds = resolve_bonds(frames, bonds=bonds)
+    decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     if features == "torsions" and dihedrals is None:
         from polyvae.topology import backbone_dihedrals
 
@@ -836,9 +906,7 @@ def train(
     checks = _structure_checks(prepared.aligned, model_bonds, frames.names)
     if checks is not None:
         metadata["structure_checks"] = checks.to_dict()
-    return _train(
-        frames, config, pipeline, tconfig, prepared, metadata, weights, stream, output, progress
-    )
+    return config, pipeline, prepared, metadata
 
 
 def _resumable(resume: Any, frames: Frames, epochs: int, weights: Any = None):
@@ -889,13 +957,7 @@ def _train(
     from polyvae.vae import VAEModel
 
     if weights is not None:
-        from polyvae.weights import check_weights, effective_sample_size
-
-        w = check_weights(weights, frames.n_frames)
-        metadata["weights"] = {
-            "n_frames": frames.n_frames,
-            "effective_sample_size": effective_sample_size(w),
-        }
+        metadata["weights"] = _weights_record(weights, frames.n_frames)
     kept = {}
 
     def keep(state, history, interrupted):
@@ -926,10 +988,21 @@ def _train(
         raise TrainingDivergedError(
             err.epoch, err.params, err.history, saved_to=saved, output=output
         ) from None
-    result = VAEModel(config, params, pipeline, tconfig, history, metadata)
-    if config.decoder == "internal":
-        result = choose_cartesian_weight(result, prepared.aligned)
-    result.train_state = kept.get("state")
+    result = _finished_model(
+        config, params, pipeline, tconfig, history, metadata, prepared.aligned, kept.get("state")
+    )
     if output is not None:
         result.save(output)
+    return result
+
+
+def _finished_model(config, params, pipeline, tconfig, history, metadata, aligned, state=None):
+    """The trained :class:`~polyvae.vae.VAEModel`: for the internal decoder with the
+    Cartesian weight chosen on the training frames ``aligned``, with its training state."""
+    from polyvae.vae import VAEModel
+
+    result = VAEModel(config, params, pipeline, tconfig, history, metadata)
+    if config.decoder == "internal":
+        result = choose_cartesian_weight(result, aligned)
+    result.train_state = state
     return result

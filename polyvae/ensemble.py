@@ -1,0 +1,599 @@
+"""Several models from one run: seeds, β and latent sizes side by side, ranked.
+
+:func:`train_many` prepares the frames once (one pipeline, and one validation split for
+every member, so that their scores compare) and trains the members of each latent size
+together: their parameters and Adam states carry a leading model axis, and one compiled
+epoch (:func:`polyvae.steps.make_ensemble_steps`, a ``jax.vmap`` of the single model's
+steps) advances all of them, each with its own initialization, batch order, noise and
+β. Members of different latent sizes train in groups, one after the other.
+
+The members are ranked by the importance-weighted log-likelihood of the validation
+frames, ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K samples z_k from the
+encoder (:meth:`polyvae.vae.VAEModel.iw_log_likelihood`), the same estimate for every
+member: it rewards a model for the probability it gives to frames it has not trained
+on, whatever its β or latent size. Each member's model file is an ordinary polyvae
+model; ``polyvae.train(frames, epochs=N, resume=path)`` continues it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from polyvae._checks import ensure_int, ensure_number
+from polyvae.frames import Frames
+from polyvae.model import VAEConfig, init_params
+from polyvae.resume import TrainingInterrupted, TrainState
+from polyvae.steps import _eval_terms, epoch_plan, make_ensemble_steps
+from polyvae.training import (
+    TrainConfig,
+    _finished_model,
+    _interrupt_flag,
+    _prepare_training,
+    _record,
+    _report_overfitting,
+    _split_weights,
+    _weights_record,
+    split_indices,
+)
+
+__all__ = ["ACTIVE_VARIANCE", "IW_SAMPLES", "Ensemble", "Member", "train_many"]
+
+logger = logging.getLogger(__name__)
+
+IW_SAMPLES = 64
+"""Samples K of the importance-weighted log-likelihood that ranks the members."""
+
+ACTIVE_VARIANCE = 0.01
+"""A latent coordinate is active when its encoder mean varies more than this over the
+validation frames (the prior's variance is 1)."""
+
+_MODEL_OPTIONS = frozenset(
+    {
+        "hidden",
+        "activation",
+        "sigma",
+        "align",
+        "reference",
+        "features",
+        "pairs",
+        "angles",
+        "dihedrals",
+        "decoder",
+        "bonds",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of an :class:`Ensemble` and the figures it is ranked by.
+
+    Attributes
+    ----------
+    model : VAEModel
+    seed, beta, latent_dim
+        What sets the member apart.
+    iw_log_px : float
+        Mean importance-weighted log p(x) of the validation frames, nats per frame
+        (aligned coordinates, so members with different latent sizes compare); -inf
+        for a member whose training diverged.
+    val_elbo : float
+        Validation ELBO of the kept epoch.
+    epoch, epochs_run : int
+        The epoch whose parameters the model holds (the best validation epoch with
+        early stopping, otherwise the last), and the epochs trained.
+    active_dims : int
+        Latent coordinates whose encoder mean varies over the validation frames by more
+        than :data:`ACTIVE_VARIANCE`.
+    w1 : float
+        Mean W1/σ of the generated (1024 draws) against the training pair-distance
+        marginals.
+    diverged : int or None
+        The epoch in which the loss became NaN/inf (the model then holds the parameters
+        of the epoch before).
+    path : Path or None
+        Where the model was saved.
+    """
+
+    model: Any
+    seed: int
+    beta: float
+    latent_dim: int
+    iw_log_px: float
+    val_elbo: float
+    epoch: int
+    epochs_run: int
+    active_dims: int
+    w1: float
+    diverged: int | None = None
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"seed{self.seed}_beta{self.beta:g}_latent{self.latent_dim}"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "beta": self.beta,
+            "latent_dim": self.latent_dim,
+            "iw_log_px": None if not math.isfinite(self.iw_log_px) else self.iw_log_px,
+            "val_elbo": self.val_elbo,
+            "epoch": self.epoch,
+            "epochs_run": self.epochs_run,
+            "active_dims": self.active_dims,
+            "w1": self.w1,
+            "diverged": self.diverged,
+            "path": None if self.path is None else str(self.path),
+        }
+
+
+@dataclass
+class Ensemble:
+    """Members of a :func:`train_many` run, best first.
+
+    Attributes
+    ----------
+    members : list of Member
+        Ranked by ``iw_log_px``, highest first; diverged members last.
+    iw_samples : int
+        K of the importance-weighted estimate.
+    n_validation : int
+        Validation frames every member is scored on.
+    seconds : float
+        Wall time of the run (preparation, training, scoring).
+    """
+
+    members: list[Member]
+    iw_samples: int
+    n_validation: int
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def __getitem__(self, i: int) -> Member:
+        return self.members[i]
+
+    @property
+    def best(self) -> Member:
+        return self.members[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "ranked_by": f"importance-weighted log p(x) of {self.n_validation} validation "
+            f"frames, K={self.iw_samples} samples (nats per frame, aligned coordinates)",
+            "iw_samples": self.iw_samples,
+            "n_validation": self.n_validation,
+            "seconds": round(self.seconds, 2),
+            "members": [m.to_dict() for m in self.members],
+        }
+
+    def table(self) -> str:
+        """The ranking as a text table."""
+        head = (
+            f"{'rank':>4}  {'member':<26} {'log p(x)':>10} {'val ELBO':>10} {'epoch':>9} "
+            f"{'active':>6} {'W1/σ':>7}"
+        )
+        rows = [
+            f"ranked by importance-weighted log p(x), K={self.iw_samples}, over "
+            f"{self.n_validation} validation frames (nats per frame)",
+            head,
+        ]
+        for rank, m in enumerate(self.members, 1):
+            ll = "diverged" if m.diverged else f"{m.iw_log_px:.3f}"
+            rows.append(
+                f"{rank:>4}  {m.name:<26} {ll:>10} {m.val_elbo:>10.3f} "
+                f"{f'{m.epoch}/{m.epochs_run}':>9} {f'{m.active_dims}/{m.latent_dim}':>6} "
+                f"{m.w1:>7.3f}"
+            )
+        return "\n".join(rows)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """``ranking.json`` and ``ranking.txt`` in ``folder``; returns the JSON's path."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ranking.txt").write_text(self.table() + "\n")
+        path = folder / "ranking.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+def _values(value: Any, name: str, kind: type) -> list:
+    """``value`` (one or a sequence) as a list of distinct numbers of ``kind``."""
+    values = list(value) if isinstance(value, list | tuple | range | np.ndarray) else [value]
+    if not values:
+        raise ValueError(f"{name} must give at least one value; got none")
+    if kind is int:
+        values = [ensure_int(v, name, 1 if name == "latent_dim" else 0) for v in values]
+    else:
+        values = [float(ensure_number(v, name, minimum=0)) for v in values]
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{name} must not repeat a value; got {repeated[0]} more than once")
+    return values
+
+
+@jax.jit
+def _take(tree, m):
+    """Member ``m`` of stacked pytrees."""
+    return jax.tree.map(lambda a: a[m], tree)
+
+
+@jax.jit
+def _where_members(mask, new, old):
+    """Per member (leading axis): ``new`` where ``mask``, else ``old``."""
+    return jax.tree.map(
+        lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old
+    )
+
+
+@partial(jax.jit, static_argnums=0)
+def _init_members(config: VAEConfig, keys):
+    """Stacked initial parameters, member m's equal to ``init_params(config, key=keys[m])``."""
+    return jax.vmap(lambda k: init_params(config, key=k))(keys)
+
+
+@partial(jax.jit, static_argnums=0)
+def _evaluate_many(config: VAEConfig, params, data, keys, weights):
+    """Validation (recon, kl) of every member, (M, 2): means, or weighted means."""
+
+    def one(p, key):
+        recon, kl = _eval_terms(config, p, data, key)
+        if weights is None:
+            return jnp.stack([jnp.mean(recon), jnp.mean(kl)])
+        return jnp.stack([jnp.sum(weights * recon), jnp.sum(weights * kl)]) / jnp.sum(weights)
+
+    return jax.vmap(one)(params, keys)
+
+
+def _fit_group(config, tc, members, arrays, split, weights, progress, on_interrupt):
+    """Train the ``members`` ((seed, beta) pairs) of one latent size together.
+
+    Returns, per member: (params, history, TrainState or None, diverged epoch or None).
+    """
+    train_idx, val_idx = split
+    w_train, w_val = weights
+    m_count = len(members)
+    keys = [jax.random.split(jax.random.PRNGKey(seed), 3) for seed, _ in members]
+    params = jax.tree.map(lambda *a: jnp.stack(a), *[init_params(config, key=k[1]) for k in keys])
+    optimizer, steps = make_ensemble_steps(config, float(tc.learning_rate))
+    opt_state = jax.vmap(optimizer.init)(params)
+    train_data = tuple(jnp.asarray(a[train_idx], jnp.float32) for a in arrays)
+    val_data = tuple(jnp.asarray(a[val_idx], jnp.float32) for a in arrays)
+    beta = jnp.asarray([b for _, b in members], jnp.float32)
+    # the key a single run's evaluate() draws its validation sample with
+    val_keys = jnp.stack([jax.random.split(k[2])[1] for k in keys])
+    w_train = None if w_train is None else jnp.asarray(w_train, jnp.float32)
+    w_val = None if w_val is None else jnp.asarray(w_val, jnp.float32)
+    epoch_keys = [k[0] for k in keys]
+
+    histories = [{} for _ in members]
+    best_loss = np.full(m_count, math.inf)
+    best_epoch = np.zeros(m_count, dtype=int)
+    best_params = params
+    done: list[tuple | None] = [None] * m_count  # (params, history, state, diverged)
+
+    def state(m, epoch, p, s, key):
+        kept = _take(best_params, m) if tc.patience is not None else None
+        return TrainState(epoch, p, s, key, float(best_loss[m]), int(best_epoch[m]), kept)
+
+    def finish(m, epoch):
+        history = histories[m]
+        history["best_epoch"] = int(best_epoch[m])
+        _report_overfitting(history, int(best_epoch[m]), tc.patience)
+        p = _take(params, m)
+        st = state(m, epoch, p, _take(opt_state, m), epoch_keys[m])
+        kept = _take(best_params, m) if tc.patience is not None else p
+        done[m] = (kept, history, st, None)
+
+    bar = tqdm(
+        range(1, tc.epochs + 1),
+        desc=f"training {m_count} models",
+        unit="epoch",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    epoch = 0
+    with _interrupt_flag() as flag:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            previous_keys = list(epoch_keys)
+            plans = []
+            for m in range(m_count):
+                epoch_keys[m], k_epoch = jax.random.split(epoch_keys[m])
+                plans.append(epoch_plan(k_epoch, train_idx.size, tc.batch_size, config.latent_dim))
+            order = np.stack([p[0] for p in plans])
+            eps = np.stack([p[1] for p in plans])
+            new_params, new_state, metrics, finite = steps(
+                params, opt_state, train_data, order, eps, w_train, beta
+            )
+            metrics = np.asarray(metrics, dtype=np.float64)
+            finite = np.asarray(finite) & np.all(np.isfinite(metrics), axis=1)
+            val = np.asarray(_evaluate_many(config, new_params, val_data, val_keys, w_val), np.float64)
+            seconds = time.perf_counter() - t0
+            improved = np.zeros(m_count, dtype=bool)
+            for m, (_, b) in enumerate(members):
+                if done[m] is not None:
+                    continue
+                if not finite[m]:
+                    last = (_take(params, m), histories[m], None, epoch)
+                    logger.warning(
+                        "member seed=%d beta=%g diverged in epoch %d: its parameters of "
+                        "epoch %d are kept",
+                        members[m][0],
+                        b,
+                        epoch,
+                        epoch - 1,
+                    )
+                    histories[m]["best_epoch"] = int(best_epoch[m])
+                    done[m] = last
+                    epoch_keys[m] = previous_keys[m]
+                    continue
+                _record(histories[m], "train", *map(float, metrics[m]), b)
+                _record(histories[m], "val", *map(float, val[m]), b)
+                histories[m].setdefault("epoch_time_s", []).append(seconds / m_count)
+                if histories[m]["val_loss"][-1] < best_loss[m]:
+                    best_loss[m], best_epoch[m], improved[m] = (
+                        histories[m]["val_loss"][-1],
+                        epoch,
+                        True,
+                    )
+            best_params = _where_members(jnp.asarray(improved), new_params, best_params)
+            params, opt_state = new_params, new_state
+            if tc.patience is not None:
+                for m in range(m_count):
+                    if done[m] is None and epoch - best_epoch[m] >= tc.patience:
+                        logger.info(
+                            "member seed=%d beta=%g: early stop after epoch %d",
+                            *members[m],
+                            epoch,
+                        )
+                        finish(m, epoch)
+            if flag["signal"] is not None:
+                bar.close()
+                states = [done[m][2] if done[m] is not None else None for m in range(m_count)]
+                running = [m for m in range(m_count) if done[m] is None]
+                for m in running:
+                    states[m] = state(
+                        m, epoch, _take(params, m), _take(opt_state, m), epoch_keys[m]
+                    )
+                raise TrainingInterrupted(epoch, on_interrupt(states, histories))
+            if all(d is not None for d in done):
+                bar.close()
+                break
+    for m in range(m_count):
+        if done[m] is None:
+            finish(m, epoch)
+    return done
+
+
+def train_many(
+    frames: Frames | Any,
+    *,
+    seeds: Any = (0,),
+    beta: Any = 1.0,
+    latent_dim: Any = 2,
+    epochs: int = 250,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    validation_fraction: float = 0.1,
+    patience: int | None = None,
+    weights: Any = None,
+    iw_samples: int = IW_SAMPLES,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    **model_options: Any,
+) -> Ensemble:
+    """Train one model per combination of seed, β and latent size, and rank them.
+
+    Parameters
+    ----------
+    frames : Frames or array (T, N, D)
+    seeds, beta, latent_dim : one value or a sequence of them
+        Every combination is a member. Seeds set each member's initialization, batch
+        order and noise; the validation split comes from the first seed for all.
+        Members with one latent size train together in one compiled epoch.
+    epochs, batch_size, learning_rate, validation_fraction, patience
+        As in :func:`polyvae.train`, for every member (early stopping per member; the
+        group stops when every member has). ``validation_fraction`` must be > 0: the
+        ranking is on the validation frames.
+    weights : array (T,), optional
+        Per-frame weights, as in :func:`polyvae.train`; the ranking's mean is weighted.
+    iw_samples : int
+        Samples K of the importance-weighted log p(x).
+    output_dir : path, optional
+        Write each member's model (``seed{S}_beta{B}_latent{L}.npz``), ``ranking.json``
+        and ``ranking.txt`` here. SIGINT or SIGTERM during training saves every member
+        with its training state here, then raises
+        :class:`polyvae.resume.TrainingInterrupted`.
+    progress : bool
+    **model_options
+        ``hidden``, ``activation``, ``sigma``, ``align``, ``reference``, ``features``,
+        ``pairs``, ``angles``, ``dihedrals``, ``decoder``, ``bonds``: as in
+        :func:`polyvae.train`, the same for every member.
+
+    Returns
+    -------
+    Ensemble
+        Members ranked best first; ``ensemble.best.model`` is the top model.
+    """
+    t_start = time.perf_counter()
+    unknown = sorted(set(model_options) - _MODEL_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"train_many got an unexpected argument {unknown[0]!r}; model options are "
+            f"{', '.join(sorted(_MODEL_OPTIONS))}"
+        )
+    seeds = _values(seeds, "seeds", int)
+    betas = _values(beta, "beta", float)
+    latent_dims = _values(latent_dim, "latent_dim", int)
+    ensure_int(iw_samples, "iw_samples", 1)
+    if not validation_fraction or validation_fraction <= 0:
+        raise ValueError(
+            "validation_fraction must be > 0 for train_many: members are ranked on the "
+            f"validation frames; got {validation_fraction}"
+        )
+    tc = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seeds[0],
+        validation_fraction=validation_fraction,
+        patience=patience,
+        split_seed=seeds[0],
+    )
+    out = None
+    if output_dir is not None:
+        from polyvae._outputs import check_output
+
+        out = check_output(output_dir, name="output_dir", kind="dir")
+    if not isinstance(frames, Frames):
+        frames = Frames(frames)
+    base, pipeline, prepared, metadata = _prepare_training(
+        frames, latent_dim=latent_dims[0], **model_options
+    )
+    train_idx, val_idx = split_indices(frames.n_frames, validation_fraction, seeds[0])
+    if train_idx.size < batch_size or val_idx.size == 0:
+        raise ValueError(
+            f"{frames.n_frames} frames give {train_idx.size} training and {val_idx.size} "
+            f"validation frames: train_many needs at least batch_size={batch_size} and one; "
+            "use more frames"
+        )
+    arrays = [np.asarray(prepared.targets, np.float32)]
+    if prepared.inputs is not None and base.n_inputs is not None:
+        arrays.append(np.asarray(prepared.inputs, np.float32))
+    w_all = w_val = None
+    if weights is not None:
+        w_all, w_val = _split_weights(weights, frames.n_frames, train_idx, val_idx)
+        metadata["weights"] = _weights_record(weights, frames.n_frames)
+    metadata["ensemble"] = {
+        "seeds": seeds,
+        "beta": betas,
+        "latent_dim": latent_dims,
+        "split_seed": seeds[0],
+    }
+    val_frames = frames[val_idx]
+    members = []
+    for n_latent in latent_dims:
+        config = replace(base, latent_dim=n_latent)
+        combos = [(s, b) for b in betas for s in seeds]
+
+        def models(results, config=config, combos=combos):
+            for (s, b), (params, history, state, diverged) in zip(combos, results, strict=True):
+                cfg = replace(config, beta=b)
+                yield (
+                    (s, b),
+                    diverged,
+                    _finished_model(
+                        cfg,
+                        params,
+                        pipeline,
+                        replace(tc, seed=s),
+                        history,
+                        dict(metadata),
+                        prepared.aligned,
+                        state,
+                    ),
+                )
+
+        def save_interrupted(states, histories, config=config, combos=combos):
+            if out is None:
+                return None
+            from polyvae.vae import VAEModel
+
+            out.mkdir(parents=True, exist_ok=True)
+            for (s, b), st, history in zip(combos, states, histories, strict=True):
+                if st is None:
+                    continue
+                name = Member(None, s, b, config.latent_dim, 0, 0, 0, 0, 0, 0).name
+                VAEModel(
+                    replace(config, beta=b),
+                    st.params,
+                    pipeline,
+                    replace(tc, seed=s),
+                    history,
+                    dict(metadata),
+                    st,
+                ).save(out / f"{name}.npz")
+            return out
+
+        logger.info("training %d models with latent size %d together", len(combos), n_latent)
+        results = _fit_group(
+            config,
+            tc,
+            combos,
+            arrays,
+            (train_idx, val_idx),
+            (None if w_all is None else w_all[train_idx], w_val),
+            progress,
+            save_interrupted,
+        )
+        for (s, b), diverged, model in models(results):
+            members.append(
+                _score(model, s, b, diverged, val_frames, (w_all, w_val), iw_samples, prepared)
+            )
+    members.sort(key=lambda m: (m.diverged is not None, -m.iw_log_px))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        members = [replace(m, path=m.model.save(out / f"{m.name}.npz")) for m in members]
+    ensemble = Ensemble(members, iw_samples, int(val_idx.size), time.perf_counter() - t_start)
+    if out is not None:
+        ensemble.save(out)
+    return ensemble
+
+
+def _score(model, seed, beta, diverged, val_frames, weights, iw_samples, prepared) -> Member:
+    """A member's ranking figures on the validation frames (``weights``: all frames' and
+    the validation frames', or None)."""
+    from polyvae.analysis.marginals import distance_marginals
+
+    w_all, w_val = weights
+    history = model.history
+    epochs_run = len(history.get("val_elbo", []))
+    kept = model.train_config.patience is not None and history.get("best_epoch")
+    epoch = int(history["best_epoch"]) if kept else epochs_run
+    val_elbo = history["val_elbo"][epoch - 1] if epoch else float("nan")
+    if diverged is not None:
+        return Member(
+            model,
+            seed,
+            beta,
+            model.latent_dim,
+            -math.inf,
+            val_elbo,
+            epoch,
+            epochs_run,
+            0,
+            float("nan"),
+            diverged,
+        )
+    ll = model.iw_log_likelihood(val_frames, n_samples=iw_samples)
+    ll = float(np.average(ll, weights=w_val))
+    mean, _ = model.encode(val_frames)
+    active = int(np.sum(np.var(mean, axis=0) > ACTIVE_VARIANCE))
+    w1 = float("nan")
+    if prepared.aligned.shape[1] >= 3:
+        generated = model.generate(1024, seed=1)
+        marginals = distance_marginals(prepared.aligned, generated, train_weights=w_all)
+        w1 = float(marginals.mean_w1_normalized)
+    return Member(
+        model, seed, beta, model.latent_dim, ll, float(val_elbo), epoch, epochs_run, active, w1
+    )
