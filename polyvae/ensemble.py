@@ -327,7 +327,9 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
             )
             metrics = np.asarray(metrics, dtype=np.float64)
             finite = np.asarray(finite) & np.all(np.isfinite(metrics), axis=1)
-            val = np.asarray(_evaluate_many(config, new_params, val_data, val_keys, w_val), np.float64)
+            val = np.asarray(
+                _evaluate_many(config, new_params, val_data, val_keys, w_val), np.float64
+            )
             seconds = time.perf_counter() - t0
             improved = np.zeros(m_count, dtype=bool)
             for m, (_, b) in enumerate(members):
@@ -375,7 +377,7 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
                     states[m] = state(
                         m, epoch, _take(params, m), _take(opt_state, m), epoch_keys[m]
                     )
-                raise TrainingInterrupted(epoch, on_interrupt(states, histories))
+                raise TrainingInterrupted(epoch, on_interrupt(states, histories), several=True)
             if all(d is not None for d in done):
                 bar.close()
                 break

@@ -29,14 +29,20 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on SIGINT or SIGTERM after a whole epoch; ``saved_to`` names the
     resumable model file written then (None when nothing was written)."""
 
-    def __init__(self, epoch: int, saved_to=None):
+    def __init__(self, epoch: int, saved_to=None, several: bool = False):
         self.epoch, self.saved_to = epoch, saved_to
-        where = (
-            f"; the model and its training state are saved in {saved_to}: continue the run "
-            f"with resume={saved_to}"
-            if saved_to is not None
-            else " (nothing saved: no output file was given)"
-        )
+        if saved_to is None:
+            where = " (nothing saved: no output file was given)"
+        elif several:
+            where = (
+                f"; every model and its training state are saved in {saved_to}: continue one "
+                f"with resume={saved_to}/NAME.npz"
+            )
+        else:
+            where = (
+                f"; the model and its training state are saved in {saved_to}: continue the run "
+                f"with resume={saved_to}"
+            )
         super().__init__(f"training interrupted after epoch {epoch}{where}")
 
 
