@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyvae.training import DEFAULT_PATIENCE, training_summary
+
 __all__ = ["main", "build_parser"]
 
 _EPILOG = """examples:
@@ -71,6 +73,15 @@ def _values(flag: str, kind: type, ranges: bool = False):
         return values
 
     return parse
+
+
+def _patience(value: int) -> int | None:
+    """--patience: epochs (>= 1), or 0 for no early stopping (None)."""
+    if value < 0:
+        raise ValueError(
+            f"--patience must be a number of epochs >= 1, or 0 to train all --epochs; got {value}"
+        )
+    return value or None
 
 
 def _sigma(text: str) -> float | None:
@@ -318,10 +329,11 @@ def _add_train_options(p: argparse.ArgumentParser, resume: bool = True) -> None:
     g.add_argument(
         "--patience",
         type=int,
-        default=None,
+        default=DEFAULT_PATIENCE,
         metavar="N",
         help="early stopping: stop after N epochs without a better validation loss and keep "
-        "the best validation epoch (default: train all --epochs, keep the last)",
+        f"the best validation epoch (default {DEFAULT_PATIENCE}; 0: train all --epochs and "
+        "keep the last)",
     )
     if not resume:  # the demo always trains anew
         return
@@ -348,7 +360,7 @@ def _train_kwargs(a) -> dict:
         sigma=a.sigma,
         align=a.align,
         validation_fraction=a.validation_fraction,
-        patience=a.patience,
+        patience=_patience(a.patience),
         features=a.features,
         pairs=_pairs(a.pairs),
         angles=_index_file(a.angles, "--angles", 3),
@@ -764,15 +776,15 @@ def _cmd_train(a) -> int:
     if a.resume is not None:
         kwargs["resume"] = a.resume
     model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
-    h = model.history
-    n, best = len(h["train_elbo"]), h.get("best_epoch")
-    if best is None:
+    run = training_summary(model.history, model.train_config.patience)
+    n, kept = run["epochs_run"], run["kept_epoch"]
+    if "best_epoch" not in run:
         how = f"no validation split, epoch {n} kept"
     else:
-        kept = best if model.train_config.patience is not None else n
         how = (
-            f"validation -ELBO {-h['val_elbo'][kept - 1]:.3f} in epoch {kept} of {n}, kept; "
-            f"best {-h['val_elbo'][best - 1]:.3f} in epoch {best}"
+            f"validation -ELBO {-run['val_elbo']:.3f} in epoch {kept} of {n}, kept; best "
+            f"{-run['best_val_elbo']:.3f} in epoch {run['best_epoch']}; train/validation gap "
+            f"{run['train_val_gap']:.3f} nats"
         )
     _report(f"model written to {a.output} ({model.config.latent_dim} latent CVs, {how})")
     return 0

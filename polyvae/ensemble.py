@@ -38,6 +38,7 @@ from polyvae.model import VAEConfig, init_params
 from polyvae.resume import TrainingInterrupted, TrainState
 from polyvae.steps import _eval_terms, epoch_plan, make_ensemble_steps
 from polyvae.training import (
+    DEFAULT_PATIENCE,
     TrainConfig,
     _finished_model,
     _interrupt_flag,
@@ -397,7 +398,7 @@ def train_many(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     validation_fraction: float = 0.1,
-    patience: int | None = None,
+    patience: int | None = DEFAULT_PATIENCE,
     weights: Any = None,
     iw_samples: int = IW_SAMPLES,
     output_dir: str | os.PathLike | None = None,

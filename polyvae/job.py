@@ -30,7 +30,7 @@ from polyvae.analysis.marginals import distance_marginals
 from polyvae.analysis.optimize import optimize_latent
 from polyvae.analysis.structure import compare_structures, radius_of_gyration
 from polyvae.frames import Frames
-from polyvae.training import train
+from polyvae.training import train, training_summary
 from polyvae.vae import VAEModel
 
 __all__ = ["run_job", "write_marginals", "DEFAULT_DATA", "OPTIMIZE_PERCENTILES"]
@@ -267,10 +267,8 @@ def run_job(
         "model": model.config.to_dict(),
         "train": model.train_config.to_dict(),
         "train_seconds": round(t_train, 2),
-        "final_train_elbo": model.history["train_elbo"][-1],
-        "final_val_elbo": model.history.get("val_elbo", [None])[-1],
-        "best_val_epoch": model.history.get("best_epoch"),
-        "epochs_run": len(model.history["train_elbo"]),
+        # epochs run, best and kept epoch, their ELBOs, train/validation gap, overfitting
+        "training": training_summary(model.history, model.train_config.patience),
         "mean_w1_normalized": marg["mean_w1_normalized"],
         "bond_w1": marg["structure"]["bond_w1"],
         "rg_optimized": _length(opt.objective[0], model.unit),

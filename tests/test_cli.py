@@ -254,8 +254,8 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
         ),
         (["generate", "{d}/m.polyvae", "-n", "0", "-o", "{d}/x.npz"], "n must be >= 1"),
         (
-            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--patience", "0"],
-            "--patience must be >= 1; got 0",
+            ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--patience", "-2"],
+            "--patience must be a number of epochs >= 1, or 0 to train all --epochs; got -2",
         ),
     ],
 )

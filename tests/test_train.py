@@ -79,6 +79,36 @@ def test_early_stopping_returns_the_best_validation_epoch(caplog):
     assert f"the parameters of epoch {best} are kept" in caplog.text
 
 
+def test_early_stopping_is_on_by_default(tmp_path, capsys):
+    from polyvae.cli import main
+    from polyvae.training import DEFAULT_PATIENCE, training_summary
+
+    assert TrainConfig().patience == DEFAULT_PATIENCE == 50
+    x = np.random.default_rng(2).normal(size=(24, 5, 2)).astype(np.float32)  # noise: overfits
+    model = polyvae.train(
+        x,
+        hidden=(256, 256),
+        batch_size=8,
+        learning_rate=3e-3,
+        validation_fraction=0.25,
+        epochs=400,
+        progress=False,
+    )
+    h = model.history
+    run = training_summary(h, model.train_config.patience)
+    assert run["epochs_run"] == h["best_epoch"] + 50 < 400
+    assert run["kept_epoch"] == h["best_epoch"] and run["overfitting"]
+    assert run["train_val_gap"] == pytest.approx(
+        h["train_elbo"][h["best_epoch"] - 1] - h["val_elbo"][h["best_epoch"] - 1]
+    )
+    # --patience 0 trains every epoch and keeps the last
+    np.savez(tmp_path / "t.npz", arr=x)
+    args = ["-q", "train", str(tmp_path / "t.npz"), "-o", str(tmp_path / "m.npz")]
+    assert main([*args, "--epochs", "60", "--patience", "0", "--batch-size", "8"]) == 0
+    assert "in epoch 60 of 60, kept" in capsys.readouterr().out
+    assert polyvae.load_model(tmp_path / "m.npz").train_config.patience is None
+
+
 def test_without_patience_all_epochs_run_and_the_last_is_returned(caplog):
     with caplog.at_level("WARNING", logger="polyvae.training"):
         x, cfg, tc, params, h = _overfitting(patience=None)
@@ -87,7 +117,7 @@ def test_without_patience_all_epochs_run_and_the_last_is_returned(caplog):
         len(h["train_loss"]) == 300 and best < 300 and h["val_loss"][best - 1] == min(h["val_loss"])
     )
     np.testing.assert_allclose(_val_loss(params, x, cfg, tc), h["val_loss"][-1], rtol=1e-5)
-    assert "the parameters of the last epoch are kept; patience=N" in caplog.text
+    assert "the parameters of the last epoch are kept; early stopping (patience=N" in caplog.text
     # without a validation split there is no best epoch: the last parameters come back
     _, h0 = fit(x, cfg, TrainConfig(epochs=3, batch_size=8, validation_fraction=0), progress=False)
     assert "best_epoch" not in h0 and len(h0["train_loss"]) == 3

@@ -99,6 +99,7 @@ def train_discrete(
         learning_rate=learning_rate,
         seed=seed,
         validation_fraction=validation_fraction,
+        patience=None,  # the method's cases train their full length
     )
     if n_classes is not None:
         ensure_int(n_classes, "n_classes", 2)
@@ -164,6 +165,7 @@ def train_regression(
         learning_rate=learning_rate,
         seed=seed,
         validation_fraction=validation_fraction,
+        patience=None,  # the method's cases train their full length
     )
     config = VAEConfig(
         n_features=1,
