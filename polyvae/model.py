@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 import jax
@@ -207,6 +208,13 @@ def init_params(config: VAEConfig, *, key: jax.Array) -> dict:
     dict
         The params pytree.
     """
+    return _init_params(config, key)
+
+
+@partial(jax.jit, static_argnums=0)
+def _init_params(config: VAEConfig, key: jax.Array) -> dict:
+    """:func:`init_params`, compiled once per configuration (eager, each of its random
+    draws and scalings is a separate dispatch: seconds for a deep model)."""
     gain = 2.0 if config.activation in ("relu", "elu") else 1.0
     k_enc, k_dec = jax.random.split(key)
     f, latent, hidden = config.n_features, config.latent_dim, list(config.hidden)
