@@ -299,6 +299,7 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
     def finish(m, epoch):
         history = histories[m]
         history["best_epoch"] = int(best_epoch[m])
+        history["kept_epoch"] = int(best_epoch[m]) if tc.patience is not None else epoch
         _report_overfitting(history, int(best_epoch[m]), tc.patience)
         p = _take(params, m)
         st = state(m, epoch, p, _take(opt_state, m), epoch_keys[m])

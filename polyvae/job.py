@@ -112,7 +112,7 @@ def _savefig(ax, path: Path) -> None:
 
     fig = np.ravel(ax)[0].figure
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

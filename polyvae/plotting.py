@@ -77,10 +77,12 @@ def plot_history(history: Mapping[str, Any], ax=None):
         ax.plot(np.arange(1, values.size + 1), values, style, color=color, label=label)
     best = history.get("best_epoch")
     if best is not None:
-        ax.axvline(best, color="0.4", lw=0.8, ls=":", label=f"best validation epoch {best}")
+        kept = history.get("kept_epoch")
+        how = ", kept" if kept == best else (f"; epoch {kept} kept" if kept else "")
+        ax.axvline(best, color="0.4", lw=0.8, ls=":", label=f"best validation epoch {best}{how}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (nats/frame)")
-    ax.legend()
+    ax.legend(loc="best", ncols=2, fontsize="small")
     return ax
 
 

@@ -317,6 +317,7 @@ def _run_epochs(
         return params, history
     _, best_epoch, best_params = best
     history["best_epoch"] = best_epoch
+    history["kept_epoch"] = epoch if tc.patience is None else best_epoch
     _report_overfitting(history, best_epoch, tc.patience)
     return (params if tc.patience is None else best_params), history
 

@@ -94,6 +94,16 @@ def test_plot_history_lines_and_styles(tmp_path):
     assert (tmp_path / "history.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize(
+    "kept, label",
+    [(3, "best validation epoch 3, kept"), (5, "best validation epoch 3; epoch 5 kept")],
+)
+def test_plot_history_marks_the_best_and_the_kept_epoch(kept, label):
+    ax = plot_history({**history(), "best_epoch": 3, "kept_epoch": kept})
+    marker = next(line for line in ax.lines if line.get_label().startswith("best"))
+    assert marker.get_label() == label and list(marker.get_xdata()) == [3, 3]
+
+
 def test_plot_history_train_only_and_given_ax():
     fig, ax = plt.subplots()
     out = plot_history(history(val=False), ax=ax)

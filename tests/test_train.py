@@ -97,7 +97,7 @@ def test_early_stopping_is_on_by_default(tmp_path, capsys):
     h = model.history
     run = training_summary(h, model.train_config.patience)
     assert run["epochs_run"] == h["best_epoch"] + 50 < 400
-    assert run["kept_epoch"] == h["best_epoch"] and run["overfitting"]
+    assert run["kept_epoch"] == h["kept_epoch"] == h["best_epoch"] and run["overfitting"]
     assert run["train_val_gap"] == pytest.approx(
         h["train_elbo"][h["best_epoch"] - 1] - h["val_elbo"][h["best_epoch"] - 1]
     )
