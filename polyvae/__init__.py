@@ -7,6 +7,7 @@ marginals and structures optimized in latent space.
 
 __version__ = "0.1.0"
 
+from polyvae.ensemble import Ensemble, train_many
 from polyvae.frames import Frames
 from polyvae.io import read_frames, read_npz, write_npz
 from polyvae.metadata import AtomInfo, TrainingStats
@@ -17,6 +18,7 @@ from polyvae.vae import VAEModel, load_model
 
 __all__ = [
     "AtomInfo",
+    "Ensemble",
     "Frames",
     "Pipeline",
     "TrainConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "read_frames",
     "read_npz",
     "train",
+    "train_many",
     "write_npz",
     "__version__",
 ]
