@@ -14,22 +14,26 @@ fitted on the frames. The target is W1 <= 0.10.
 
 Measured, in one run:
 
-1. ``polyvae_cli``: ``polyvae -q train long_paths.npz -o model.npz`` (the defaults: 250
-   epochs, internal decoder, 10 % validation) as a subprocess, timed around the
-   subprocess (interpreter start-up, imports, reading, compilation or loading it from the
-   cache, training, saving). Three runs: with ``POLYVAE_COMPILE_CACHE`` naming an empty
-   folder (fills the cache), again with the filled folder (the *warm* run, the headline),
-   and with ``POLYVAE_COMPILE_CACHE=0`` (no cache: the compilation cost). W1 of the warm
-   run's model. Target: warm wall <= 4 s. For reference, ``startup_floor`` times an
-   interpreter that only imports JAX and ``polyvae.cli`` and starts JAX's CPU backend.
+1. ``polyvae_cli``: ``polyvae -q train long_paths.npz -o model.npz`` (the defaults: up to
+   250 epochs, early stopping on the 10 % validation split keeping the best validation
+   epoch, internal decoder; ``--patience`` sets the early stopping, 0 switches it off) as
+   a subprocess, timed around the subprocess (interpreter start-up, imports, reading,
+   compilation or loading it from the cache, training, saving). Three runs: with
+   ``POLYVAE_COMPILE_CACHE`` naming an empty folder (fills the cache), again with the
+   filled folder (the *warm* run, the headline), and with ``POLYVAE_COMPILE_CACHE=0``
+   (no cache: the compilation cost). W1 of the warm run's model, the epochs it ran and
+   the epoch it kept. Target: warm wall <= 4 s. For reference, ``startup_floor`` times
+   an interpreter that only imports JAX and ``polyvae.cli`` and starts JAX's CPU backend.
 2. ``polyvae_curve``: ``polyvae.train(frames, epochs=10, seed=0)`` and then
    ``polyvae.train(frames, epochs=E, resume=model)`` for E = 20, 30, ..., 250 (a resumed
-   run is bit for bit the run of E epochs; checked against one call of 250 epochs at the
-   end). Only the train calls are timed (the first includes compilation); W1 is computed
-   between them. Each point gives the cumulative seconds of the train calls and the
-   cumulative seconds of the epoch loop alone (the sum of ``history["epoch_time_s"]``:
-   each call also prepares its arrays and, for the internal decoder, scans the Cartesian
-   weight once, which a single run does only once).
+   run is bit for bit the run of E epochs; checked against one call of the same length
+   at the end). Only the train calls are timed (the first includes compilation); W1 is
+   computed between them. Each point gives the epochs run, the epoch whose parameters
+   the model holds (under early stopping the best validation epoch so far: what a run of
+   that length returns), the cumulative seconds of the train calls and the cumulative
+   seconds of the epoch loop alone (the sum of ``history["epoch_time_s"]``: each call
+   also prepares its arrays and, for the internal decoder, scans the Cartesian weight,
+   which a single run does once). The curve ends where early stopping ends the run.
 3. ``chapter_loop``: the method's reference loop, ``epoch_time.chapter_loop_epoch``
    (24-256-256-256-2 encoder, mirrored decoder with a learned per-feature sigma, relu,
    batch 32, jit-compiled gradient, eager ``jax.example_libraries`` Adam, a jit-compiled
@@ -102,21 +106,44 @@ def _model_w1(model, frames) -> float:
 
 
 def _first_ok(points: list, time_index: int) -> dict:
-    """The first point of a curve [epoch, ..., w1] with W1 <= the target."""
-    for p in points:
-        if p[-1] <= W1_TARGET:
-            return {"epoch": p[0], "seconds": p[time_index]}
-    return {"epoch": None, "seconds": None}
+    """Where a curve [epoch, ..., w1] first reaches W1 <= the target, and from which point
+    on it stays there (W1 of 2048 draws moves by ~0.01 between neighbouring points)."""
+    first = next((p for p in points if p[-1] <= W1_TARGET), None)
+    stays = None
+    for p in reversed(points):
+        if p[-1] > W1_TARGET:
+            break
+        stays = p
+    return {
+        "epoch": None if first is None else first[0],
+        "seconds": None if first is None else first[time_index],
+        "stays_from_epoch": None if stays is None else stays[0],
+        "stays_from_seconds": None if stays is None else stays[time_index],
+    }
+
+
+def _epochs(model) -> tuple[int, int]:
+    """Epochs a polyvae model ran, and the epoch whose parameters it holds (the best
+    validation epoch under early stopping, otherwise the last)."""
+    history, patience = model.history, model.train_config.patience
+    run = len(history["train_elbo"])
+    return run, (history.get("best_epoch") or run) if patience is not None else run
+
+
+def _patience_kwargs(patience: int | None) -> dict:
+    """``--patience``: None leaves the library's default, 0 trains all epochs."""
+    return {} if patience is None else {"patience": patience or None}
 
 
 # --- 1. the command line, warm and cold compilation cache -------------------------------
 
 
-def _cli_command(data: Path, out: Path, epochs: int) -> list[str]:
+def _cli_command(data: Path, out: Path, epochs: int, patience: int | None) -> list[str]:
     exe = Path(sys.executable).parent / "polyvae"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "polyvae.cli"]
     cmd += ["-q", "train", str(data), "-o", str(out)]
-    return cmd + (["--epochs", str(epochs)] if epochs != 250 else [])
+    cmd += ["--epochs", str(epochs)] if epochs != 250 else []
+    return cmd + (["--patience", str(patience)] if patience is not None else [])
 
 
 def _timed_cli(cmd: list[str], cache: str) -> dict:
@@ -124,7 +151,10 @@ def _timed_cli(cmd: list[str], cache: str) -> dict:
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # it would override POLYVAE_COMPILE_CACHE
     load = _load()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return {"wall_s": None, "returncode": None, "load_before": load, "timed_out_s": 900}
     wall = time.perf_counter() - t0
     run = {"wall_s": round(wall, 2), "returncode": proc.returncode, "load_before": load}
     if proc.returncode != 0:
@@ -132,21 +162,20 @@ def _timed_cli(cmd: list[str], cache: str) -> dict:
     return run
 
 
-def polyvae_cli(frames, tmp: Path, epochs: int) -> dict:
+def polyvae_cli(frames, tmp: Path, epochs: int, patience: int | None) -> dict:
     import polyvae
 
     out, cache = tmp / "cli_model.npz", tmp / "compile_cache"
-    cmd = _cli_command(CHAPTER, out, epochs)
+    cmd = _cli_command(CHAPTER, out, epochs, patience)
     runs = {
         "fill_cache": _timed_cli(cmd, str(cache)),
         "warm_cache": _timed_cli(cmd, str(cache)),
     }
     cache_bytes = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
-    w1 = (
-        _model_w1(polyvae.load_model(out), frames)
-        if runs["warm_cache"]["returncode"] == 0
-        else None
-    )
+    w1 = epochs_run = kept = None
+    if runs["warm_cache"]["returncode"] == 0:
+        model = polyvae.load_model(out)
+        w1, (epochs_run, kept) = _model_w1(model, frames), _epochs(model)
     runs["no_cache"] = _timed_cli(cmd, "0")
     # the floor under any command: start the interpreter, import polyvae's CLI and JAX,
     # start JAX's CPU backend
@@ -157,43 +186,54 @@ def polyvae_cli(frames, tmp: Path, epochs: int) -> dict:
     ]
     runs["startup_floor"] = _timed_cli(floor, "0")
     warm, cold = runs["warm_cache"]["wall_s"], runs["no_cache"]["wall_s"]
+    ok = runs["warm_cache"]["returncode"] == 0
     return {
         "command": " ".join(cmd),
-        "settings": f"CLI defaults: {epochs} epochs, hidden 128,128,128, internal decoder, "
-        "batch 32, 10 % validation, seed 0",
+        "settings": f"CLI defaults (--epochs {epochs}, early stopping as the library's default "
+        "or --patience), hidden 128,128,128, internal decoder, batch 32, 10 % validation, seed 0",
+        "epochs_run": epochs_run,
+        "kept_epoch": kept,
         "runs": runs,
         "cache_bytes": cache_bytes,
-        "compilation_cost_s": round(cold - warm, 2),
-        "warm_wall_s": warm,
+        "compilation_cost_s": _difference(cold, warm),
+        "warm_wall_s": warm if ok else None,
         "w1": w1,
         "w1_ok": None if w1 is None else w1 <= W1_TARGET,
-        "warm_wall_ok": warm <= CLI_WALL_TARGET_S,
+        "warm_wall_ok": ok and warm <= CLI_WALL_TARGET_S,
     }
 
 
 # --- 2. polyvae's time-to-quality curve, resuming every `step` epochs -------------------
 
 
-def polyvae_curve(frames, epochs: int, step: int) -> dict:
+def polyvae_curve(frames, epochs: int, step: int, patience: int | None) -> dict:
     import jax
 
     import polyvae
 
     load = _load()
-    points, model, train_s = [], None, 0.0
+    points, model, train_s, stopped = [], None, 0.0, None
     for total in [*range(step, epochs, step), epochs]:
         t0 = time.perf_counter()
         if model is None:
-            model = polyvae.train(frames, epochs=total, seed=0, progress=False)
+            kwargs = _patience_kwargs(patience)
+            model = polyvae.train(frames, epochs=total, seed=0, progress=False, **kwargs)
         else:
             model = polyvae.train(frames, epochs=total, resume=model, progress=False)
         train_s += time.perf_counter() - t0
         loop_s = float(sum(model.history["epoch_time_s"]))
-        points.append([total, round(train_s, 2), round(loop_s, 2), _model_w1(model, frames)])
+        run, kept = _epochs(model)
+        w1 = _model_w1(model, frames)
+        points.append([run, kept, round(train_s, 2), round(loop_s, 2), w1])
+        if run < total:  # early stopping ended the run: a resumed call would stop again
+            stopped = run
+            break
     # one call of the same length: its time (compiled code already in this process) and
     # whether the resumed run gave the same parameters
+    requested = total
     t0 = time.perf_counter()
-    single = polyvae.train(frames, epochs=points[-1][0], seed=0, progress=False)
+    kwargs = _patience_kwargs(patience)
+    single = polyvae.train(frames, epochs=requested, seed=0, progress=False, **kwargs)
     single_s = time.perf_counter() - t0
     same = all(
         np.array_equal(np.asarray(a), np.asarray(b))
@@ -204,16 +244,27 @@ def polyvae_curve(frames, epochs: int, step: int) -> dict:
         )
     )
     return {
-        "settings": "polyvae.train defaults (as the CLI), seed 0, progress off",
+        "settings": "polyvae.train defaults (as the CLI, early stopping included), seed 0, "
+        "progress off",
+        "patience": model.train_config.patience,
         "step_epochs": step,
-        "columns": ["epoch", "cumulative_train_call_s", "cumulative_epoch_loop_s", "w1"],
+        "stopped_early_after_epoch": stopped,
+        "columns": [
+            "epochs_run",
+            "kept_epoch",
+            "cumulative_train_call_s",
+            "cumulative_epoch_loop_s",
+            "w1",
+        ],
         "points": points,
         "first_w1_ok": {
-            "by_train_calls": _first_ok(points, 1),
-            "by_epoch_loop": _first_ok(points, 2),
+            "by_train_calls": _first_ok(points, 2),
+            "by_epoch_loop": _first_ok(points, 3),
         },
         "single_call": {
-            "epochs": points[-1][0],
+            "epochs_requested": requested,
+            "epochs_run": _epochs(single)[0],
+            "kept_epoch": _epochs(single)[1],
             "wall_s": round(single_s, 2),
             "epoch_loop_s": round(float(sum(single.history["epoch_time_s"])), 2),
             "w1": _model_w1(single, frames),
@@ -327,7 +378,7 @@ def mlcolvar_worker(workdir: Path, epochs: int, fallback: list[str]) -> None:
     (workdir / "mlcolvar.json").write_text(json.dumps(info))
 
 
-def mlcolvar(frames, pipeline, tmp: Path, python: str, epochs: int) -> dict:
+def mlcolvar(frames, pipeline, tmp: Path, python: str, epochs: int, timeout: float) -> dict:
     workdir = tmp / "mlcolvar"
     workdir.mkdir()
     np.savez(workdir / "features.npz", x=pipeline.transform(frames).astype(np.float32))
@@ -341,13 +392,23 @@ def mlcolvar(frames, pipeline, tmp: Path, python: str, epochs: int) -> dict:
         ).stdout.split()
     )
     paths = sysconfig.get_paths()
-    fallback = [str(ROOT), paths["purelib"], paths["platlib"]] if same_python else [str(ROOT)]
+    fallback = [str(ROOT), *dict.fromkeys([paths["purelib"], paths["platlib"]])]
+    fallback = fallback if same_python else fallback[:1]
     cmd = [python, str(Path(__file__).resolve()), "--mlcolvar-worker", str(workdir)]
     cmd += ["--epochs", str(epochs)] + [f"--fallback-path={p}" for p in fallback]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    process_s = time.perf_counter() - t0
     result = {"python": python}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        result.update(
+            skipped=True,
+            reason=f"the mlcolvar worker did not finish within --mlcolvar-timeout {timeout:g} s",
+            timed_out=True,
+            load_after=_load(),
+        )
+        return result
+    process_s = time.perf_counter() - t0
     info_file = workdir / "mlcolvar.json"
     if proc.returncode != 0 or not info_file.exists():
         result.update(skipped=True, reason=f"worker failed: {proc.stderr[-2000:]}")
@@ -396,6 +457,21 @@ def _ratio(a, b):
     return None if a is None or b is None else round(a / b, 1)
 
 
+def _difference(a, b):
+    return None if a is None or b is None else round(a - b, 2)
+
+
+def _section(result: dict, name: str, json_path: str | None, fn, *args) -> None:
+    """Run one part; an error is recorded in the JSON and the other parts still run. With
+    ``--json`` the object so far is written after every part."""
+    try:
+        result[name] = fn(*args)
+    except Exception as exc:
+        result[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    if json_path:
+        Path(json_path).write_text(_compact(json.dumps(result, indent=2)) + "\n")
+
+
 def _compact(text: str) -> str:
     """JSON with short lists of numbers on one line."""
 
@@ -410,9 +486,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=250, help="epochs of every method (250)")
     ap.add_argument("--step", type=int, default=10, help="epochs between W1 points (10)")
     ap.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="polyvae's early stopping (epochs; 0: train all epochs); default: polyvae's default",
+    )
+    ap.add_argument(
         "--mlcolvar-python",
         default=sys.executable,
         help="interpreter that has mlcolvar, lightning and torch (default: this one)",
+    )
+    ap.add_argument(
+        "--mlcolvar-timeout",
+        type=float,
+        default=1800,
+        help="seconds after which the mlcolvar part is given up (1800)",
     )
     ap.add_argument("--skip-mlcolvar", action="store_true")
     ap.add_argument("--skip-chapter-loop", action="store_true")
@@ -449,23 +537,28 @@ def main(argv=None) -> dict:
     }
     with tempfile.TemporaryDirectory(prefix="polyvae_ttq_") as tmp:
         tmp = Path(tmp)
-        result["polyvae_cli"] = polyvae_cli(frames, tmp, a.epochs)
-        result["polyvae_curve"] = polyvae_curve(frames, a.epochs, a.step)
+        _section(result, "polyvae_cli", a.json, polyvae_cli, frames, tmp, a.epochs, a.patience)
+        _section(
+            result, "polyvae_curve", a.json, polyvae_curve, frames, a.epochs, a.step, a.patience
+        )
         if not a.skip_chapter_loop:
-            result["chapter_loop"] = chapter_loop(frames, pipeline, a.epochs, a.step)
+            _section(
+                result, "chapter_loop", a.json, chapter_loop, frames, pipeline, a.epochs, a.step
+            )
         if not a.skip_mlcolvar:
-            result["mlcolvar"] = mlcolvar(frames, pipeline, tmp, a.mlcolvar_python, a.epochs)
+            mlc = (frames, pipeline, tmp, a.mlcolvar_python, a.epochs, a.mlcolvar_timeout)
+            _section(result, "mlcolvar", a.json, mlcolvar, *mlc)
         shutil.rmtree(tmp / "compile_cache", ignore_errors=True)
-    warm = result["polyvae_cli"]["warm_wall_s"]
+    cli = result["polyvae_cli"]
+    warm, cold = cli.get("warm_wall_s"), cli.get("runs", {}).get("no_cache", {}).get("wall_s")
     chapter_s = result.get("chapter_loop", {}).get("wall_s")
     mlc_s = result.get("mlcolvar", {}).get("wall_s")
+    ratio = _ratio(chapter_s, warm)
     result["ratios"] = {
-        "chapter_loop_over_polyvae_cli_warm": _ratio(chapter_s, warm),
+        "chapter_loop_over_polyvae_cli_warm": ratio,
         "mlcolvar_over_polyvae_cli_warm": _ratio(mlc_s, warm),
-        "chapter_loop_over_polyvae_cli_no_cache": _ratio(
-            chapter_s, result["polyvae_cli"]["runs"]["no_cache"]["wall_s"]
-        ),
-        "chapter_loop_target_met": None if chapter_s is None else chapter_s / warm >= RATIO_TARGET,
+        "chapter_loop_over_polyvae_cli_no_cache": _ratio(chapter_s, cold),
+        "chapter_loop_target_met": None if ratio is None else ratio >= RATIO_TARGET,
         "machine": {
             k: result["machine"][k] for k in ("cpu_count", "cpus_usable", "platform", "jax")
         },
