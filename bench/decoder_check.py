@@ -43,15 +43,19 @@ def _figures(model, frames, n=2048, seed=1) -> dict:
     pairs = np.sort(np.asarray(marg.pairs), axis=1)
     bonded = np.isin(pairs[:, 0] * 100000 + pairs[:, 1], np.sort(bonds, 1) @ [100000, 1])
     lt, lg = geometry.pair_distances(train, bonds), geometry.pair_distances(gen, bonds)
-    return {
-        "w1": round(float(np.nanmean(w1)), 4),
-        "w1_bonded": round(float(np.nanmean(w1[bonded])), 4),
-        "bond_spread": round(float(lg.std() / lt.std()), 3),
-        "valid": round(model.check_structures(gen.astype(np.float32)).fraction_valid, 4),
-        "cartesian_weight": None
-        if model.pipeline.layout is None
-        else model.pipeline.layout.cartesian_weight,
-    }, train, gen
+    return (
+        {
+            "w1": round(float(np.nanmean(w1)), 4),
+            "w1_bonded": round(float(np.nanmean(w1[bonded])), 4),
+            "bond_spread": round(float(lg.std() / lt.std()), 3),
+            "valid": round(model.check_structures(gen.astype(np.float32)).fraction_valid, 4),
+            "cartesian_weight": None
+            if model.pipeline.layout is None
+            else model.pipeline.layout.cartesian_weight,
+        },
+        train,
+        gen,
+    )
 
 
 def polymer(decoder, seed, data=None):
@@ -88,7 +92,9 @@ def adk(decoder, seed):
     f2, f1 = ca(mda.Universe(PSF, DCD2)), ca(u)
     both = polyvae.Frames.concat([f2, f1])
     t = time.perf_counter()
-    model = polyvae.train(both, latent_dim=2, epochs=300, seed=seed, decoder=decoder, progress=False)
+    model = polyvae.train(
+        both, latent_dim=2, epochs=300, seed=seed, decoder=decoder, progress=False
+    )
     out, train, gen = _figures(model, both)
     out["train_s"] = round(time.perf_counter() - t, 1)
     n = train.shape[1]
