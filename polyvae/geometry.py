@@ -194,6 +194,21 @@ def mass_weights(masses: np.ndarray | None, n_atoms: int) -> np.ndarray:
     return m / m.sum()
 
 
+def _atom_getter(x):
+    """``(take, back)``: ``take(idx)`` gives the positions of atoms ``idx`` and ``back`` puts
+    the atom axis of a per-atom-set result where callers expect it, (..., K).
+
+    JAX arrays are gathered along a leading atom axis: the gradient's scatter then adds
+    whole rows (every frame at once), several times faster on CPU than per-frame
+    3-vectors. NumPy arrays are indexed as they are.
+    """
+    xp = array_namespace(x)
+    if xp is np:
+        return (lambda idx: x[..., idx, :]), (lambda r: r)
+    xt = xp.moveaxis(x, -2, 0)
+    return (lambda idx: xt[idx]), (lambda r: xp.moveaxis(r, 0, -1))
+
+
 def pair_distances(x, pairs: np.ndarray):
     """Distances ``|x_i - x_j|`` of atom pairs: (..., N, D) -> (..., P).
 
@@ -203,8 +218,9 @@ def pair_distances(x, pairs: np.ndarray):
     xp = array_namespace(x)
     i, j = pairs[:, 0], pairs[:, 1]
     if xp is not np:
-        diff = x[..., i, :] - x[..., j, :]
-        return xp.sqrt(xp.sum(diff * diff, axis=-1))
+        take, back = _atom_getter(x)
+        diff = take(i) - take(j)
+        return back(xp.sqrt(xp.sum(diff * diff, axis=-1)))
     x = np.asarray(x)
     if x.ndim != 3:
         return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
@@ -287,14 +303,15 @@ def radius_of_gyration(x, w):
 def bond_angles(x, triples: np.ndarray):
     """Angle at atom ``j`` of every triple ``(i, j, k)``, radians in [0, pi]: (..., A)."""
     xp = array_namespace(x)
-    a = x[..., triples[:, 0], :] - x[..., triples[:, 1], :]
-    b = x[..., triples[:, 2], :] - x[..., triples[:, 1], :]
+    take, back = _atom_getter(x)
+    centre = take(triples[:, 1])
+    a, b = take(triples[:, 0]) - centre, take(triples[:, 2]) - centre
     cos = xp.sum(a * b, axis=-1)
     if x.shape[-1] == 2:
         sin = xp.abs(a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0])
     else:
         sin = xp.sqrt(xp.sum(xp.cross(a, b) ** 2, axis=-1))
-    return xp.arctan2(sin, cos)
+    return back(xp.arctan2(sin, cos))
 
 
 def dihedrals(x, quads: np.ndarray):
@@ -303,13 +320,13 @@ def dihedrals(x, quads: np.ndarray):
     3D positions only.
     """
     xp = array_namespace(x)
-    b0 = x[..., quads[:, 0], :] - x[..., quads[:, 1], :]
-    b1 = x[..., quads[:, 2], :] - x[..., quads[:, 1], :]
-    b2 = x[..., quads[:, 3], :] - x[..., quads[:, 2], :]
+    take, back = _atom_getter(x)
+    p1, p2 = take(quads[:, 1]), take(quads[:, 2])
+    b0, b1, b2 = take(quads[:, 0]) - p1, p2 - p1, take(quads[:, 3]) - p2
     b1 = b1 / xp.sqrt(xp.sum(b1 * b1, axis=-1, keepdims=True))
     v = b0 - xp.sum(b0 * b1, axis=-1, keepdims=True) * b1
     u = b2 - xp.sum(b2 * b1, axis=-1, keepdims=True) * b1
-    return xp.arctan2(xp.sum(xp.cross(b1, v) * u, axis=-1), xp.sum(v * u, axis=-1))
+    return back(xp.arctan2(xp.sum(xp.cross(b1, v) * u, axis=-1), xp.sum(v * u, axis=-1)))
 
 
 def signed_volumes(x, quads: np.ndarray):
@@ -318,9 +335,10 @@ def signed_volumes(x, quads: np.ndarray):
     3D positions only; it changes sign under a mirror image.
     """
     xp = array_namespace(x)
-    o = x[..., quads[:, 0], :]
-    a, b, c = (x[..., quads[:, k], :] - o for k in (1, 2, 3))
-    return xp.sum(a * xp.cross(b, c), axis=-1)
+    take, back = _atom_getter(x)
+    o = take(quads[:, 0])
+    a, b, c = (take(quads[:, k]) - o for k in (1, 2, 3))
+    return back(xp.sum(a * xp.cross(b, c), axis=-1))
 
 
 def chirality(x, quads: np.ndarray):

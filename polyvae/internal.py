@@ -139,10 +139,11 @@ def _earlier(candidates, placed: np.ndarray, t: int, exclude: tuple) -> int:
 def _signed_angles(x, i, j, k):
     """Turning angle at j from the direction j->k to j->i, in (-pi, pi] (2D)."""
     xp = geometry.array_namespace(x)
-    a = x[..., k, :] - x[..., j, :]
-    b = x[..., i, :] - x[..., j, :]
+    take, back = geometry._atom_getter(x)
+    centre = take(j)
+    a, b = take(k) - centre, take(i) - centre
     cross = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-    return xp.arctan2(cross, xp.sum(a * b, axis=-1))
+    return back(xp.arctan2(cross, xp.sum(a * b, axis=-1)))
 
 
 def to_internal(x, zm: ZMatrix) -> dict:
