@@ -1,6 +1,6 @@
 """The enhanced-sampling loop with a polyvae CV: learn, bias, reweight, learn again.
 
-The system is a 4-bead chain (LAMMPS, Langevin at 300 K, stiff bond angles) whose
+The system is a 4-bead chain (LAMMPS, Langevin at 300 K, stiff 110° bond angles) whose
 dihedral has two wells, cis and trans, 5 kcal/mol (8.4 kT) below the barrier. A plain
 run of 2.5 ns rarely crosses; a 200 ns reference run crosses often enough to give the
 free energy of both states.
@@ -55,7 +55,8 @@ MASS = 100.0  # g/mol
 CENTRAL = (0, 1, 2, 3)  # the dihedral with two wells, 0-based bead indices
 DIHEDRAL_K = 2.5  # kcal/mol in E = K [1 - cos 2 phi]: wells at 0 and 180°, barrier 2K
 BOND_K = 10.0  # kcal/mol/Å^2 in E = K (r - r0)^2
-ANGLE_K = 20.0  # kcal/mol/rad^2 in E = K (theta - theta0)^2
+ANGLE_K = 60.0  # kcal/mol/rad^2 in E = K (theta - theta0)^2: 4° thermal spread
+ANGLE_THETA0 = 110.0  # degrees: the end-to-end distance is 6.4 Å cis and 9.6 Å trans
 TEMPERATURE = 300.0  # K
 KB = 0.0019872042586  # kcal/mol/K: LAMMPS real units and Colvars energies are kcal/mol
 KT = KB * TEMPERATURE
@@ -78,6 +79,7 @@ def chain_run(
         dihedrals=[CENTRAL],
         dihedral_k=DIHEDRAL_K,
         angle_k=ANGLE_K,
+        angle_theta0=ANGLE_THETA0,
         bond_k=BOND_K,
         colvars_config=colvars_config,
         backend="subprocess",
@@ -211,9 +213,10 @@ def trained_model(frames: polyvae.Frames, weights, seed: int):
         frames,
         latent_dim=1,
         features="distances",
-        # bond lengths say nothing about the conformation: distances across angles and
-        # the dihedral only
-        pairs=[(i, j) for i in range(N_BEADS) for j in range(i + 2, N_BEADS)],
+        # the distances that the dihedral changes, beads 3 or more bonds apart: bond
+        # lengths and distances across one angle only follow fast vibrations, which
+        # standardized inputs would weigh as much as the conformation
+        pairs=[(i, j) for i in range(N_BEADS) for j in range(i + 3, N_BEADS)],
         activation="tanh",
         hidden=(32, 32),
         epochs=200,
@@ -263,7 +266,7 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    start = zigzag_chain(N_BEADS, jitter=0.1, seed=args.seed)  # all trans
+    start = zigzag_chain(N_BEADS, angle_deg=ANGLE_THETA0, jitter=0.1, seed=args.seed)  # trans
     masses = np.full(N_BEADS, MASS)
 
     ref_run = chain_run(
