@@ -120,3 +120,58 @@ def test_stored_bands_narrow_the_ranges_and_older_files_load():
         legacy.band((0.5, 99.5))
     with pytest.raises(ValueError, match=r"percentiles must be a pair \(low, high\); got 5"):
         checks.band(5)
+
+
+def test_held_out_margin_is_the_largest_extreme_gap_in_standard_deviations():
+    from polyvae.analysis.validity import held_out_margin
+
+    v = np.array([[0.0, 5.0, 1.0], [1.0, 5.0, 1.1], [2.0, 5.0, 1.2], [10.0, 5.0, 1.3]])
+    # column 0: the highest value lies 8 above the second highest; column 1 is constant
+    # (left out), column 2's gaps are 0.1
+    expected = max(8.0 / v[:, 0].std(), 0.1 / v[:, 2].std())
+    assert held_out_margin(v) == pytest.approx(expected)
+    assert held_out_margin(v, floor=[10.0, 0.0, 0.0]) == pytest.approx(0.1 / v[:, 2].std())
+    assert held_out_margin(v[:2]) == 0.0 and held_out_margin(v[:, 1:2]) == 0.0
+
+
+def test_real_md_frames_the_checks_have_not_seen_pass_and_defects_still_fail():
+    """AdK's Cα chain (214 atoms: 213 bonds, 212 angles) from two MDAnalysisTests paths:
+    checks fitted on every other frame pass the frames in between; without the held-out
+    margin the plain ranges pass none of them."""
+    mda = pytest.importorskip("MDAnalysis")
+    data = pytest.importorskip("MDAnalysisTests.datafiles")
+    frames = []
+    for traj in (data.DCD2, data.DCD):
+        ca = mda.Universe(data.PSF, traj).select_atoms("name CA")
+        frames.extend(ca.positions.copy() for _ in ca.universe.trajectory)
+    x = np.asarray(frames, dtype=np.float64)
+    fit, unseen = x[::2], x[1::2]
+    checks = StructureChecks.from_training(fit)
+    assert 0.5 < checks.margin < 5.0
+    assert checks.check(fit).fraction_valid == 1.0
+    assert checks.check(unseen).fraction_valid >= 0.95
+    plain = StructureChecks(
+        **{
+            **vars(checks),
+            "bond_range": np.sort(
+                np.percentile(np.linalg.norm(np.diff(fit, axis=1), axis=-1), [0, 100], axis=0).T
+            ),
+            "margin": 0.0,
+        }
+    )
+    assert plain.check(unseen).bonds_ok.mean() < 0.2
+    again = StructureChecks.from_dict(checks.to_dict())
+    assert again.margin == checks.margin
+    np.testing.assert_array_equal(again.bond_range, checks.bond_range)
+    legacy = StructureChecks.from_dict({k: v for k, v in checks.to_dict().items() if k != "margin"})
+    assert legacy.margin == 0.0
+    # a bond stretched by 0.5 Å (13 %), and a Cα put midway between its neighbours, fail
+    broken = unseen[:1].copy()
+    broken[0, 100:] += (
+        0.5 * (broken[0, 100] - broken[0, 99]) / np.linalg.norm(broken[0, 100] - broken[0, 99])
+    )
+    assert not checks.check(broken).bonds_ok[0]
+    bent = unseen[:1].copy()
+    bent[0, 50] = 0.5 * (bent[0, 49] + bent[0, 51])
+    report = checks.check(bent)
+    assert not report.bonds_ok[0] and not report.angles_ok[0]

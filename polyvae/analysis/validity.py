@@ -11,6 +11,14 @@ pass these checks by construction (with the default percentiles 0 and 100); a
 generated or optimized structure that fails one has a broken bond, a bent angle,
 overlapping atoms or a mirrored stereocentre that the data never showed.
 
+The ranges of the training range itself (percentiles 0 and 100) are widened by a
+margin fitted on the frames, :func:`held_out_margin`: so much of each value's training
+spread that every training frame would also pass checks fitted on the other frames.
+A new frame of the same ensemble then fails with a probability of about 1/(T + 1) for
+T training frames. Without it, a molecule with many bonds and few frames fails
+nearly every new frame: with 425 bonds and angles and 100 frames of AdK's Cα chain,
+the plain ranges passed none of 100 other MD frames.
+
 Besides the ranges it checks, :class:`StructureChecks` keeps the bond and angle ranges
 of a few narrower percentile bands (:data:`STORED_BANDS`, e.g. the 0.5th to 99.5th
 percentile); :meth:`StructureChecks.band` returns the checks with one of those, for
@@ -33,11 +41,51 @@ from polyvae._checks import ensure_frames, ensure_int, ensure_number, ensure_pai
 RANGE_TOLERANCE = 1e-3
 """Relative widening of bond ranges (and radians of angle ranges) in the checks."""
 
-__all__ = ["StructureChecks", "ValidityReport", "RANGE_TOLERANCE", "STORED_BANDS"]
+__all__ = [
+    "StructureChecks",
+    "ValidityReport",
+    "RANGE_TOLERANCE",
+    "STORED_BANDS",
+    "held_out_margin",
+]
 
 STORED_BANDS: tuple[tuple[float, float], ...] = ((0.5, 99.5), (1.0, 99.0), (2.5, 97.5))
 """Percentile bands whose bond and angle ranges :meth:`StructureChecks.from_training` keeps
 besides the ones it checks."""
+
+
+def held_out_margin(values: Any, floor: Any = 0.0) -> float:
+    """Widening of training ranges, in units of each column's standard deviation, that
+    lets every training frame pass ranges fitted on the other frames.
+
+    Left out, the frame holding a column's lowest (highest) value would see the range
+    start at the second lowest (end at the second highest): the margin is the largest of
+    these gaps over all columns, each over its column's standard deviation. Columns whose
+    deviation is at most ``floor`` (constrained, or rounding only) are left out.
+
+    Parameters
+    ----------
+    values : array (T, K)
+        One row per training frame (e.g. bond lengths and bond angles).
+    floor : float or array (K,)
+
+    Returns
+    -------
+    float
+        0 with fewer than 3 frames or no column above its floor.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] < 3:
+        return 0.0
+    std = v.std(axis=0)
+    keep = std > np.broadcast_to(np.asarray(floor, dtype=np.float64), std.shape)
+    if not keep.any():
+        return 0.0
+    v, std = v[:, keep], std[keep]
+    low = np.partition(v, 1, axis=0)[:2]
+    high = np.partition(v, v.shape[0] - 2, axis=0)[-2:]
+    gaps = np.maximum(low[1] - low[0], high[1] - high[0]) / std
+    return float(gaps.max())
 
 
 def _band_key(percentiles: Any, name: str = "percentiles") -> tuple[float, float]:
@@ -101,10 +149,11 @@ class StructureChecks:
     n_atoms : int
     bonds : ndarray (B, 2) of int
     bond_range : ndarray (B, 2)
-        Lowest and highest length of each bond (length unit of the frames).
+        Lowest and highest length of each bond (length unit of the frames), widened by
+        ``margin`` standard deviations.
     angle_range : ndarray (A, 2)
         Lowest and highest value of each bond angle (radians), for
-        ``geometry.angle_triples(n_atoms, bonds)``.
+        ``geometry.angle_triples(n_atoms, bonds)``, widened likewise.
     exclude : int
         Pairs up to this many bonds apart are not checked for contacts (2 in 2D, 3 in 3D).
     min_contact : float
@@ -119,6 +168,10 @@ class StructureChecks:
         span ((0, 100): the training range itself).
     bands : dict of (float, float) to (bond_range, angle_range)
         Ranges of further percentile bands, kept for :meth:`band`.
+    margin : float
+        The widening of the training range (percentiles 0 and 100), in standard
+        deviations of each value (:func:`held_out_margin`; 0 in older files). Narrower
+        percentile bands are not widened.
     """
 
     n_atoms: int
@@ -131,6 +184,7 @@ class StructureChecks:
     chiral_sign: np.ndarray = field(default_factory=lambda: np.zeros(0))
     percentiles: tuple[float, float] = (0.0, 100.0)
     bands: dict = field(default_factory=dict)
+    margin: float = 0.0
 
     def band(self, percentiles: Any) -> StructureChecks:
         """The same checks with the bond and angle ranges of a stored percentile band.
@@ -235,6 +289,18 @@ class StructureChecks:
             return bond_range, np.percentile(angles, band, axis=0).T.reshape(-1, 2)
 
         bond_range, angle_range = ranges(key)
+        margin = 0.0
+        if key == (0.0, 100.0):  # the training range: widened for frames it has not seen
+            floors = (RANGE_TOLERANCE * lengths.mean(axis=0), RANGE_TOLERANCE)
+            margin = max(held_out_margin(lengths, floors[0]), held_out_margin(angles, floors[1]))
+            for rng, values, floor in (
+                (bond_range, lengths, floors[0]),
+                (angle_range, angles, floors[1]),
+            ):
+                std = values.std(axis=0)
+                widen = np.where(std > floor, margin * std, 0.0)
+                rng[:, 0] -= widen
+                rng[:, 1] += widen
         return cls(
             n_atoms=n,
             bonds=bonds,
@@ -246,6 +312,7 @@ class StructureChecks:
             chiral_sign=np.where(signs < 0, -1.0, 1.0),
             percentiles=key,
             bands={b: ranges(b) for b in keys if b != key},
+            margin=margin,
         )
 
     def check(self, positions: Any) -> ValidityReport:
@@ -295,6 +362,7 @@ class StructureChecks:
                 else {}
             ),
             "percentiles": list(self.percentiles),
+            "margin": float(self.margin),
             "bands": [
                 {"percentiles": list(b), "bond_range": r[0].tolist(), "angle_range": r[1].tolist()}
                 for b, r in sorted(self.bands.items())
@@ -306,7 +374,8 @@ class StructureChecks:
         """Read :meth:`to_dict` output; ValueError naming ``where`` when it is malformed.
 
         Files without ``percentiles`` and ``bands`` (written before they were stored)
-        hold the training ranges, percentiles (0, 100), and no further bands.
+        hold the training ranges, percentiles (0, 100), and no further bands; files
+        without ``margin`` hold ranges that were not widened (margin 0).
         """
         try:
             n = ensure_int(d["n_atoms"], f"{where} 'n_atoms'", 3)
@@ -325,6 +394,7 @@ class StructureChecks:
             if not np.all(np.abs(chiral_sign) == 1):
                 raise ValueError(f"{where} 'chiral_sign' must hold +1 or -1 for each centre")
             key = _band_key(d.get("percentiles", (0.0, 100.0)), f"{where} 'percentiles'")
+            margin = ensure_number(d.get("margin", 0.0), f"{where} 'margin'", minimum=0)
             bands = {}
             for k, b in enumerate(d.get("bands", [])):
                 bands[_band_key(b["percentiles"], f"{where} 'bands'[{k}]")] = (
@@ -334,5 +404,15 @@ class StructureChecks:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where} is malformed: {exc}") from None
         return cls(
-            n, bonds, bond_range, angle_range, exclude, min_contact, chiral, chiral_sign, key, bands
+            n,
+            bonds,
+            bond_range,
+            angle_range,
+            exclude,
+            min_contact,
+            chiral,
+            chiral_sign,
+            key,
+            bands,
+            float(margin),
         )
