@@ -243,7 +243,7 @@ def wasserstein_columns(u: np.ndarray, v: np.ndarray, u_weights: Any = None) -> 
     """Wasserstein-1 distance between the columns of ``u`` (n, P) and ``v`` (m, P).
 
     Column k of the result is ``scipy.stats.wasserstein_distance(u[:, k], v[:, k],
-    u_weights)``: the integral of |F_u - F_v| over the merged, sorted values, computed
+    u_weights)``: the integral of ``|F_u - F_v|`` over the merged, sorted values, computed
     for all columns at once (one sort along the frames axis per block of columns).
 
     Parameters
