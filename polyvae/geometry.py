@@ -44,6 +44,10 @@ __all__ = [
     "chiral_centres",
     "signed_volumes",
     "chirality",
+    "bonded_within",
+    "pair_codes",
+    "close_pairs",
+    "closest_nonbonded",
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # float64 elements per (t, P, D) temporary of NumPy pair distances
@@ -348,3 +352,110 @@ def chirality(x, quads: np.ndarray):
     """
     xp = array_namespace(x)
     return xp.sign(signed_volumes(x, quads))
+
+
+# ---- neighbour lists: memory linear in the atom count ---------------------------------
+def bonded_within(n_atoms: int, bonds: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``i < j`` joined by a path of at most ``depth`` bonds, with their bond count.
+
+    A breadth-first walk of ``depth`` steps from every atom over a sparse graph: memory
+    grows with the number of such pairs (a few dozen per atom), never with N².
+
+    Returns
+    -------
+    pairs : ndarray (E, 2) of int64
+        Sorted row-major.
+    hops : ndarray (E,) of int64
+        Bonds on the shortest path, 1..depth.
+    """
+    from scipy.sparse import coo_matrix, identity
+
+    n = int(n_atoms)
+    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    adj = coo_matrix((np.ones(len(b), np.int8), (b[:, 0], b[:, 1])), shape=(n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(np.int32)
+    reached = identity(n, dtype=np.int32, format="csr")
+    frontier = reached
+    codes, hops = [], []
+    for h in range(1, int(depth) + 1):
+        grown = ((frontier @ adj) > 0).astype(np.int32)
+        new = (grown - grown.multiply(reached)).tocoo()
+        keep = new.row < new.col
+        codes.append(new.row[keep].astype(np.int64) * n + new.col[keep])
+        hops.append(np.full(int(keep.sum()), h, np.int64))
+        reached = ((reached + new.tocsr()) > 0).astype(np.int32)
+        frontier = reached
+    code = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+    hop = np.concatenate(hops) if hops else np.zeros(0, np.int64)
+    order = np.argsort(code, kind="stable")
+    code, hop = code[order], hop[order]
+    return np.stack([code // n, code % n], axis=1), hop
+
+
+def pair_codes(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
+    """One int64 per pair ``i < j``: ``i * N + j`` (sorted pairs give sorted codes)."""
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return np.minimum(p[:, 0], p[:, 1]) * int(n_atoms) + np.maximum(p[:, 0], p[:, 1])
+
+
+def close_pairs(
+    x: np.ndarray, cutoff: float, excluded: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``i < j`` of one structure (N, D) closer than ``cutoff``, less ``excluded``.
+
+    A k-d tree (SciPy's cKDTree): memory and time grow with N and the number of close
+    pairs, not with N².
+
+    Parameters
+    ----------
+    x : ndarray (N, D)
+    cutoff : float
+    excluded : ndarray (E,) of int64, optional
+        Sorted :func:`pair_codes` of pairs to leave out (e.g. :func:`bonded_within`).
+
+    Returns
+    -------
+    pairs : ndarray (P, 2) of int64
+    distances : ndarray (P,)
+    """
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    pairs = cKDTree(x).query_pairs(float(cutoff), output_type="ndarray").astype(np.int64)
+    pairs = np.sort(pairs.reshape(-1, 2), axis=1)
+    if excluded is not None and len(excluded) and len(pairs):
+        code = pairs[:, 0] * n + pairs[:, 1]
+        at = np.searchsorted(excluded, code).clip(max=len(excluded) - 1)
+        pairs = pairs[excluded[at] != code]
+    d = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=-1)
+    order = np.argsort(d, kind="stable")
+    return pairs[order], d[order]
+
+
+def closest_nonbonded(
+    x: np.ndarray, excluded: np.ndarray, start: float, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """The shortest distance of a pair not ``excluded``, per structure: (T,) for (T, N, D).
+
+    Searches pairs closer than ``start`` and doubles the cutoff until one is found, so
+    it never forms all N² pairs. ``inf`` for a structure whose every pair is excluded.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lead = x.shape[:-2]
+    flat = x.reshape((-1,) + x.shape[-2:])
+    n = flat.shape[1]
+    total = n * (n - 1) // 2 - len(excluded)
+    out = np.full(len(flat), np.inf)
+    if total <= 0:
+        return out.reshape(lead)
+    span = float(np.ptp(flat, axis=1).max()) if len(flat) else 0.0
+    for t, frame in enumerate(flat):
+        cutoff = float(start)
+        while True:
+            _, d = close_pairs(frame, cutoff, excluded)
+            if len(d) or cutoff > 2.0 * span + float(start):
+                break
+            cutoff *= 2.0
+        out[t] = d[0] if len(d) else np.inf
+    return out.reshape(lead)

@@ -7,12 +7,26 @@ dihedral (``l``). Bonds that the walk does not use close rings: they are measure
 built, and :attr:`ZMatrix.ring_bonds` lists them. A molecule whose atoms the bonds do
 not all join is refused with a message that names what to do.
 
-:func:`to_internal` measures bond lengths, bond angles and dihedrals (3D) or signed
-turning angles (2D) of frames; :func:`to_cartesian` rebuilds frames from them with
-the natural extension reference frame method (NeRF), in JAX: batched over frames,
+Atoms that share all three reference atoms (the hydrogens of a methyl or ammonium
+group, the branches of an sp3 centre, the two partners of a planar sp2 atom) are
+siblings. In 3D only the first sibling keeps its own dihedral (the torsion of the
+group); every later sibling has a *phase*: its dihedral minus the first sibling's,
+wrapped to (-pi, pi] (the improper or phase torsions of bond-angle-torsion
+coordinates). A phase hardly varies (about ±120° in a methyl group, 180° across a
+peptide bond), so a model that varies the torsion turns the whole group rigidly and
+keeps its shape; independent dihedrals would let siblings fall onto one another.
+Heavier branches (atoms with more bonds) are placed before hydrogens, so the torsion
+a group carries is that of its heavy atoms.
+
+:func:`to_internal` measures bond lengths, bond angles and dihedrals or phases (3D) or
+signed turning angles (2D) of frames; :func:`to_cartesian` rebuilds frames from them
+with the natural extension reference frame method (NeRF), in JAX: batched over frames,
 differentiable and jit-able. The rebuilt frame has the first atom at the origin, the
 second on the x axis and the third in the xy plane; it equals the measured frame up to
 a rigid motion.
+
+Nothing here forms an array of all atom pairs: the walks are breadth-first searches of
+the bond graph, linear in the number of atoms.
 """
 
 from __future__ import annotations
@@ -44,12 +58,33 @@ class ZMatrix:
         Bonds not used to place atoms (ring closures).
     dim : int
         2 or 3.
+    phase : ndarray (N,) of int
+        For the atom ``order[t]``: the build step of its first sibling (an earlier atom
+        with the same three reference atoms), whose dihedral its own is measured from;
+        -1 for atoms with a dihedral of their own (and in 2D).
     """
 
     order: np.ndarray
     refs: np.ndarray
     ring_bonds: np.ndarray
     dim: int
+    phase: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase is None:
+            object.__setattr__(self, "phase", np.full(len(self.order), -1, np.int64))
+
+    @property
+    def dihedral_reference(self) -> np.ndarray:
+        """(N - 3,) index of the dihedral each dihedral is measured from (itself if none)."""
+        ref = np.arange(max(self.n_atoms - 3, 0))
+        t = np.flatnonzero(self.phase >= 3)
+        ref[t - 3] = self.phase[t] - 3
+        return ref
+
+    @property
+    def n_phases(self) -> int:
+        return int(np.sum(self.phase >= 0))
 
     @property
     def n_atoms(self) -> int:
@@ -62,7 +97,9 @@ class ZMatrix:
         return (n - 1) + (n - 2) + (n - 3 if self.dim == 3 else 0)
 
 
-def zmatrix(n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None) -> ZMatrix:
+def zmatrix(
+    n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None, phases: bool = True
+) -> ZMatrix:
     """A Z-matrix from the bond graph (default: a linear chain in atom order).
 
     Parameters
@@ -73,9 +110,13 @@ def zmatrix(n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None) 
         0-based bonded pairs; default ``(i, i + 1)``.
     dim : {2, 3}
     root : int, optional
-        The atom placed first; default: the atom nearest the middle of the graph (the
-        smallest largest bond-count distance), which keeps the chains of references
-        short, so rounding errors do not build up along a long molecule.
+        The atom placed first; default: a centre of the bond graph (the middle of a
+        longest shortest path, found by two breadth-first walks), which keeps the
+        chains of references short, so rounding errors do not build up along a long
+        molecule.
+    phases : bool
+        In 3D, measure the dihedral of every later sibling from its first sibling's
+        (:attr:`ZMatrix.phase`).
 
     Returns
     -------
@@ -85,18 +126,21 @@ def zmatrix(n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None) 
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3; got {dim!r}")
     bonds = geometry.chain_bonds(n) if bonds is None else ensure_pairs(bonds, n, "bonds")
-    hops = geometry.bond_graph_distances(n, bonds)
-    if not np.isfinite(hops[0]).all():
-        unjoined = np.flatnonzero(~np.isfinite(hops[0]))
+    nb = geometry.neighbours(n, bonds)
+    hops0, _ = _walk(nb, 0)
+    if (hops0 < 0).any():
+        unjoined = np.flatnonzero(hops0 < 0)
         raise ValueError(
             f"bonds must join all {n} atoms into one molecule; atom {unjoined[0]} (and "
             f"{unjoined.size - 1} more) is not bonded to atom 0: give the topology's bonds "
             "(a topology file with bonds, or guess them from distances)"
         )
     if root is None:
-        root = int(np.argmin(hops.max(axis=1)))
+        root = _centre(nb, hops0)
     root = ensure_int(root, "root", 0)
-    nb = geometry.neighbours(n, bonds)
+    degree = np.asarray([len(v) for v in nb])
+    # heavier branches first: atoms with more bonds lead their siblings
+    nb = [sorted(v, key=lambda a: (-degree[a], a)) for v in nb]
     parent = np.full(n, -1)
     order, seen = [root], {root}
     queue = deque([root])
@@ -121,10 +165,47 @@ def zmatrix(n_atoms: int, bonds=None, *, dim: int = 3, root: int | None = None) 
         if h < 0 or h in (i, j):
             h = _earlier([*nb[j], *nb[k]], placed, t, (i, j, k))
         refs[t] = (j, k, h)
+    phase = np.full(n, -1, np.int64)
+    if dim == 3 and phases:
+        first: dict[tuple, int] = {}
+        for t in range(3, n):
+            key = tuple(int(r) for r in refs[t])
+            if key in first:
+                phase[t] = first[key]
+            else:
+                first[key] = t
     tree = {(min(i, int(parent[i])), max(i, int(parent[i]))) for i in order[1:]}
     ring = [tuple(b) for b in np.sort(bonds, axis=1).tolist() if tuple(b) not in tree]
     ring_bonds = np.asarray(sorted(set(ring)), dtype=np.int64).reshape(-1, 2)
-    return ZMatrix(np.asarray(order, np.int64), refs.astype(np.int64), ring_bonds, dim)
+    return ZMatrix(np.asarray(order, np.int64), refs.astype(np.int64), ring_bonds, dim, phase)
+
+
+def _walk(nb: list[list[int]], start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bond counts from ``start`` (-1 where unreached) and each atom's predecessor."""
+    hops = np.full(len(nb), -1, np.int64)
+    back = np.full(len(nb), -1, np.int64)
+    hops[start] = 0
+    queue = deque([start])
+    while queue:
+        a = queue.popleft()
+        for b in nb[a]:
+            if hops[b] < 0:
+                hops[b] = hops[a] + 1
+                back[b] = a
+                queue.append(b)
+    return hops, back
+
+
+def _centre(nb: list[list[int]], hops0: np.ndarray) -> int:
+    """The middle atom of a longest shortest path (exact for trees, close for rings)."""
+    a = int(np.argmax(hops0))
+    hops_a, _ = _walk(nb, a)
+    b = int(np.argmax(hops_a))
+    hops_b, back = _walk(nb, b)
+    path = [a]
+    while path[-1] != b:
+        path.append(int(back[path[-1]]))
+    return path[len(path) // 2]
 
 
 def _earlier(candidates, placed: np.ndarray, t: int, exclude: tuple) -> int:
@@ -153,8 +234,9 @@ def to_internal(x, zm: ZMatrix) -> dict:
     -------
     dict
         ``bonds`` (..., N - 1), ``angles`` (..., N - 2) in radians (3D: [0, pi]; 2D:
-        signed, (-pi, pi]), and in 3D ``dihedrals`` (..., N - 3) in (-pi, pi]; entry
-        ``t - 1`` (``t - 2``, ``t - 3``) belongs to atom ``order[t]``.
+        signed, (-pi, pi]), and in 3D ``dihedrals`` (..., N - 3) in (-pi, pi]: the
+        dihedral itself, or for a later sibling its phase (:attr:`ZMatrix.phase`);
+        entry ``t - 1`` (``t - 2``, ``t - 3``) belongs to atom ``order[t]``.
     """
     order, refs = zm.order, zm.refs
     i = order[1:]
@@ -164,10 +246,33 @@ def to_internal(x, zm: ZMatrix) -> dict:
         out["angles"] = geometry.bond_angles(x, np.stack([order[t], refs[t, 0], refs[t, 1]], 1))
         t3 = np.arange(3, zm.n_atoms)
         quads = np.stack([order[t3], refs[t3, 0], refs[t3, 1], refs[t3, 2]], axis=1)
-        out["dihedrals"] = geometry.dihedrals(x, quads)
+        out["dihedrals"] = _to_phases(geometry.dihedrals(x, quads), zm)
     else:
         out["angles"] = _signed_angles(x, order[t], refs[t, 0], refs[t, 1])
     return out
+
+
+def _to_phases(dihedrals, zm: ZMatrix):
+    """Later siblings' dihedrals (..., N - 3) measured from their first sibling's."""
+    if zm.n_phases == 0:
+        return dihedrals
+    xp = geometry.array_namespace(dihedrals)
+    ref = zm.dihedral_reference
+    mask = ref != np.arange(len(ref))
+    diff = dihedrals - xp.take(dihedrals, xp.asarray(ref), axis=-1)
+    return xp.where(xp.asarray(mask), xp.arctan2(xp.sin(diff), xp.cos(diff)), dihedrals)
+
+
+def _from_phases(dihedrals, zm: ZMatrix):
+    """Inverse of :func:`_to_phases`: absolute dihedrals (..., N - 3)."""
+    if zm.n_phases == 0:
+        return dihedrals
+    xp = geometry.array_namespace(dihedrals)
+    ref = zm.dihedral_reference
+    mask = ref != np.arange(len(ref))
+    return xp.where(
+        xp.asarray(mask), dihedrals + xp.take(dihedrals, xp.asarray(ref), axis=-1), dihedrals
+    )
 
 
 def to_cartesian(internal: dict, zm: ZMatrix):
@@ -211,7 +316,9 @@ def to_cartesian(internal: dict, zm: ZMatrix):
     r = jnp.moveaxis(bonds[..., 2:], -1, 0)
     theta = jnp.moveaxis(angles[..., 1:], -1, 0)
     phi = (
-        jnp.moveaxis(jnp.asarray(internal["dihedrals"]), -1, 0) if d == 3 else jnp.zeros_like(theta)
+        jnp.moveaxis(_from_phases(jnp.asarray(internal["dihedrals"]), zm), -1, 0)
+        if d == 3
+        else jnp.zeros_like(theta)
     )
     xs = (jnp.asarray(o[steps]), jnp.asarray(refs[steps]), r, theta, phi)
 

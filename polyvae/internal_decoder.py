@@ -28,8 +28,8 @@ Gaussian experts on linear coordinates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -130,12 +130,11 @@ class InternalLayout:
     center, scale : ndarray (Q,)
         Linear coordinates: training mean and standard deviation. Circular ones:
         circular mean and 1.
-    contact_pairs : ndarray (P, 2) of int
-        Atom pairs more than two bonds apart (1-4 and beyond).
-    contact_min : ndarray (P,)
-        The closest each pair's class came in the training frames (one value for the
-        1-4 pairs, one for the pairs further apart); :meth:`refine` repels pairs that
-        come closer.
+    contact_min : ndarray (2,)
+        The closest two atoms came in the training frames, for 1-4 pairs (three bonds
+        apart) and for pairs further apart (``inf`` where a molecule has none);
+        :meth:`refine` repels pairs that come closer. The pairs themselves are found
+        per structure with a neighbour list (:meth:`near_pairs`), never all of them.
     rigid : ndarray (Q,) of bool
         Linear coordinates that do not vary in training (bonds constrained in the
         simulation): the decoder gives their training value, without noise and without a
@@ -149,15 +148,14 @@ class InternalLayout:
     The decoder's features are the ``N * D`` standardized Cartesian coordinates
     followed by the Q internal features (:attr:`n_features` in all). Instances compare
     and hash by identity; the training step depends only on :attr:`kinds` and the
-    compiled :meth:`refine` only on the Z-matrix, the masks and the contact pairs, so
-    both are shared by models of the same molecule.
+    compiled :meth:`refine` only on the Z-matrix and the masks, so both are shared by
+    models of the same molecule.
     """
 
     zmatrix: ZMatrix
     circular: np.ndarray
     center: np.ndarray
     scale: np.ndarray
-    contact_pairs: np.ndarray
     contact_min: np.ndarray
     rigid: np.ndarray
     cartesian_weight: float = 1.0
@@ -195,17 +193,15 @@ class InternalLayout:
         rigid = ~circular & (std <= 1e-4 * np.abs(center))
         scale = np.where(circular, 1.0, np.where(rigid, 1e-3 * np.abs(center), std))
         scale = np.where(scale > 0, scale, 1.0)
-        n = x.shape[1]
-        bonds = geometry.chain_bonds(n) if bonds is None else np.asarray(bonds)
-        pairs = geometry.nonbonded_pairs(n, bonds, 2)
-        hops = geometry.bond_graph_distances(n, bonds)[pairs[:, 0], pairs[:, 1]]
-        closest = geometry.pair_distances(x, pairs).min(axis=0) if len(pairs) else np.zeros(0)
-        contact_min = np.zeros(len(pairs))
-        for near in (True, False):
-            group = (hops == 3) if near else (hops > 3)
-            if group.any():
-                contact_min[group] = closest[group].min()
-        return cls(zm, circular, center, scale, pairs, contact_min, rigid)
+        layout = cls(zm, circular, center, scale, np.full(2, np.inf), rigid)
+        near, _ = layout._exclusions
+        one_four = layout._one_four_pairs
+        contact_min = np.full(2, np.inf)
+        if len(one_four):
+            contact_min[0] = geometry.pair_distances(x, one_four).min()
+        start = float(np.median(center[: x.shape[1] - 1]))
+        contact_min[1] = geometry.closest_nonbonded(x, layout._within_three, start).min()
+        return replace(layout, contact_min=contact_min)
 
     def features(self, positions: np.ndarray) -> np.ndarray:
         """Internal features (T, Q) of frames (T, N, D), float32."""
@@ -247,10 +243,99 @@ class InternalLayout:
         )
 
     # ---- the structure ------------------------------------------------------------------
+    @property
+    def bonds(self) -> np.ndarray:
+        """The molecule's bonds (B, 2): the Z-matrix's tree and its ring closures."""
+        zm = self.zmatrix
+        tree = np.stack([zm.order[1:], zm.refs[1:, 0]], axis=1)
+        return np.concatenate([tree, zm.ring_bonds]).astype(np.int64)
+
+    @cached_property
+    def _exclusions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted pair codes (:func:`polyvae.geometry.pair_codes`) of the 1-2 and 1-3
+        pairs (never repelled) and of the 1-4 pairs."""
+        pairs, hops = geometry.bonded_within(self.n_atoms, self.bonds, 3)
+        codes = geometry.pair_codes(pairs, self.n_atoms)
+        return codes[hops <= 2], codes[hops == 3]
+
+    @cached_property
+    def _one_four_pairs(self) -> np.ndarray:
+        code = self._exclusions[1]
+        return np.stack([code // self.n_atoms, code % self.n_atoms], axis=1)
+
+    @cached_property
+    def _within_three(self) -> np.ndarray:
+        return np.sort(np.concatenate(self._exclusions))
+
+    @property
+    def n_contacts(self) -> int:
+        """K: contact pairs per structure that :meth:`refine` repels (the closest ones)."""
+        n = self.n_atoms
+        return int(min(n * (n - 1) // 2 - len(self._exclusions[0]), 8 * n))
+
+    def near_pairs(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Per structure, the :attr:`n_contacts` closest pairs more than two bonds apart,
+        from a neighbour list (NumPy; memory linear in the atom count).
+
+        Parameters
+        ----------
+        positions : array (..., N, D)
+
+        Returns
+        -------
+        pairs : ndarray (..., K, 2) of int32
+            Atom indices, padded with ``(0, 0)`` where fewer pairs lie within reach.
+        minimum : ndarray (..., K) float32
+            The closest training distance of each pair's class (0 for padding).
+        """
+        pairs, kind = self._near_pair_kinds(positions, self._reach(np))
+        return pairs, self._kind_minimum(np, self.contact_min, kind)
+
+    def _reach(self, xp, contact_min=None, center=None):
+        """How far apart pairs may start and still be repelled: the larger class
+        minimum and one and a half bonds."""
+        contact_min = self.contact_min if contact_min is None else contact_min
+        center = self.center if center is None else center
+        finite = xp.where(xp.isfinite(contact_min), contact_min, 0.0)
+        return xp.max(finite) + 1.5 * xp.median(center[: self.n_atoms - 1])
+
+    @staticmethod
+    def _kind_minimum(xp, contact_min, kind):
+        """The class minimum of each pair kind: 0 (1-4), 1 (further), 2 (padding: 0)."""
+        table = xp.concatenate(
+            [xp.where(xp.isfinite(contact_min), contact_min, 0.0), xp.zeros(1)]
+        ).astype(xp.float32)
+        return table[kind]
+
+    def _near_pair_kinds(self, positions, reach) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`near_pairs` as atom pairs (..., K, 2) int32 and kinds (..., K) int32."""
+        x = np.asarray(positions, np.float64)
+        lead, n = x.shape[:-2], self.n_atoms
+        flat = x.reshape((-1,) + x.shape[-2:])
+        k = self.n_contacts
+        pairs = np.zeros((len(flat), k, 2), np.int32)
+        kind = np.full((len(flat), k), 2, np.int32)
+        excluded, one_four = self._exclusions
+        for t, frame in enumerate(flat):
+            found, _ = geometry.close_pairs(frame, float(reach), excluded)
+            found = found[:k]
+            code = geometry.pair_codes(found, n)
+            at = np.searchsorted(one_four, code).clip(max=max(len(one_four) - 1, 0))
+            is14 = one_four[at] == code if len(one_four) else np.zeros(len(code), bool)
+            pairs[t, : len(found)] = found
+            kind[t, : len(found)] = np.where(is14, 0, 1)
+        return pairs.reshape(lead + (k, 2)), kind.reshape(lead + (k,))
+
     def refine(
         self, anchor, internal_features, cartesian_sigma, internal_sigma, steps=None, weight=None
     ):
-        """The structure most probable under both experts, in JAX (batched, differentiable).
+        """The structure most probable under both experts (batched, in JAX).
+
+        Two starts, the Cartesian positions and the internal coordinates rebuilt and
+        superposed on them: each structure is minimized from the one that starts lower,
+        with the closest contact pairs of that start (:meth:`near_pairs`) repelled below
+        their training distance. The neighbour lists are found with NumPy (a host
+        callback inside ``jit``) and are constant for the gradient.
 
         Parameters
         ----------
@@ -271,59 +356,109 @@ class InternalLayout:
         -------
         jax.Array (..., N, D)
         """
-        import jax
         import jax.numpy as jnp
-        import optax
 
         anchor = jnp.asarray(anchor)
+        weight = self.cartesian_weight if weight is None else weight
+        args = (internal_features, cartesian_sigma, internal_sigma, weight)
+        start = self._start(anchor, *args, *self._near_pairs(anchor))
+        return self._minimize(start, anchor, *args, *self._near_pairs(start), steps=steps)
+
+    def _near_pairs(self, x):
+        """:meth:`near_pairs` of JAX positions, also inside ``jit`` (a host callback);
+        constant for the gradient."""
+        import jax
+        import jax.numpy as jnp
+
+        x = jax.lax.stop_gradient(jnp.asarray(x))
+        k, lead = self.n_contacts, x.shape[:-2]
+        shapes = (
+            jax.ShapeDtypeStruct(lead + (k, 2), jnp.int32),
+            jax.ShapeDtypeStruct(lead + (k,), jnp.int32),
+        )
+        contact_min, center = jnp.asarray(self.contact_min), jnp.asarray(self.center)
+        reach = jax.lax.stop_gradient(self._reach(jnp, contact_min, center))
+        pairs, kind = jax.pure_callback(self._near_pair_kinds, shapes, x, reach)
+        return pairs, self._kind_minimum(jnp, contact_min, kind)
+
+    def _energy(
+        self, anchor, internal_features, cartesian_sigma, internal_sigma, weight, pairs, mins
+    ):
+        """The energy (...,) of structures x (..., N, D), as a function of x."""
+        import jax
+        import jax.numpy as jnp
+
         dtype = anchor.dtype
         target = self.values(jnp.asarray(internal_features, dtype))
         circ = jnp.asarray(self.circular)
         inv_c = 1.0 / jnp.reshape(jnp.asarray(cartesian_sigma, dtype), anchor.shape[-2:])
         inv_q = 1.0 / (jnp.asarray(internal_sigma, dtype) * jnp.asarray(self.scale, dtype))
-        near_pairs = near_min = None  # the pairs closest at the start of each minimization
-        weight = jnp.asarray(self.cartesian_weight if weight is None else weight, dtype)
+        weight = jnp.asarray(weight, dtype)
         bond = jnp.median(jnp.asarray(self.center[: self.n_atoms - 1], dtype))
         stiff = 0.5 / (0.01 * bond) ** 2  # 1 kT at 1 % of a bond inside the closest contact
+        pairs = jnp.asarray(pairs)
+        mins = jnp.asarray(mins, dtype)
 
         def energy(x):
-            """(...,) energy of each structure."""
             e_cart = 0.5 * weight * jnp.sum(((x - anchor) * inv_c) ** 2, axis=(-2, -1))
             d = self.measure(x) - target
             e_int = jnp.where(circ, 1.0 - jnp.cos(d), 0.5 * d**2) * inv_q**2
-            e = e_cart + jnp.sum(e_int, axis=-1)
-            if near_pairs is None:
-                return e
-            close = jax.nn.relu(near_min - _gathered_distances(x, near_pairs))
-            return e + stiff * jnp.sum(close**2, axis=-1)
+            close = jax.nn.relu(mins - _gathered_distances(x, pairs))
+            return e_cart + jnp.sum(e_int, axis=-1) + stiff * jnp.sum(close**2, axis=-1)
 
+        return energy
+
+    def _start(
+        self, anchor, internal_features, cartesian_sigma, internal_sigma, weight, pairs, mins
+    ):
+        """The lower of the two starts of :meth:`refine`, per structure."""
+        import jax.numpy as jnp
+
+        anchor = jnp.asarray(anchor)
+        energy = self._energy(
+            anchor, internal_features, cartesian_sigma, internal_sigma, weight, pairs, mins
+        )
+        rebuilt = self._superposed_rebuild(internal_features, anchor)
+        return jnp.where((energy(rebuilt) < energy(anchor))[..., None, None], rebuilt, anchor)
+
+    def _minimize(
+        self,
+        x0,
+        anchor,
+        internal_features,
+        cartesian_sigma,
+        internal_sigma,
+        weight,
+        pairs,
+        mins,
+        steps=None,
+    ):
+        """Adam steps on the energy from ``x0``, repelling the contact pairs ``pairs``."""
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        anchor = jnp.asarray(anchor)
+        energy = self._energy(
+            anchor, internal_features, cartesian_sigma, internal_sigma, weight, pairs, mins
+        )
         n_steps = REFINE_STEPS if steps is None else int(steps)
+        bond = jnp.median(jnp.asarray(self.center[: self.n_atoms - 1], anchor.dtype))
         # eps_root keeps Adam differentiable where a gradient component is zero
         opt = optax.adam(
             optax.exponential_decay(0.02 * bond, max(n_steps, 1), 0.02), eps_root=1e-16
         )
         grad = jax.grad(lambda x: jnp.sum(energy(x)))
 
-        def minimize(x0):
-            nonlocal near_pairs, near_min
-            near_pairs, near_min = self._near_pairs(x0)
+        def step(carry, _):
+            x, state = carry
+            updates, state = opt.update(grad(x), state)
+            return (optax.apply_updates(x, updates), state), None
 
-            def step(carry, _):
-                x, state = carry
-                updates, state = opt.update(grad(x), state)
-                return (optax.apply_updates(x, updates), state), None
-
-            x = x0
-            if n_steps:
-                (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=n_steps)
-            return x, energy(x)
-
-        # two starts, the Cartesian positions and the internal coordinates rebuilt and
-        # superposed on them: each structure is minimized from the one that starts lower
-        rebuilt = self._superposed_rebuild(internal_features, anchor)
-        near_pairs, near_min = self._near_pairs(anchor)
-        start = jnp.where((energy(rebuilt) < energy(anchor))[..., None, None], rebuilt, anchor)
-        return minimize(start)[0]
+        if not n_steps:
+            return x0
+        (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=n_steps)
+        return x
 
     def _superposed_rebuild(self, internal_features, anchor):
         """NeRF rebuild of the internal features, superposed on ``anchor`` (Kabsch)."""
@@ -335,22 +470,6 @@ class InternalLayout:
         centre = jnp.mean(anchor, axis=-2, keepdims=True)
         rot = geometry.kabsch_rotation(rebuilt, anchor - centre, w)
         return geometry.rotate(rebuilt, rot) + centre
-
-    def _near_pairs(self, x0):
-        """Per structure, the K = min(P, 8 N) contact pairs closest in ``x0``: (..., K, 2)
-        atom indices and (..., K) their closest training distances. A minimization
-        moves atoms much less than the distance to the K-th pair, so only these can
-        come into contact."""
-        import jax
-        import jax.numpy as jnp
-
-        if len(self.contact_pairs) == 0:
-            return None, None
-        pairs = jnp.asarray(self.contact_pairs)
-        k = min(len(self.contact_pairs), 8 * self.n_atoms)
-        d0 = geometry.pair_distances(jax.lax.stop_gradient(x0), self.contact_pairs)
-        _, idx = jax.lax.top_k(-d0, k)
-        return pairs[idx], jnp.asarray(self.contact_min, x0.dtype)[idx]
 
     def refine_jit(self, steps: int | None = None):
         """:meth:`refine` compiled, for NumPy callers: once per molecule and ``steps``.
@@ -370,8 +489,8 @@ class InternalLayout:
             anchor = anchor.reshape((-1,) + anchor.shape[-2:])
             feats = feats.reshape(-1, feats.shape[-1])
             n, out = len(anchor), []
-            for start in range(0, n, _REFINE_BLOCK):
-                a, f = anchor[start : start + _REFINE_BLOCK], feats[start : start + _REFINE_BLOCK]
+            for first in range(0, n, _REFINE_BLOCK):
+                a, f = anchor[first : first + _REFINE_BLOCK], feats[first : first + _REFINE_BLOCK]
                 pad = _REFINE_BLOCK - len(a)
                 if pad:  # repeat the first structure: every structure is minimized alone
                     a = np.concatenate([a, np.repeat(a[:1], pad, axis=0)])
@@ -391,33 +510,49 @@ class InternalLayout:
             "zm_order": zm.order,
             "zm_refs": zm.refs,
             "zm_ring_bonds": zm.ring_bonds,
+            "zm_phase": zm.phase,
             "circular": self.circular.astype(np.int8),
             "center": self.center,
             "scale": self.scale,
-            "contact_pairs": self.contact_pairs,
-            "contact_min": self.contact_min,
+            "contact_classes": self.contact_min,
             "rigid": self.rigid.astype(np.int8),
             "cartesian_weight": np.asarray([self.cartesian_weight]),
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], dim: int) -> InternalLayout:
+        """Read :meth:`to_arrays` output, also of files written before phases and
+        neighbour lists (their siblings keep independent dihedrals; their per-pair
+        contact distances become the two class minima)."""
+        order = np.asarray(arrays["zm_order"], np.int64)
+        phase = arrays.get("zm_phase")
         zm = ZMatrix(
-            np.asarray(arrays["zm_order"], np.int64),
+            order,
             np.asarray(arrays["zm_refs"], np.int64),
             np.asarray(arrays["zm_ring_bonds"], np.int64).reshape(-1, 2),
             int(dim),
+            None if phase is None else np.asarray(phase, np.int64),
         )
-        return cls(
+        layout = cls(
             zm,
             np.asarray(arrays["circular"]).astype(bool),
             np.asarray(arrays["center"], np.float64),
             np.asarray(arrays["scale"], np.float64),
-            np.asarray(arrays["contact_pairs"], np.int64).reshape(-1, 2),
-            np.asarray(arrays["contact_min"], np.float64),
+            np.full(2, np.inf),
             np.asarray(arrays["rigid"]).astype(bool),
             float(np.asarray(arrays["cartesian_weight"]).ravel()[0]),
         )
+        if "contact_classes" in arrays:
+            contact_min = np.asarray(arrays["contact_classes"], np.float64).reshape(2)
+        else:  # one distance per pair, constant within each class
+            pairs = np.asarray(arrays["contact_pairs"], np.int64).reshape(-1, 2)
+            values = np.asarray(arrays["contact_min"], np.float64).reshape(len(pairs))
+            code = geometry.pair_codes(pairs, layout.n_atoms)
+            is14 = np.isin(code, layout._exclusions[1])
+            contact_min = np.asarray(
+                [values[m].min() if m.any() else np.inf for m in (is14, ~is14)]
+            )
+        return replace(layout, contact_min=contact_min)
 
 
 def _gathered_distances(x, pairs):
@@ -436,10 +571,8 @@ class _StructureKey:
     def __init__(self, layout: InternalLayout) -> None:
         zm = layout.zmatrix
         self.layout = layout
-        arrays = (zm.order, zm.refs, zm.ring_bonds, layout.circular, layout.rigid)
-        self._key = (zm.dim,) + tuple(
-            (a.shape, np.ascontiguousarray(a).tobytes()) for a in (*arrays, layout.contact_pairs)
-        )
+        arrays = (zm.order, zm.refs, zm.ring_bonds, zm.phase, layout.circular, layout.rigid)
+        self._key = (zm.dim,) + tuple((a.shape, np.ascontiguousarray(a).tobytes()) for a in arrays)
         self._hash = hash(self._key)
 
     def __hash__(self) -> int:
@@ -451,8 +584,6 @@ class _StructureKey:
 
 @lru_cache(maxsize=8)
 def _jitted_refine(key: _StructureKey, steps: int | None):
-    from dataclasses import replace
-
     import jax
 
     template = key.layout
