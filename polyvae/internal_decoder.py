@@ -28,7 +28,7 @@ Gaussian experts on linear coordinates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -139,6 +139,13 @@ class InternalLayout:
         Linear coordinates that do not vary in training (bonds constrained in the
         simulation): the decoder gives their training value, without noise and without a
         likelihood term; :meth:`refine` holds them at 0.1 % of their value.
+    extra_angles : ndarray (E, 3) of int
+        Bond angles ``(i, j, k)`` that the Z-matrix does not build (between later
+        siblings, e.g. H2-C-H3 of a methyl group, and around ring closures): redundant
+        internal coordinates, measured and predicted like the others but not used by
+        the NeRF rebuild. They give the refinement each bond angle of the molecule,
+        so angles between siblings keep their own spread instead of adding up the
+        noise of the coordinates they depend on.
     cartesian_weight : float
         Weight of the Cartesian expert in :meth:`refine` (0: the structure is rebuilt
         from the internal coordinates alone). :func:`polyvae.training.train` chooses it
@@ -159,6 +166,7 @@ class InternalLayout:
     contact_min: np.ndarray
     rigid: np.ndarray
     cartesian_weight: float = 1.0
+    extra_angles: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
 
     @property
     def n_internal(self) -> int:
@@ -186,14 +194,15 @@ class InternalLayout:
         """Fit on training frames (T, N, D); ``bonds`` as :func:`polyvae.internal.zmatrix`."""
         x = np.asarray(positions, dtype=np.float64)
         zm = zmatrix(x.shape[1], bonds, dim=x.shape[2])
-        values = _concat(to_internal(x, zm))
-        circular = _circular_mask(zm)
+        extra = _extra_angles(zm) if zm.dim == 3 else np.zeros((0, 3), np.int64)
+        values = _measure(x, zm, extra)
+        circular = np.concatenate([_circular_mask(zm), np.zeros(len(extra), bool)])
         center = np.where(circular, _circular_mean(values), values.mean(axis=0))
         std = values.std(axis=0)
         rigid = ~circular & (std <= 1e-4 * np.abs(center))
         scale = np.where(circular, 1.0, np.where(rigid, 1e-3 * np.abs(center), std))
         scale = np.where(scale > 0, scale, 1.0)
-        layout = cls(zm, circular, center, scale, np.full(2, np.inf), rigid)
+        layout = cls(zm, circular, center, scale, np.full(2, np.inf), rigid, 1.0, extra)
         near, _ = layout._exclusions
         one_four = layout._one_four_pairs
         contact_min = np.full(2, np.inf)
@@ -205,7 +214,7 @@ class InternalLayout:
 
     def features(self, positions: np.ndarray) -> np.ndarray:
         """Internal features (T, Q) of frames (T, N, D), float32."""
-        values = _concat(to_internal(np.asarray(positions, dtype=np.float64), self.zmatrix))
+        values = self.measure(np.asarray(positions, dtype=np.float64))
         out = np.where(self.circular, _wrap(np, values - self.center), values - self.center)
         return (out / self.scale).astype(np.float32)
 
@@ -218,7 +227,7 @@ class InternalLayout:
 
     def measure(self, positions):
         """Internal coordinates (..., Q) of positions (..., N, D), NumPy or JAX."""
-        return _concat(to_internal(positions, self.zmatrix))
+        return _measure(positions, self.zmatrix, self.extra_angles)
 
     def rebuild(self, features):
         """Internal features (..., Q) to positions (..., N, D) by NeRF alone, in JAX.
@@ -230,7 +239,7 @@ class InternalLayout:
         n = self.n_atoms
         parts = {"bonds": v[..., : n - 1], "angles": v[..., n - 1 : 2 * n - 3]}
         if self.dim == 3:
-            parts["dihedrals"] = v[..., 2 * n - 3 :]
+            parts["dihedrals"] = v[..., 2 * n - 3 : 3 * n - 6]
         return to_cartesian(parts, self.zmatrix)
 
     @property
@@ -517,6 +526,7 @@ class InternalLayout:
             "contact_classes": self.contact_min,
             "rigid": self.rigid.astype(np.int8),
             "cartesian_weight": np.asarray([self.cartesian_weight]),
+            "extra_angles": self.extra_angles,
         }
 
     @classmethod
@@ -541,6 +551,7 @@ class InternalLayout:
             np.full(2, np.inf),
             np.asarray(arrays["rigid"]).astype(bool),
             float(np.asarray(arrays["cartesian_weight"]).ravel()[0]),
+            np.asarray(arrays.get("extra_angles", np.zeros((0, 3))), np.int64).reshape(-1, 3),
         )
         if "contact_classes" in arrays:
             contact_min = np.asarray(arrays["contact_classes"], np.float64).reshape(2)
@@ -571,7 +582,8 @@ class _StructureKey:
     def __init__(self, layout: InternalLayout) -> None:
         zm = layout.zmatrix
         self.layout = layout
-        arrays = (zm.order, zm.refs, zm.ring_bonds, zm.phase, layout.circular, layout.rigid)
+        arrays = (zm.order, zm.refs, zm.ring_bonds, zm.phase, layout.extra_angles)
+        arrays += (layout.circular, layout.rigid)
         self._key = (zm.dim,) + tuple((a.shape, np.ascontiguousarray(a).tobytes()) for a in arrays)
         self._hash = hash(self._key)
 
@@ -596,6 +608,28 @@ def _jitted_refine(key: _StructureKey, steps: int | None):
         )
 
     return jax.jit(run)
+
+
+def _extra_angles(zm: ZMatrix) -> np.ndarray:
+    """The bond angles (E, 3) of the bond graph that the Z-matrix does not build."""
+    n = zm.n_atoms
+    bonds = np.concatenate([np.stack([zm.order[1:], zm.refs[1:, 0]], 1), zm.ring_bonds])
+    built = {
+        (min(int(i), int(k)), int(j), max(int(i), int(k)))
+        for i, (j, k, _) in zip(zm.order[2:], zm.refs[2:], strict=True)
+    }
+    every = geometry.angle_triples(n, bonds)
+    keep = [tuple(t) not in built for t in every.tolist()]
+    return every[np.asarray(keep, bool)].reshape(-1, 3)
+
+
+def _measure(x, zm: ZMatrix, extra: np.ndarray):
+    """The internal coordinates of a layout: the Z-matrix's, then the extra angles."""
+    values = _concat(to_internal(x, zm))
+    if len(extra) == 0:
+        return values
+    xp = geometry.array_namespace(values)
+    return xp.concatenate([values, geometry.bond_angles(x, extra)], axis=-1)
 
 
 def _concat(parts: dict):
