@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyvae._checks import ensure_pairs
 from polyvae.training import DEFAULT_PATIENCE, training_summary
 
 __all__ = ["main", "build_parser"]
@@ -165,7 +166,8 @@ def _add_data_options(p: argparse.ArgumentParser, select: bool) -> None:
     g.add_argument(
         "--guess-bonds",
         action="store_true",
-        help="guess bonds from distances when the topology has none (needed to unwrap)",
+        help="guess bonds from distances when the topology has none, to make molecules "
+        "whole across periodic boundaries (the model's bonds: train --bonds)",
     )
     g.add_argument(
         "--allow-truncated",
@@ -406,6 +408,45 @@ def _index_file(text: str | None, flag: str, k: int):
     return rows
 
 
+def _bonds_option(text: str):
+    """--bonds: a mode (auto, topology, guess), or the (B, 2) array of a file of bonds."""
+    from polyvae.topology import BOND_MODES
+
+    if text in BOND_MODES:
+        return text
+    path = Path(text)
+    expected = "two 0-based atom indices of the selection per line, or a .npy array (B, 2)"
+    if not path.is_file():
+        raise ValueError(
+            f"--bonds must be auto, topology, guess or a file of bonds; {text!r} is none "
+            "of them (no such file)"
+        )
+    if path.suffix == ".npy":
+        try:
+            rows = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--bonds file {text!r} is not a readable .npy file ({exc})") from None
+        if rows.ndim != 2 or rows.shape[1] != 2 or not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(
+                f"--bonds file {text!r} must hold {expected}; got an array of shape "
+                f"{rows.shape} and dtype {rows.dtype}"
+            )
+        return rows
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        words = line.split("#", 1)[0].replace(",", " ").split()
+        if not words:
+            continue
+        if len(words) != 2 or not all(w.isdigit() for w in words):
+            raise ValueError(
+                f"--bonds file {text!r} must hold {expected}; line {number} is {line.strip()!r}"
+            )
+        rows.append([int(w) for w in words])
+    if not rows:
+        raise ValueError(f"--bonds file {text!r} holds no bonds; it must hold {expected}")
+    return np.asarray(rows, dtype=np.int64)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``polyvae`` command."""
     from polyvae import __version__
@@ -450,6 +491,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PDB|FRAME",
         help="with --align kabsch: superpose on this structure file (same atoms) or frame "
         "number (default: the first frame)",
+    )
+    p.add_argument(
+        "--bonds",
+        default="auto",
+        metavar="auto|topology|guess|FILE",
+        help="the molecule's bonds: auto (default) takes the topology's where they join the "
+        "selection, completes them from distances and covalent radii where they do not (a "
+        "PDB with CONECT records for some residues only), guesses them for an all-atom "
+        "molecule without any, else uses a chain in atom order (C-alpha, beads); topology: "
+        "the topology's only; guess: from distances only; FILE: two 0-based atom indices "
+        "of the selection per line (text) or a .npy array (B, 2)",
     )
     _add_train_options(p)
     _add_weight_options(p)
@@ -679,6 +731,14 @@ MANY_ATOMS_WITHOUT_TOP = 300
 _CLI_WORDS = (
     ("pass allow_truncated=True to go on", "add --allow-truncated to go on"),
     ("pass guess_bonds=True", "add --guess-bonds"),
+    ('pass bonds="auto"', "use --bonds auto (the default)"),
+    ('bonds="guess"', "--bonds guess"),
+    (
+        "pass bonds=[[i, j], ...] (0-based pairs)",
+        "give --bonds FILE (two 0-based atom indices per line)",
+    ),
+    ("bonds=[[i, j], ...] (0-based pairs)", "--bonds FILE (two 0-based atom indices per line)"),
+    ("pass bonds that join every atom", "give a --bonds FILE whose bonds join every atom"),
     ("guess_bonds=True", "--guess-bonds"),
     ("pass unwrap=False", "add --no-unwrap"),
     ("pass topology=...", "give it with --top FILE"),
@@ -758,7 +818,11 @@ def _cmd_train(a) -> int:
     kwargs = _train_kwargs(a)
     if not several:
         kwargs.update(latent_dim=a.latent_dim[0], beta=a.beta[0])
+    bonds = _bonds_option(a.bonds)  # a bad file fails before the trajectory is read
     frames = io.read_frames(a.data, select=a.select, **_read_kwargs(a))
+    if not isinstance(bonds, str):
+        bonds = ensure_pairs(bonds, frames.n_atoms, f"--bonds file {a.bonds!r}")
+    kwargs["bonds"] = bonds
     if a.top is None and frames.n_atoms > MANY_ATOMS_WITHOUT_TOP:
         logging.getLogger("polyvae").warning(
             "%d atoms read without --top: their names, masses and bonds are unknown or only "
@@ -824,6 +888,12 @@ def _cmd_encode(a) -> int:
     return 0
 
 
+def _pass_rates(report) -> str:
+    """``"pass rate per check: bonds 100.0 %, angles 38.0 %, contacts 90.0 %"``."""
+    rates = (f"{check} {100 * ok.mean():.1f} %" for check, ok in report.checks_ok.items())
+    return f"pass rate per check: {', '.join(rates)}"
+
+
 def _cmd_generate(a) -> int:
     from polyvae import io, load_model
 
@@ -839,12 +909,16 @@ def _cmd_generate(a) -> int:
     if report is None:
         validity = "validity not checked: the model file keeps no structure checks"
     else:
+        warning = report.warning("generated structures", "the model's checks")
+        if warning is not None:  # printed, not logged: -q keeps it
+            print(f"polyvae: warning: {warning}", file=sys.stderr)
         validity = f"{report.valid.sum()} of {len(pos)} valid ({100 * report.fraction_valid:.1f} %)"
         if a.valid_only:
             pos = pos[report.valid]
             if len(pos) == 0:
                 raise ValueError(f"none of the {a.n} conformations drawn is valid; nothing written")
             validity = f"kept the {len(pos)} valid of {a.n} drawn"
+        validity += f"; {_pass_rates(report)}"
     path = io.write_positions(out, pos, atoms=io.model_atoms(model), unit=model.unit)
     _report(f"{len(pos)} conformations written to {path}; {validity}")
     return 0

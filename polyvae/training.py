@@ -63,6 +63,7 @@ from polyvae.transforms import Pipeline
 __all__ = [
     "DEFAULT_PATIENCE",
     "STREAM_ABOVE_BYTES",
+    "PostTrainingError",
     "TrainConfig",
     "TrainingDivergedError",
     "choose_cartesian_weight",
@@ -169,6 +170,37 @@ class TrainingDivergedError(FloatingPointError):
             f"training diverged: the loss became NaN or inf in epoch {epoch}; the parameters "
             f"from epoch {epoch - 1} are kept{where}. Try a smaller learning rate."
         )
+
+
+class PostTrainingError(RuntimeError):
+    """A step after the fit failed (e.g. out of memory); the trained model is kept.
+
+    The model was trained; only the step named failed. With an output path, the model
+    was saved there before that step, so the file holds the trained model without what
+    the step adds.
+
+    Attributes
+    ----------
+    step : str
+        What failed, e.g. ``"choosing the Cartesian weight"``.
+    model : VAEModel
+        The trained model without what the step adds (for the internal decoder: the
+        default Cartesian weight), ready to use or save.
+    saved_to : Path or None
+        Where that model was saved, if an output path was given.
+    """
+
+    def __init__(self, step: str, cause: BaseException, model, saved_to=None):
+        self.step, self.model, self.saved_to = step, model, saved_to
+        text = " ".join(str(cause).split())
+        text = text if len(text) <= 200 else text[:197] + "..."
+        why = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+        kept = (
+            f"the trained model is saved in {saved_to} without it"
+            if saved_to is not None
+            else "the trained model, without it, is this error's .model"
+        )
+        super().__init__(f"{step} failed after training ({why}); {kept}")
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -617,15 +649,16 @@ def training_stats(
     """Structural statistics of aligned training frames (T, N, D), kept in the model file.
 
     ``bonds`` (B, 2) are the molecule's bonds (:func:`polyvae.topology.model_bonds`);
-    default a linear chain in atom order.
+    default a linear chain in atom order. The closest non-bonded contact of each frame
+    (pairs that are not bonds) comes from a neighbour list
+    (:func:`polyvae.geometry.closest_contact`): memory grows with N, not N².
     """
     x = np.asarray(aligned, dtype=np.float64)
     n = x.shape[1]
     w = geometry.mass_weights(masses, n)
     rg = geometry.radius_of_gyration(x, w)
     bonds = geometry.chain_bonds(n) if bonds is None else np.asarray(bonds, dtype=np.int64)
-    pairs = geometry.nonbonded_pairs(n, bonds)
-    closest = geometry.pair_distances(x, pairs).min(axis=1) if len(pairs) else np.full(1, np.inf)
+    closest = geometry.closest_contact(x, bonds)
     lengths = geometry.pair_distances(x, bonds)
     return TrainingStats(
         rg_min=float(rg.min()),
@@ -779,10 +812,14 @@ def train(
         :mod:`polyvae.internal_decoder`); or aligned Cartesian coordinates alone.
         Default: ``"internal"``, or ``"cartesian"`` for molecules too small for a
         Z-matrix (fewer than 3 atoms in 2D, 4 in 3D).
-    bonds : array (B, 2) of int, optional
-        The molecule's bonds (0-based, in the frames' atom order). Default: the
-        topology's bonds (``frames.bonds``), or a chain in atom order where the atoms
-        have none; see :func:`polyvae.topology.model_bonds`. They fix the Z-matrix, the
+    bonds : array (B, 2) of int, or {"auto", "topology", "guess"}, optional
+        The molecule's bonds (0-based, in the frames' atom order), or how to find them
+        (:func:`polyvae.topology.model_bonds`). ``"auto"`` (the default): the topology's
+        bonds (``frames.bonds``) where they join the atoms; completed from distances and
+        covalent radii where they do not (a PDB with ``CONECT`` records for some
+        residues only); guessed from distances for an all-atom molecule without any;
+        else (a Cα trace, beads) a chain in atom order. ``"topology"``: the topology's
+        bonds only; ``"guess"``: from distances only. They fix the Z-matrix, the
         structure checks and training statistics and are kept in
         ``metadata["atoms"]["bonds"]``.
     stream : bool, optional
@@ -794,7 +831,10 @@ def train(
         in training and validation. Their effective sample size is logged and kept in
         ``metadata["weights"]``.
     output : path, optional
-        Save the trained model here. If training diverges, this file is left as it
+        Save the trained model here: as soon as the fit ends, and again once the steps
+        after it (the internal decoder's Cartesian weight) are done; if such a step
+        fails, :class:`PostTrainingError` names it and the file holds the trained model
+        without it. If training diverges, this file is left as it
         was; the last finite parameters go to ``NAME.diverged.SUFFIX`` next to it and
         the error names that file. SIGINT or SIGTERM stops training after the current
         epoch and saves the model with its training state here, then raises
@@ -810,6 +850,15 @@ def train(
     Returns
     -------
     VAEModel
+
+    Raises
+    ------
+    TrainingDivergedError
+        The loss became NaN or inf; it carries the last finite parameters.
+    PostTrainingError
+        A step after the fit failed (e.g. out of memory while choosing the Cartesian
+        weight); its ``.model`` is the trained model without that step, also saved to
+        ``output`` when given.
     """
 
     if not isinstance(frames, Frames):
@@ -1025,21 +1074,42 @@ def _train(
         raise TrainingDivergedError(
             err.epoch, err.params, err.history, saved_to=saved, output=output
         ) from None
-    result = _finished_model(
-        config, params, pipeline, tconfig, history, metadata, prepared.aligned, kept.get("state")
+    return _finished_model(
+        config,
+        params,
+        pipeline,
+        tconfig,
+        history,
+        metadata,
+        prepared.aligned,
+        kept.get("state"),
+        output,
     )
-    if output is not None:
-        result.save(output)
-    return result
 
 
-def _finished_model(config, params, pipeline, tconfig, history, metadata, aligned, state=None):
+def _finished_model(
+    config, params, pipeline, tconfig, history, metadata, aligned, state=None, output=None
+):
     """The trained :class:`~polyvae.vae.VAEModel`: for the internal decoder with the
-    Cartesian weight chosen on the training frames ``aligned``, with its training state."""
+    Cartesian weight chosen on the training frames ``aligned``, with its training state.
+
+    With ``output``, the model is saved there as soon as it is trained, before any step
+    that follows (which may run out of memory on a large molecule), and again once they
+    are done. A failing step raises :class:`PostTrainingError`, which names it and
+    carries the trained model.
+    """
     from polyvae.vae import VAEModel
 
     result = VAEModel(config, params, pipeline, tconfig, history, metadata)
-    if config.decoder == "internal":
-        result = choose_cartesian_weight(result, aligned)
     result.train_state = state
-    return result
+    saved = None if output is None else result.save(output)
+    if config.decoder != "internal":
+        return result
+    try:
+        chosen = choose_cartesian_weight(result, aligned)
+    except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
+        raise PostTrainingError("choosing the Cartesian weight", exc, result, saved) from exc
+    chosen.train_state = state
+    if output is not None:
+        chosen.save(output)
+    return chosen

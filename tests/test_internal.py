@@ -100,6 +100,52 @@ def test_dipeptide_round_trip_keeps_the_chiral_centres():
         assert handedness(y, ca) == handedness(x, ca) != 0
 
 
+def test_methyl_siblings_carry_phases_and_turn_as_one_group():
+    """The three hydrogens of each methyl group of Ala-Ala share their reference atoms:
+    the first keeps its dihedral, the others a phase of about ±120°; turning the first
+    dihedral turns the whole group, so its H-C-H angles stay as they were."""
+    from MDAnalysisTests.datafiles import PRM7_ala2, RST7_ala2
+
+    u = _universe(PRM7_ala2, RST7_ala2, format="RESTRT")
+    pep = u.select_atoms("resname ALA")
+    x = pep.positions[None].astype(np.float64)
+    zm = zmatrix(pep.n_atoms, _bonds(pep))
+    names = list(pep.names.astype(str))
+    cb = [k for k, name in enumerate(names) if name == "CB"]
+    assert len(cb) == 2
+    internal = to_internal(x, zm)
+    step = {int(a): t for t, a in enumerate(zm.order)}
+    for c in cb:
+        hs = [k for k in zm.order if zm.refs[step[int(k)], 0] == c]
+        assert len(hs) == 3 and all(names[h].startswith("H") for h in hs)
+        first, *later = (step[int(h)] for h in hs)
+        assert zm.phase[first] == -1 and all(zm.phase[t] == first for t in later)
+        phases = np.degrees([internal["dihedrals"][0, t - 3] for t in later])
+        assert np.allclose(np.sort(np.abs(phases)), 120, atol=12)
+    # a heavy atom leads its siblings: the torsion a group carries is its heavy atoms'
+    for t in range(3, zm.n_atoms):
+        if zm.phase[t] >= 0:
+            assert len(_bonds_of(zm, zm.order[zm.phase[t]])) >= len(_bonds_of(zm, zm.order[t]))
+    turned = {k: np.array(v) for k, v in internal.items()}
+    for c in cb:
+        first = min(t for t in range(3, zm.n_atoms) if zm.refs[t, 0] == c)
+        turned["dihedrals"][0, first - 3] += 1.0  # about 57 degrees
+    y = _round_trip(x, zm)
+    z = np.asarray(to_cartesian({k: jnp.asarray(v, jnp.float32) for k, v in turned.items()}, zm))
+    hch = geometry.angle_triples(pep.n_atoms, _bonds(pep))
+    hch = hch[[names[i][0] == names[k][0] == "H" and j in cb for i, j, k in hch]]
+    assert len(hch) == 6
+    before, after = geometry.bond_angles(y, hch), geometry.bond_angles(z, hch)
+    assert np.abs(after - before).max() < 1e-4
+    moved = np.linalg.norm(z - y, axis=-1)[0]
+    assert moved[[int(k) for k in zm.order if zm.refs[step[int(k)], 0] in cb]].min() > 0.5
+
+
+def _bonds_of(zm, atom):
+    tree = np.stack([zm.order[1:], zm.refs[1:, 0]], axis=1)
+    return [b for b in np.concatenate([tree, zm.ring_bonds]) if atom in b]
+
+
 def test_gradients_are_finite_and_jit_matches_eager():
     x = random_chain(np.random.default_rng(5), n_frames=3, n_atoms=12, dim=3)
     zm = zmatrix(12)

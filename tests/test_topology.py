@@ -107,8 +107,9 @@ def test_model_bonds_given_bonds_win():
 def test_model_bonds_refuses_given_bonds_that_leave_an_atom_out():
     with pytest.raises(
         ValueError,
-        match=r"^bonds do not join all 4 atoms into one molecule \(atom 3 'B3' is not bonded "
-        r"to atom 0 'B0', directly or through other atoms\): pass bonds that join every atom$",
+        match=r"^bonds do not join all 4 atoms into one molecule: 1 atom is left apart from the "
+        r"largest bonded group \(3 atoms\), by index and name 3 'B3'; pass bonds that join "
+        r"every atom$",
     ):
         model_bonds(n_atoms=4, bonds=[[0, 1], [1, 2]])
 
@@ -124,21 +125,25 @@ def test_model_bonds_refuses_topology_bonds_that_do_not_join_the_selection(pepti
     ca_cb = read_universe(datafiles.DCD, topology=datafiles.PSF, select="name CA CB", stop=1)
     with pytest.raises(
         ValueError,
-        match=r"^bonds from the topology do not join all 408 selected atoms into one molecule "
-        r"\(atom 2 'CA' is not bonded to atom 0 'CA', directly or through other atoms\): "
-        r"select one molecule, pass bonds=\.\.\., or use a topology with bonds$",
+        match=r"^bonds from the topology and from distances \(covalent radii\) do not join all "
+        r"408 selected atoms into one molecule: 406 atoms are left apart from the largest "
+        r"bonded group \(2 atoms\), by index and name 2 'CA', 3 'CB', 4 'CA', 5 'CB', 6 'CA' "
+        r"and 401 more; select one molecule, or pass bonds=\[\[i, j\], \.\.\.\] \(0-based "
+        r"pairs\) that join all atoms$",
     ):
-        model_bonds(ca_cb)
+        model_bonds(ca_cb)  # CA-CB bonds, but no CA-CA bond within reach of covalent radii
     two = read_universe(
         datafiles.TRJpbc_bz2, topology=datafiles.PRMpbc, select="not resname WAT or resid 4"
     )
-    with pytest.raises(ValueError, match=r"all 25 selected atoms .* \(atom 22 'O' is not"):
-        model_bonds(two)
+    with pytest.raises(
+        ValueError, match=r"all 25 selected atoms .* 3 atoms are left apart .*22 'O'"
+    ):
+        model_bonds(two)  # the peptide and a water
 
 
 def test_model_bonds_chain_where_the_selection_has_no_bonds(caplog):
     ca = read_universe(datafiles.DCD, topology=datafiles.PSF, select="name CA", stop=1)
-    gro = read_universe(datafiles.GRO, select="resid 1", unwrap=False)
+    gro = read_universe(datafiles.GRO, select="name CA", unwrap=False, stop=1)
     with caplog.at_level(logging.INFO, logger="polyvae.topology"):
         assert model_bonds(ca).tolist() == geometry.chain_bonds(214).tolist()
         assert "no bond of the topology joins two of the 214 selected atoms" in caplog.text
@@ -148,6 +153,22 @@ def test_model_bonds_chain_where_the_selection_has_no_bonds(caplog):
         assert model_bonds(Frames(X3)).tolist() == geometry.chain_bonds(4).tolist()
         assert model_bonds(n_atoms=4).tolist() == geometry.chain_bonds(4).tolist()
         assert caplog.text == ""  # bare coordinates: nothing to report
+
+
+def test_model_bonds_guessed_for_an_all_atom_selection_without_bonds(caplog):
+    """A GRO file has no bonds: the all-atom methionine of resid 1 gets them from distances."""
+    gro = read_universe(datafiles.GRO, select="resid 1", unwrap=False)
+    assert gro.bonds is None and gro.n_atoms == 19
+    with caplog.at_level(logging.INFO, logger="polyvae.topology"):
+        bonds = model_bonds(gro)
+    assert caplog.records[-1].getMessage() == (
+        "bonds: the topology has none, 18 guessed from distances (covalent radii) to join the "
+        "19 selected atoms"
+    )
+    named = {tuple(sorted((gro.names[i], gro.names[j]))) for i, j in bonds}
+    expected = "N-H1 N-H2 N-H3 N-CA CA-HA CA-CB CB-HB1 CB-HB2 CB-CG CG-HG1 CG-HG2 CG-SD SD-CE"
+    expected += " CE-HE1 CE-HE2 CE-HE3 CA-C C-O"
+    assert named == {tuple(sorted(p.split("-"))) for p in expected.split()}
 
 
 def test_model_bonds_argument_errors():

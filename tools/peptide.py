@@ -15,14 +15,16 @@ import io
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from polyvae.frames import Frames
 from polyvae.io import write_npz
 
-__all__ = ["START_PDB", "simulate_alanine_dipeptide", "main"]
+__all__ = ["START_PDB", "simulate_alanine_dipeptide", "write_openmm_files", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +108,92 @@ def simulate_alanine_dipeptide(
         the start structure), ``masses`` (amu), ``times`` (ps after the equilibration) and
         ``bonds`` (21, 2), 0-based.
     """
-    import openmm
-    from openmm import app, unit
-
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     if path.exists():
         return path
+    start = time.perf_counter()
+    run = _simulate(n_frames, interval_ps, seed, temperature)
+    frames = Frames(
+        run.positions,
+        masses=run.masses,
+        names=[name for name, *_ in _START],  # Amber names; OpenMM renames the NME atoms
+        times=run.times,
+        bonds=[(b.atom1.index, b.atom2.index) for b in run.topology.bonds()],
+    )
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    write_npz(tmp, frames)
+    os.replace(tmp, path)
+    logger.info(
+        "alanine dipeptide: %d frames in %.1f s -> %s", n_frames, time.perf_counter() - start, path
+    )
+    return path
+
+
+def write_openmm_files(
+    directory: str | os.PathLike,
+    n_frames: int = 200,
+    interval_ps: float = 0.5,
+    seed: int = 0,
+    temperature: float = 300.0,
+) -> tuple[Path, Path]:
+    """Simulate alanine dipeptide and write it as OpenMM writes it: a PDB and a DCD.
+
+    The run is that of :func:`simulate_alanine_dipeptide` (same arguments, same frames
+    for the same seed). ``ala2.pdb`` is the topology with the minimized start structure,
+    written by ``openmm.app.PDBFile.writeFile``: OpenMM writes ``CONECT`` records only
+    for bonds that touch a nonstandard residue (the ACE and NME caps), none for the
+    bonds inside the standard residue ALA, and its own atom names (``H1``, ``H2``, ...
+    for the cap hydrogens). ``traj.dcd`` holds the frames (``openmm.app.DCDFile``, no
+    unit cell: the run is in vacuum).
+
+    If both files exist in ``directory`` they are returned as they are (a cache; not
+    checked against the arguments).
+
+    Returns
+    -------
+    pdb, dcd : Path
+        ``directory / "ala2.pdb"`` and ``directory / "traj.dcd"``.
+    """
+    from openmm import app, unit
+
+    directory = Path(directory)
+    pdb_path, dcd_path = directory / "ala2.pdb", directory / "traj.dcd"
+    if pdb_path.exists() and dcd_path.exists():
+        return pdb_path, dcd_path
+    directory.mkdir(parents=True, exist_ok=True)
+    run = _simulate(n_frames, interval_ps, seed, temperature)
+    tmp = directory / f".ala2.{os.getpid()}.tmp"
+    with open(tmp.with_suffix(".pdb"), "w") as handle:
+        app.PDBFile.writeFile(run.topology, run.start * unit.angstrom, handle)
+    with open(tmp.with_suffix(".dcd"), "wb") as handle:
+        dcd = app.DCDFile(handle, run.topology, 0.002 * unit.picoseconds, interval=run.stride)
+        for frame in run.positions:
+            dcd.writeModel(frame * unit.angstrom)
+    os.replace(tmp.with_suffix(".dcd"), dcd_path)
+    os.replace(tmp.with_suffix(".pdb"), pdb_path)
+    logger.info("alanine dipeptide: %d frames -> %s, %s", n_frames, pdb_path, dcd_path)
+    return pdb_path, dcd_path
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One simulation: OpenMM topology, minimized start and frames (Å), masses, times."""
+
+    topology: Any
+    start: np.ndarray
+    positions: np.ndarray
+    masses: np.ndarray
+    times: np.ndarray
+    stride: int
+
+
+def _simulate(n_frames: int, interval_ps: float, seed: int, temperature: float) -> _Run:
+    """Check the arguments and run the simulation of :func:`simulate_alanine_dipeptide`."""
+    import openmm
+    from openmm import app, unit
+
     if isinstance(n_frames, bool) or int(n_frames) != n_frames or n_frames < 1:
         raise ValueError(f"n_frames must be an integer >= 1; got {n_frames!r}")
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
@@ -129,7 +209,6 @@ def simulate_alanine_dipeptide(
     # OpenMM takes seed 0 to mean "choose one at random"
     omm_seed = int(seed) % (2**31 - 2) + 1
 
-    start = time.perf_counter()
     pdb = app.PDBFile(io.StringIO(START_PDB))
     forcefield = app.ForceField("amber14-all.xml")
     system = forcefield.createSystem(
@@ -143,6 +222,7 @@ def simulate_alanine_dipeptide(
     context = openmm.Context(system, integrator, platform)
     context.setPositions(pdb.positions)
     openmm.LocalEnergyMinimizer.minimize(context)
+    start = context.getState(getPositions=True).getPositions(asNumpy=True)
     context.setVelocitiesToTemperature(temperature * unit.kelvin, omm_seed)
     integrator.step(5000)  # 10 ps
 
@@ -151,22 +231,17 @@ def simulate_alanine_dipeptide(
         integrator.step(stride)
         state = context.getState(getPositions=True)
         positions[k] = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
-
-    atoms = list(pdb.topology.atoms())
-    frames = Frames(
-        positions,
-        masses=[system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(len(atoms))],
-        names=[name for name, *_ in _START],  # Amber names; OpenMM renames the NME atoms
+    masses = [
+        system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(len(positions[0]))
+    ]
+    return _Run(
+        topology=pdb.topology,
+        start=np.asarray(start.value_in_unit(unit.angstrom)),
+        positions=positions,
+        masses=np.asarray(masses),
         times=interval_ps * np.arange(1, int(n_frames) + 1),
-        bonds=[(b.atom1.index, b.atom2.index) for b in pdb.topology.bonds()],
+        stride=stride,
     )
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    write_npz(tmp, frames)
-    os.replace(tmp, path)
-    logger.info(
-        "alanine dipeptide: %d frames in %.1f s -> %s", n_frames, time.perf_counter() - start, path
-    )
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:
