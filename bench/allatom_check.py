@@ -72,8 +72,9 @@ def _deviation_from_180(d):
     return np.degrees(np.pi - np.abs(d))
 
 
-def figures(model, md: np.ndarray, gen: np.ndarray, names, bonds) -> dict:
-    """The figures of one model: generated ``gen`` against MD ``md`` (both (T, N, 3))."""
+def figures(model, md: np.ndarray, gen: np.ndarray, names, bonds, recon=None) -> dict:
+    """The figures of one model: generated ``gen`` against MD ``md`` (both (T, N, 3));
+    ``recon``, optional, the MD frames reconstructed (encoder mean, decoder)."""
     md, gen = md.astype(np.float64), gen.astype(np.float64)
     report = model.check_structures(gen)
     out = {k: round(v, 4) for k, v in report.to_dict().items() if k.startswith("fraction")}
@@ -119,6 +120,10 @@ def figures(model, md: np.ndarray, gen: np.ndarray, names, bonds) -> dict:
         out["basins_md"] = np.round(pop_md, 3).tolist()
         out["basins_gen"] = np.round(pop_gen, 3).tolist()
         out["basin_error"] = round(float(np.abs(pop_md - pop_gen).max()), 4)
+        if recon is not None:  # the decoder at the encoder means of the MD frames
+            phi_rec = geometry.dihedrals(recon, quads[:1])[:, 0]
+            psi_rec = geometry.dihedrals(recon, quads[1:2])[:, 0]
+            out["basins_recon"] = np.round(basins(phi_rec, psi_rec), 3).tolist()
     return out
 
 
@@ -129,7 +134,7 @@ def main(argv=None) -> None:
     parser.add_argument("--select", default="all")
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=250)
+    parser.add_argument("--epochs", type=int, help="default: polyvae's (early stopping)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.top:
@@ -139,7 +144,8 @@ def main(argv=None) -> None:
     rows = {}
     for seed in _seeds(args.seeds):
         start = time.perf_counter()
-        model = polyvae.train(frames, seed=seed, epochs=args.epochs, progress=False)
+        options = {} if args.epochs is None else {"epochs": args.epochs}
+        model = polyvae.train(frames, seed=seed, progress=False, **options)
         trained = time.perf_counter() - start
         start = time.perf_counter()
         gen = model.generate(args.n, seed=seed)
@@ -147,7 +153,9 @@ def main(argv=None) -> None:
         names = list(model.metadata["names"])
         bonds = np.asarray(model.metadata["atoms"]["bonds"], np.int64)
         md = model.pipeline.align_frames(frames)
-        row = figures(model, md, gen, names, bonds)
+        every = max(1, len(md) // args.n)
+        recon = model.reconstruct(frames.positions[::every]).astype(np.float64)
+        row = figures(model, md, gen, names, bonds, recon)
         row["epochs"] = len(model.history["train_elbo"])
         row["train_s"] = round(trained, 1)
         row["generate_per_s"] = round(args.n / generated, 1)

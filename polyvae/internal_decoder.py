@@ -36,13 +36,19 @@ import numpy as np
 from polyvae import geometry
 from polyvae.internal import ZMatrix, to_cartesian, to_internal, zmatrix
 
-__all__ = ["InternalLayout", "FeatureKinds", "REFINE_STEPS", "CARTESIAN_WEIGHTS"]
+__all__ = ["InternalLayout", "FeatureKinds", "REFINE_STEPS", "CARTESIAN_WEIGHTS", "STIFF_TORSION"]
 
 CARTESIAN_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 """The weights of the Cartesian expert that training chooses from."""
 
 REFINE_STEPS = 150
 """Adam steps of :meth:`InternalLayout.refine`."""
+
+STIFF_TORSION = math.radians(20.0)
+"""A dihedral whose circular standard deviation in training is below this (radians) is
+stiff: a redundant coordinate of the decoder where the Z-matrix does not build it
+(:attr:`InternalLayout.extra_torsions`). Peptide bonds (O-C-N-H about 8-10° in MD),
+aromatic rings and double bonds are; rotamers and backbone phi/psi are not."""
 
 _REFINE_BLOCK = 256
 
@@ -146,6 +152,13 @@ class InternalLayout:
         the NeRF rebuild. They give the refinement each bond angle of the molecule,
         so angles between siblings keep their own spread instead of adding up the
         noise of the coordinates they depend on.
+    extra_torsions : ndarray (E, 4) of int
+        Dihedrals ``(i, j, k, l)`` along bonds that the Z-matrix does not build and that
+        stay within about :data:`STIFF_TORSION` of their mean in training: O-C-N-H and
+        O-C-N-CA of peptide bonds, the torsions of aromatic rings, those around double
+        bonds. Redundant circular coordinates like :attr:`extra_angles`: they keep
+        planar groups as planar as in training, where the built dihedrals (omega, the
+        phases of the N-H and C=O) would add up their noise.
     cartesian_weight : float
         Weight of the Cartesian expert in :meth:`refine` (0: the structure is rebuilt
         from the internal coordinates alone). :func:`polyvae.training.train` chooses it
@@ -167,6 +180,7 @@ class InternalLayout:
     rigid: np.ndarray
     cartesian_weight: float = 1.0
     extra_angles: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    extra_torsions: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
 
     @property
     def n_internal(self) -> int:
@@ -195,14 +209,17 @@ class InternalLayout:
         x = np.asarray(positions, dtype=np.float64)
         zm = zmatrix(x.shape[1], bonds, dim=x.shape[2])
         extra = _extra_angles(zm) if zm.dim == 3 else np.zeros((0, 3), np.int64)
-        values = _measure(x, zm, extra)
-        circular = np.concatenate([_circular_mask(zm), np.zeros(len(extra), bool)])
+        stiff = _extra_torsions(x, zm) if zm.dim == 3 else np.zeros((0, 4), np.int64)
+        values = _measure(x, zm, extra, stiff)
+        circular = np.concatenate(
+            [_circular_mask(zm), np.zeros(len(extra), bool), np.ones(len(stiff), bool)]
+        )
         center = np.where(circular, _circular_mean(values), values.mean(axis=0))
         std = values.std(axis=0)
         rigid = ~circular & (std <= 1e-4 * np.abs(center))
         scale = np.where(circular, 1.0, np.where(rigid, 1e-3 * np.abs(center), std))
         scale = np.where(scale > 0, scale, 1.0)
-        layout = cls(zm, circular, center, scale, np.full(2, np.inf), rigid, 1.0, extra)
+        layout = cls(zm, circular, center, scale, np.full(2, np.inf), rigid, 1.0, extra, stiff)
         near, _ = layout._exclusions
         one_four = layout._one_four_pairs
         contact_min = np.full(2, np.inf)
@@ -227,7 +244,7 @@ class InternalLayout:
 
     def measure(self, positions):
         """Internal coordinates (..., Q) of positions (..., N, D), NumPy or JAX."""
-        return _measure(positions, self.zmatrix, self.extra_angles)
+        return _measure(positions, self.zmatrix, self.extra_angles, self.extra_torsions)
 
     def rebuild(self, features):
         """Internal features (..., Q) to positions (..., N, D) by NeRF alone, in JAX.
@@ -527,6 +544,7 @@ class InternalLayout:
             "rigid": self.rigid.astype(np.int8),
             "cartesian_weight": np.asarray([self.cartesian_weight]),
             "extra_angles": self.extra_angles,
+            "extra_torsions": self.extra_torsions,
         }
 
     @classmethod
@@ -552,6 +570,7 @@ class InternalLayout:
             np.asarray(arrays["rigid"]).astype(bool),
             float(np.asarray(arrays["cartesian_weight"]).ravel()[0]),
             np.asarray(arrays.get("extra_angles", np.zeros((0, 3))), np.int64).reshape(-1, 3),
+            np.asarray(arrays.get("extra_torsions", np.zeros((0, 4))), np.int64).reshape(-1, 4),
         )
         if "contact_classes" in arrays:
             contact_min = np.asarray(arrays["contact_classes"], np.float64).reshape(2)
@@ -583,6 +602,7 @@ class _StructureKey:
         zm = layout.zmatrix
         self.layout = layout
         arrays = (zm.order, zm.refs, zm.ring_bonds, zm.phase, layout.extra_angles)
+        arrays += (layout.extra_torsions,)
         arrays += (layout.circular, layout.rigid)
         self._key = (zm.dim,) + tuple((a.shape, np.ascontiguousarray(a).tobytes()) for a in arrays)
         self._hash = hash(self._key)
@@ -623,13 +643,41 @@ def _extra_angles(zm: ZMatrix) -> np.ndarray:
     return every[np.asarray(keep, bool)].reshape(-1, 3)
 
 
-def _measure(x, zm: ZMatrix, extra: np.ndarray):
-    """The internal coordinates of a layout: the Z-matrix's, then the extra angles."""
+def _extra_torsions(x: np.ndarray, zm: ZMatrix) -> np.ndarray:
+    """The stiff dihedrals (E, 4) of the bond graph that the Z-matrix does not build.
+
+    Stiff: circular standard deviation over the training frames ``x`` (T, N, 3) below
+    :data:`STIFF_TORSION` (measured on at most 2000 frames spread through them).
+    """
+    n = zm.n_atoms
+    bonds = np.concatenate([np.stack([zm.order[1:], zm.refs[1:, 0]], 1), zm.ring_bonds])
+    built = set()
+    for i, refs in zip(zm.order[3:], zm.refs[3:], strict=True):
+        quad = (int(i),) + tuple(int(r) for r in refs)
+        built.add(min(quad, quad[::-1]))
+    every = geometry.dihedral_quads(n, bonds)
+    quads = every[np.asarray([tuple(q) not in built for q in every.tolist()], bool)]
+    quads = quads.reshape(-1, 4)
+    if len(quads) == 0:
+        return quads
+    pick = np.unique(np.linspace(0, len(x) - 1, min(len(x), 2000)).round().astype(int))
+    d = geometry.dihedrals(x[pick], quads)
+    length = np.abs(np.exp(1j * d).mean(axis=0))
+    spread = np.sqrt(-2.0 * np.log(np.clip(length, 1e-12, 1.0)))
+    return quads[spread < STIFF_TORSION].astype(np.int64)
+
+
+def _measure(x, zm: ZMatrix, extra: np.ndarray, stiff: np.ndarray | None = None):
+    """The internal coordinates of a layout: the Z-matrix's, the extra angles, then the
+    extra (stiff) torsions."""
     values = _concat(to_internal(x, zm))
-    if len(extra) == 0:
-        return values
     xp = geometry.array_namespace(values)
-    return xp.concatenate([values, geometry.bond_angles(x, extra)], axis=-1)
+    parts = [values]
+    if len(extra):
+        parts.append(geometry.bond_angles(x, extra))
+    if stiff is not None and len(stiff):
+        parts.append(geometry.dihedrals(x, stiff))
+    return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
 
 
 def _concat(parts: dict):

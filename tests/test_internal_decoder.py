@@ -11,7 +11,7 @@ from helpers import random_chain
 
 import polyvae
 from polyvae import geometry
-from polyvae.internal_decoder import InternalLayout
+from polyvae.internal_decoder import STIFF_TORSION, InternalLayout
 from polyvae.io import read_frames
 from polyvae.job import DEFAULT_DATA
 from polyvae.model import VAEConfig
@@ -233,10 +233,40 @@ def test_peptide_keeps_its_chirality_methyls_and_constrained_bonds(peptide_md):
     a_gen = np.degrees(geometry.bond_angles(gen, hxh))
     assert np.all(a_gen.min(axis=0) >= a_md.min(axis=0) - 10)
     assert np.all(a_gen.max(axis=0) <= a_md.max(axis=0) + 10)
+    # peptide bonds as planar as in MD: O-C-N-H, a stiff torsion the Z-matrix does not build
+    stiff = layout.extra_torsions
+    o_c_n_h = stiff[[[names[k] for k in q] == ["O", "C", "N", "H"] for q in stiff]]
+    assert len(o_c_n_h) == 2
+    flat_md = np.percentile(np.pi - np.abs(geometry.dihedrals(train, o_c_n_h)), 99)
+    flat_gen = np.percentile(np.pi - np.abs(geometry.dihedrals(gen, o_c_n_h)), 99)
+    assert flat_gen <= flat_md + np.radians(5)
     report = model.check_structures(gen.astype(np.float32))
     assert report.to_dict()["fraction_chirality_ok"] >= 0.99
     assert report.to_dict()["fraction_angles_ok"] >= 0.95
     assert report.fraction_valid >= 0.9
+
+
+def test_stiff_torsions_are_the_planar_ones_the_zmatrix_does_not_build(peptide_md):
+    """Alanine dipeptide: the redundant torsions are those of the two peptide bonds
+    (about 180° or 0°, a few degrees wide), never phi, psi or a methyl rotor."""
+    x = peptide_md.positions[::4].astype(np.float64)
+    layout = InternalLayout.fit(x, peptide_md.bonds)
+    names = list(peptide_md.names)
+    stiff = layout.extra_torsions
+    assert 1 <= len(stiff) <= 8
+    labels = {tuple(names[k] for k in q) for q in stiff}
+    assert ("O", "C", "N", "H") in labels or ("H", "N", "C", "O") in labels
+    assert all(q[1:3] in (("C", "N"), ("N", "C")) for q in labels)  # peptide bonds only
+    d = geometry.dihedrals(x, stiff)
+    spread = np.sqrt(-2 * np.log(np.abs(np.exp(1j * d).mean(axis=0))))
+    assert spread.max() < STIFF_TORSION
+    flat = np.minimum(np.abs(d), np.pi - np.abs(d))  # from 0 or 180 degrees
+    assert np.median(flat) < np.radians(15)
+    n_internal = 3 * x.shape[1] - 6 + len(layout.extra_angles) + len(stiff)
+    assert layout.n_internal == n_internal and layout.circular[-len(stiff) :].all()
+    # and they survive the model file
+    back = InternalLayout.from_arrays(layout.to_arrays(), 3)
+    assert back.extra_torsions.tolist() == stiff.tolist()
 
 
 def test_default_decoder_is_internal_where_a_zmatrix_fits(caplog):
