@@ -185,9 +185,17 @@ class VAEModel:
 
     def check_structures(self, positions: Any):
         """:class:`~polyvae.analysis.validity.ValidityReport` of structures (T, N, D) in the
-        model's unit; None when the model has no structure checks."""
-        checks = self.structure_checks
-        return None if checks is None else checks.check(positions)
+        model's unit, naming atoms by the model's atom names and residues; None when the
+        model has no structure checks."""
+        from polyvae.analysis.validity import AtomLabels
+
+        checks, atoms = self.structure_checks, self.atoms
+        if checks is None:
+            return None
+        labels = None
+        if atoms is not None and atoms.n_atoms == checks.n_atoms:
+            labels = AtomLabels.of(atoms.names, atoms.resnames, atoms.resids)
+        return checks.check(positions, labels=labels)
 
     def encoder_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Dense layers of the encoder mean, as float64 NumPy ``(W (n_in, n_out), b)``.

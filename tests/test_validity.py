@@ -1,12 +1,16 @@
 """Structure checks: bonds and angles in their training ranges, no overlaps beyond the
 excluded (1-2, 1-3, and 1-4 in 3D) pairs."""
 
+import json
+
 import numpy as np
 import pytest
 from helpers import random_chain
 
 import polyvae
-from polyvae.analysis.validity import StructureChecks
+from polyvae import geometry
+from polyvae.analysis import validity
+from polyvae.analysis.validity import AtomLabels, Offender, StructureChecks
 from polyvae.cli import main
 
 
@@ -23,6 +27,30 @@ def _zigzag(n=8, dim=2, rng=None):
     if dim == 3:
         x = np.concatenate([x, rng.normal(scale=0.05, size=(t, n, 1))], axis=-1)
     return x
+
+
+def _bend(x, atom, degrees):
+    """2D frames with the bond angle at ``atom`` set to ``degrees``, the atoms after it
+    turned rigidly about it (every bond and other angle kept)."""
+    y = x.copy()
+    for f in y:
+        u, v = f[atom - 1] - f[atom], f[atom + 1] - f[atom]
+        side = np.sign(u[0] * v[1] - u[1] * v[0])
+        turn = np.arctan2(u[1], u[0]) + side * np.radians(degrees) - np.arctan2(v[1], v[0])
+        c, s = np.cos(turn), np.sin(turn)
+        f[atom + 1 :] = f[atom] + (f[atom + 1 :] - f[atom]) @ np.array([[c, s], [-s, c]])
+    return y
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory):
+    """A model trained for 3 epochs by the command line on random 8-bead chains (2D)."""
+    d = tmp_path_factory.mktemp("validity")
+    x = random_chain(np.random.default_rng(4), n_frames=128, n_atoms=8)
+    np.savez(d / "traj.npz", arr=x)
+    args = ["-q", "train", str(d / "traj.npz"), "--epochs", "3", "--hidden", "16"]
+    assert main([*args, "-o", str(d / "m.polyvae")]) == 0
+    return d / "m.polyvae", x
 
 
 def test_training_frames_pass_and_each_defect_is_caught():
@@ -68,12 +96,8 @@ def test_json_round_trip_and_errors():
         checks.check(np.zeros((1, 9, 2)))
 
 
-def test_model_file_keeps_the_checks_and_generate_reports_validity(tmp_path, capsys):
-    x = random_chain(np.random.default_rng(4), n_frames=128, n_atoms=8)
-    np.savez(tmp_path / "traj.npz", arr=x)
-    model_path = tmp_path / "m.polyvae"
-    args = ["-q", "train", str(tmp_path / "traj.npz"), "--epochs", "3", "--hidden", "16"]
-    assert main([*args, "-o", str(model_path)]) == 0
+def test_model_file_keeps_the_checks_and_generate_reports_validity(cli_model, tmp_path, capsys):
+    model_path, x = cli_model
     model = polyvae.load_model(model_path)
     assert model.check_structures(model.pipeline.align_frames(x)).fraction_valid == 1.0
     report = model.check_structures(model.generate(64, seed=1))
@@ -175,3 +199,165 @@ def test_real_md_frames_the_checks_have_not_seen_pass_and_defects_still_fail():
     bent[0, 50] = 0.5 * (bent[0, 49] + bent[0, 51])
     report = checks.check(bent)
     assert not report.bonds_ok[0] and not report.angles_ok[0]
+
+
+# ---- contacts from neighbour lists ----------------------------------------------------
+def _ring_with_tail(rng):
+    """8 atoms: a 6-ring (0-5) with a 2-atom tail on atom 3, random 3D frames."""
+    bonds = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0], [3, 6], [6, 7]])
+    return rng.normal(scale=1.5, size=(40, 8, 3)), bonds
+
+
+@pytest.mark.parametrize("case", ["chain 2D", "chain 3D", "ring 3D", "peptide"])
+@pytest.mark.parametrize("exclude", [None, 1])
+def test_neighbour_lists_give_the_all_pairs_results(case, exclude, monkeypatch, request):
+    """The excluded pairs, the closest training contact and every structure's contact
+    check of both paths (all pairs; a k-d tree per frame) match the former computation
+    over ``geometry.nonbonded_pairs``."""
+    rng = np.random.default_rng(5)
+    if case == "peptide":
+        peptide = request.getfixturevalue("peptide")
+        fit, bonds = peptide.positions, peptide.bonds
+    elif case == "ring 3D":
+        fit, bonds = _ring_with_tail(rng)
+    else:
+        fit, bonds = _zigzag(n=12, dim=2 if case == "chain 2D" else 3), None
+    n, d = fit.shape[1:]
+    bonds = geometry.chain_bonds(n) if bonds is None else bonds
+    depth = (3 if d == 3 else 2) if exclude is None else exclude
+    pairs = geometry.nonbonded_pairs(n, bonds, depth)
+    closest = geometry.pair_distances(fit, pairs).min()
+    moved = np.concatenate([fit, fit + rng.normal(scale=0.3, size=fit.shape), 0.8 * fit])
+    reports = []
+    for limit in (validity.ALL_PAIRS_LIMIT, 0):  # all pairs, then neighbour lists
+        monkeypatch.setattr(validity, "ALL_PAIRS_LIMIT", limit)
+        checks = StructureChecks.from_training(fit, bonds, exclude=exclude)
+        np.testing.assert_array_equal(checks.pairs, pairs)
+        assert checks.min_contact == pytest.approx(closest, rel=1e-12, abs=0)
+        expected = geometry.pair_distances(moved, pairs).min(axis=1) >= checks.min_contact
+        report = checks.check(moved)
+        np.testing.assert_array_equal(report.contacts_ok, expected)
+        assert report.contacts_ok[: len(fit)].all() and not report.contacts_ok.all()
+        reports.append(report)
+    for a, b in zip(reports[0].failures["contacts"], reports[1].failures["contacts"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checks_of_20000_atoms_never_form_all_pairs():
+    """A 20 000-atom chain: all pairs would take 3.2 GB as float64; the checks stay far
+    below 200 MB and name the one pair put too close."""
+    import tracemalloc
+
+    rng = np.random.default_rng(6)
+    steps = rng.normal(size=(3, 20_000, 3))
+    x = np.cumsum(steps / np.linalg.norm(steps, axis=-1, keepdims=True), axis=1)
+    tracemalloc.start()
+    try:
+        checks = StructureChecks.from_training(x)
+        close = x[:1].copy()
+        close[0, 10_000] = close[0, 5] + 0.5 * checks.min_contact / np.sqrt(3)
+        report = checks.check(np.concatenate([x, close]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6
+    assert checks.min_contact == pytest.approx(
+        geometry.closest_nonbonded(x, checks.excluded_codes, 1.0).min()
+    )
+    assert report.contacts_ok.tolist() == [True, True, True, False]
+    assert [5, 10_000] in report.failures["contacts"][0].tolist()
+
+
+# ---- the report: which check fails, and for which atoms ---------------------------------
+def test_atom_labels_name_residues_and_tell_repeated_names_apart():
+    names = ["N", "CA", "C", "N", "CA", "C"]
+    labels = AtomLabels.of(names, ["ALA"] * 3 + ["GLY"] * 3, [2, 2, 2, 3, 3, 3])
+    assert labels.item([0, 1, 2]) == "ALA2:N-CA-C"
+    assert labels.item([2, 3]) == "ALA2:C-GLY3:N"
+    plain = AtomLabels.of(names)  # no residues: repeated names carry their index
+    assert plain.residues is None and plain.item([1, 2, 3]) == "CA(1)-C(2)-N(3)"
+    one = AtomLabels.of(["H1", "CH3", "H2"], ["ACE"] * 3, [1, 1, 1])
+    assert one.residues is None and one.item([0, 1, 2]) == "H1-CH3-H2"
+
+
+def test_report_names_a_bent_angle_and_the_fraction_that_fails():
+    x = _zigzag()
+    checks = StructureChecks.from_training(x)
+    y = np.concatenate([_bend(x[:6], 4, 150.0), x[6:10]])  # 6 of 10 bent at atom 4
+    names = [f"C{i + 1}" for i in range(8)]
+    report = checks.check(y, labels=names)
+    assert report.valid.tolist() == [False] * 6 + [True] * 4
+    assert report.worst() == [Offender("angles", (3, 4, 5), "C4-C5-C6", 0.6)]
+    assert report.summary() == ["angle C4-C5-C6 fails in 60 %"]
+    assert report.warning() == (
+        "only 4 of 10 structures (40 %) pass the checks; most failures: angle C4-C5-C6 "
+        "fails in 60 %"
+    )
+    out = report.to_dict()
+    assert (out["fraction_valid"], out["fraction_bonds_ok"], out["fraction_angles_ok"]) == (
+        0.4,
+        1.0,
+        0.4,
+    )
+    assert out["fraction_contacts_ok"] == 1.0 and "fraction_chirality_ok" not in out
+    assert out["worst_offenders"] == {
+        "bonds": [],
+        "angles": [{"atoms": [3, 4, 5], "label": "C4-C5-C6", "fraction_failing": 0.6}],
+        "contacts": [],
+    }
+    assert json.loads(json.dumps(out)) == out
+    # without names, atoms by index; most pass: no warning
+    assert checks.check(y).summary() == ["angle 3-4-5 fails in 60 %"]
+    assert checks.check(y[3:]).warning() is None and checks.check(x).summary() == []
+    crossed = x[:4].copy()
+    crossed[:, 7] = crossed[:, 0] + 0.05  # the last bead on top of the first; ties: in order
+    assert checks.check(crossed, labels=names).summary() == [
+        "bond C7-C8 fails in 100 %",
+        "angle C6-C7-C8 fails in 100 %",
+        "contact C1-C8 fails in 100 %",
+    ]
+
+
+def test_report_names_a_mirrored_centre_by_residue(peptide):
+    atoms = peptide.metadata["atoms"]
+    labels = AtomLabels.of(peptide.names, atoms["resnames"], atoms["resids"])
+    checks = StructureChecks.from_training(peptide.positions, peptide.bonds, names=peptide.names)
+    x = peptide.positions.copy()
+    x[:4] *= np.array([1.0, 1.0, -1.0])  # 4 of 11 mirrored
+    report = checks.check(x, labels=labels)
+    assert report.summary() == ["chiral centre ALA2:CA fails in 36 %"]
+    assert report.to_dict()["worst_offenders"]["chirality"] == [
+        {"atoms": [8], "label": "ALA2:CA", "fraction_failing": 4 / 11}
+    ]
+    with pytest.raises(ValueError, match="labels must name the 22 atoms of the checks; got 3"):
+        checks.check(x, labels=["N", "CA", "C"])
+
+
+def test_generate_warns_when_fewer_than_half_pass(cli_model, tmp_path, monkeypatch, capsys):
+    """The warning on stderr names the failing angle (also with -q); the output line gives
+    every check's pass rate; exit code 0. Generated structures are stood in for."""
+    from polyvae.vae import VAEModel
+
+    model = polyvae.load_model(cli_model[0])
+    zigzag = _zigzag()
+    model.metadata["structure_checks"] = StructureChecks.from_training(zigzag).to_dict()
+    model.save(tmp_path / "z.polyvae")
+    bent = np.concatenate([_bend(zigzag[:6], 4, 150.0), zigzag[6:10]])
+    out = tmp_path / "g.npz"
+    args = ["-q", "generate", str(tmp_path / "z.polyvae"), "-n", "10", "-o", str(out)]
+    for frames, n_valid in ((bent, 4), (bent[3:], 4)):
+        monkeypatch.setattr(VAEModel, "generate", lambda self, n, f=frames, **kw: f)
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        pct = f"{100 * n_valid / len(frames):.1f} %"  # only the bent angle fails
+        assert captured.out == (
+            f"{len(frames)} conformations written to {out}; {n_valid} of {len(frames)} valid "
+            f"({pct}); pass rate per check: bonds 100.0 %, angles {pct}, contacts 100.0 %\n"
+        )
+        if len(frames) == 10:
+            assert captured.err == (
+                "polyvae: warning: only 4 of 10 generated structures (40 %) pass the model's "
+                "checks; most failures: angle B3-B4-B5 fails in 60 %\n"
+            )
+        else:  # 4 of 7 pass: no warning
+            assert captured.err == ""
