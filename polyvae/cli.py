@@ -532,14 +532,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
         help="sample new conformations from the model",
-        description="Draw latent points from the prior and decode them to "
-        "conformations, in the aligned frame: key 'positions' (n, N, D).",
+        description="Draw latent points (from the codes of the training frames, or the "
+        "prior) and decode them to conformations, in the aligned frame: key 'positions' "
+        "(n, N, D).",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("-n", type=int, default=2048, help="number of conformations (default 2048)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument(
         "--mean-only", action="store_true", help="decoder mean only, without the decoder's noise"
+    )
+    p.add_argument(
+        "--latent",
+        choices=("training", "prior"),
+        help="where latent points come from: training (default where the model keeps them), "
+        "the encoder distributions of the training frames, so basins are populated as in the "
+        "trajectory; prior, N(0, I)",
     )
     p.add_argument(
         "-o",
@@ -739,6 +747,8 @@ _CLI_WORDS = (
     ),
     ("bonds=[[i, j], ...] (0-based pairs)", "--bonds FILE (two 0-based atom indices per line)"),
     ("pass bonds that join every atom", "give a --bonds FILE whose bonds join every atom"),
+    ('latent="training" needs', "--latent training needs"),
+    ('use latent="prior"', "use --latent prior"),
     ("guess_bonds=True", "--guess-bonds"),
     ("pass unwrap=False", "add --no-unwrap"),
     ("pass topology=...", "give it with --top FILE"),
@@ -904,13 +914,13 @@ def _cmd_generate(a) -> int:
             f"--valid-only needs the structure checks that newer model files keep; "
             f"{a.model} has none: retrain it"
         )
-    pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only)
+    pos = model.generate(a.n, seed=a.seed, mean_only=a.mean_only, latent=a.latent)
     report = model.check_structures(pos)
     if report is None:
         validity = "validity not checked: the model file keeps no structure checks"
     else:
         warning = report.warning("generated structures", "the model's checks")
-        if warning is not None:  # printed, not logged: -q keeps it
+        if warning is not None:  # one line on stderr, like errors; -q keeps it
             print(f"polyvae: warning: {warning}", file=sys.stderr)
         validity = f"{report.valid.sum()} of {len(pos)} valid ({100 * report.fraction_valid:.1f} %)"
         if a.valid_only:

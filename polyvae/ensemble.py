@@ -515,6 +515,7 @@ def train_many(
                         dict(metadata),
                         prepared.aligned,
                         state,
+                        weights=w_all,
                     ),
                 )
 

@@ -365,11 +365,22 @@ def loss(
     return recon + (config.beta if beta is None else beta) * kl, (recon, kl)
 
 
-def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only: bool = False):
+def sample(
+    params: dict,
+    n: int,
+    config: VAEConfig,
+    *,
+    key: jax.Array,
+    mean_only: bool = False,
+    z: jax.Array | None = None,
+):
     """Draw ``n`` samples of the model's p(x) = ∫ p(x|z) p(z) dz.
 
     Parameters
     ----------
+    z : array (n, L), optional
+        Latent points to decode instead of prior draws (e.g. the training frames'
+        codes, :class:`polyvae.latent_codes.LatentCodes`).
     mean_only : bool
         Return the decoder's mean (gaussian) or class probabilities (categorical)
         for each prior z instead of a sample from p(x|z).
@@ -377,10 +388,11 @@ def sample(params: dict, n: int, config: VAEConfig, *, key: jax.Array, mean_only
     Returns
     -------
     x : (n, F) features (one-hot rows for a categorical sample).
-    z : (n, L) the prior draws.
+    z : (n, L) the latent points decoded (the prior draws unless ``z`` was given).
     """
     k_z, k_x = jax.random.split(key)
-    z = jax.random.normal(k_z, (n, config.latent_dim), jnp.float32)
+    if z is None:
+        z = jax.random.normal(k_z, (n, config.latent_dim), jnp.float32)
     out = decode(params, z, config)
     if config.likelihood == "categorical":
         if mean_only:

@@ -46,6 +46,7 @@ from polyvae._checks import (
     ensure_onehot,
 )
 from polyvae.frames import Frames
+from polyvae.latent_codes import LatentCodes
 from polyvae.metadata import TrainingStats
 from polyvae.model import DECODERS, VAEConfig, init_params
 from polyvae.resume import TrainingInterrupted, TrainState
@@ -1084,14 +1085,26 @@ def _train(
         prepared.aligned,
         kept.get("state"),
         output,
+        weights,
     )
 
 
 def _finished_model(
-    config, params, pipeline, tconfig, history, metadata, aligned, state=None, output=None
+    config,
+    params,
+    pipeline,
+    tconfig,
+    history,
+    metadata,
+    aligned,
+    state=None,
+    output=None,
+    weights=None,
 ):
     """The trained :class:`~polyvae.vae.VAEModel`: for the internal decoder with the
-    Cartesian weight chosen on the training frames ``aligned``, with its training state.
+    Cartesian weight chosen on the training frames ``aligned``, with its training state
+    and, for a coordinate model, the latent codes of ``aligned`` (weighted by
+    ``weights``) that :meth:`~polyvae.vae.VAEModel.generate` draws from.
 
     With ``output``, the model is saved there as soon as it is trained, before any step
     that follows (which may run out of memory on a large molecule), and again once they
@@ -1103,13 +1116,22 @@ def _finished_model(
     result = VAEModel(config, params, pipeline, tconfig, history, metadata)
     result.train_state = state
     saved = None if output is None else result.save(output)
+    if pipeline is not None:
+        try:
+            result.latent_codes = LatentCodes.of(result, aligned, weights)
+        except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
+            step = "keeping the latent codes of the training frames"
+            raise PostTrainingError(step, exc, result, saved) from exc
     if config.decoder != "internal":
+        if output is not None and result.latent_codes is not None:
+            result.save(output)
         return result
     try:
         chosen = choose_cartesian_weight(result, aligned)
     except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
         raise PostTrainingError("choosing the Cartesian weight", exc, result, saved) from exc
     chosen.train_state = state
+    chosen.latent_codes = result.latent_codes
     if output is not None:
         chosen.save(output)
     return chosen

@@ -23,7 +23,7 @@ import numpy as np
 
 from polyvae import geometry
 from polyvae import model as vae
-from polyvae._checks import ensure_array, ensure_int, ensure_onehot
+from polyvae._checks import ensure_array, ensure_choice, ensure_int, ensure_onehot
 from polyvae._prefetch import prefetch
 from polyvae.checkpoint import (
     flatten_tree,
@@ -33,6 +33,7 @@ from polyvae.checkpoint import (
     unflatten_tree,
 )
 from polyvae.encoder_numpy import numpy_params
+from polyvae.latent_codes import LATENT_SOURCES, LatentCodes
 from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
 from polyvae.resume import TrainState
 from polyvae.training import TrainConfig
@@ -61,6 +62,11 @@ def _sample(config, params, n, key, mean_only):
     return vae.sample(params, n, config, key=key, mean_only=mean_only)
 
 
+@partial(jax.jit, static_argnums=(0, 4))
+def _sample_at(config, params, z, key, mean_only):
+    return vae.sample(params, z.shape[0], config, key=key, mean_only=mean_only, z=z)
+
+
 @partial(jax.jit, static_argnums=0)
 def _decode_mean(config, params, z):
     out = vae.decode(params, z, config)
@@ -73,6 +79,14 @@ def _iwll(config, params, x, n_samples, key):
     f = config.n_features
     x_in = None if config.n_inputs is None else x[:, f:]
     return vae.iw_log_likelihood(params, x[:, :f], config, key=key, n_samples=n_samples, x_in=x_in)
+
+
+def _chunked_sample(config, params, z, key, mean_only: bool):
+    """:func:`_sample_at` over fixed-size zero-padded chunks of ``z`` (each size compiles
+    once), with a key per chunk."""
+    z = np.asarray(z, np.float32)
+    keys = iter(jax.random.split(key, -(-len(z) // _CHUNK)))
+    return _chunked(lambda part: _sample_at(config, params, part, next(keys), mean_only), z)
 
 
 def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
@@ -109,6 +123,11 @@ class VAEModel:
         JSON-ready facts about the training data: unit, atom names, masses, source.
     train_state : TrainState or None
         What continuing the training needs (:mod:`polyvae.resume`); saved with the model.
+    latent_codes : LatentCodes or None
+        The encoder distributions of (up to 4096) training frames, where
+        :meth:`generate` draws latent points by default
+        (:mod:`polyvae.latent_codes`); None for models without them (toys, files
+        written before them), which draw from the prior.
     """
 
     config: vae.VAEConfig
@@ -118,6 +137,7 @@ class VAEModel:
     history: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     train_state: Any = None
+    latent_codes: LatentCodes | None = None
 
     # ---- shape facts -------------------------------------------------------------
     @property
@@ -466,8 +486,9 @@ class VAEModel:
         key: jax.Array | None = None,
         seed: int | None = None,
         mean_only: bool = False,
+        latent: str | None = None,
     ) -> np.ndarray:
-        """Conformations sampled from the model: z ~ N(0, I), decoded.
+        """Conformations sampled from the model: latent points z, decoded.
 
         Parameters
         ----------
@@ -477,13 +498,34 @@ class VAEModel:
             Randomness (default seed 0).
         mean_only : bool
             Leave out the decoder's noise (return the decoder mean of each z).
+        latent : {"training", "prior"}, optional
+            Where z comes from: ``"training"``, the encoder distributions of the
+            training frames (:attr:`latent_codes`; populations of basins as in the
+            trajectory, weighted as in training); ``"prior"``, N(0, I). Default
+            ``"training"`` where the model keeps its frames' codes, else ``"prior"``.
 
         Returns
         -------
         ndarray (n, N, D) in the aligned frame, float32 (or (n, F) for non-coordinate data)
         """
         ensure_int(n, "n", 1)
-        x, _ = _sample(self.config, self.params, int(n), _key(key, seed), bool(mean_only))
+        latent = ensure_choice(
+            latent or ("prior" if self.latent_codes is None else "training"),
+            "latent",
+            LATENT_SOURCES,
+        )
+        key = _key(key, seed)
+        if latent == "prior":
+            x, _ = _sample(self.config, self.params, int(n), key, bool(mean_only))
+            return self.positions(np.asarray(x))
+        if self.latent_codes is None:
+            raise ValueError(
+                'latent="training" needs the latent codes of the training frames, which '
+                'this model does not keep (trained before they were kept): use latent="prior"'
+            )
+        k_z, k_x = jax.random.split(key)
+        z = self.latent_codes.draw(n, k_z)
+        x, _ = _chunked_sample(self.config, self.params, z, k_x, bool(mean_only))
         return self.positions(np.asarray(x))
 
     def reconstruct(self, frames: Any) -> np.ndarray:
@@ -533,6 +575,8 @@ class VAEModel:
         if self.train_state is not None:
             config["resume"], sarrays = self.train_state.to_archive(self.params)
             arrays.update(sarrays)
+        if self.latent_codes is not None:
+            arrays.update({f"latent/{k}": v for k, v in self.latent_codes.to_arrays().items()})
         return save_archive(path, config, arrays)
 
     @classmethod
@@ -553,6 +597,10 @@ class VAEModel:
             state = None
             if config.get("resume") is not None:
                 state = TrainState.from_archive(config["resume"], arrays, params)
+            codes = None
+            if any(k.startswith("latent/") for k in arrays):
+                latent = {k[7:]: v for k, v in arrays.items() if k.startswith("latent/")}
+                codes = LatentCodes.from_arrays(latent, vcfg.latent_dim)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
@@ -564,7 +612,7 @@ class VAEModel:
         history = config.get("history") or {}
         if not isinstance(history, dict):
             raise ValueError(f"model file {str(path)!r}: 'history' must be a JSON object")
-        return cls(vcfg, params, pipeline, tcfg, history, metadata, state)
+        return cls(vcfg, params, pipeline, tcfg, history, metadata, state, codes)
 
 
 def load_model(path: str | os.PathLike) -> VAEModel:
