@@ -597,10 +597,7 @@ class VAEModel:
             state = None
             if config.get("resume") is not None:
                 state = TrainState.from_archive(config["resume"], arrays, params)
-            codes = None
-            if any(k.startswith("latent/") for k in arrays):
-                latent = {k[7:]: v for k, v in arrays.items() if k.startswith("latent/")}
-                codes = LatentCodes.from_arrays(latent, vcfg.latent_dim)
+            latent = {k[7:]: v for k, v in arrays.items() if k.startswith("latent/")}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
@@ -609,6 +606,12 @@ class VAEModel:
         expected = jax.tree.map(lambda a: a.shape, template)
         if jax.tree.map(lambda a: a.shape, params) != expected:
             raise ValueError(f"model file {str(path)!r}: parameter shapes do not match its config")
+        try:
+            codes = LatentCodes.from_arrays(latent, vcfg.latent_dim) if latent else None
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"model file {str(path)!r}: its latent codes are incomplete or inconsistent: {exc}"
+            ) from exc
         history = config.get("history") or {}
         if not isinstance(history, dict):
             raise ValueError(f"model file {str(path)!r}: 'history' must be a JSON object")

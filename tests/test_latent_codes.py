@@ -96,3 +96,24 @@ def test_cli_generate_latent_option(model, tmp_path, capsys):
     )
     assert not out.exists()
     assert main(["generate", str(old), "-n", "8", "-o", str(out)]) == 0  # the prior
+
+
+def test_a_model_file_with_broken_codes_is_refused(model, tmp_path):
+    import zipfile
+
+    good = model.save(tmp_path / "m.polyvae")
+    with zipfile.ZipFile(good) as zf:
+        arrays = dict(np.load(zf.open("params.npz")))
+        config = zf.read("config.json")
+    arrays["latent/std"] = -arrays["latent/std"]
+    bad = tmp_path / "bad.polyvae"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("config.json", config)
+        with zf.open("params.npz", "w") as fh:
+            np.savez(fh, **arrays)
+    with pytest.raises(
+        ValueError,
+        match=r"^model file '.*bad.polyvae': its latent codes are incomplete or inconsistent: "
+        r"latent codes must hold at least one frame, std > 0, weights summing to 1$",
+    ):
+        polyvae.load_model(bad)
