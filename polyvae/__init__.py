@@ -12,7 +12,7 @@ from polyvae.frames import Frames
 from polyvae.io import read_frames, read_npz, write_npz
 from polyvae.metadata import AtomInfo, TrainingStats
 from polyvae.model import VAEConfig
-from polyvae.training import TrainConfig, TrainingDivergedError, fit, train
+from polyvae.training import PostTrainingError, TrainConfig, TrainingDivergedError, fit, train
 from polyvae.transforms import Pipeline
 from polyvae.vae import VAEModel, load_model
 
@@ -21,6 +21,7 @@ __all__ = [
     "Ensemble",
     "Frames",
     "Pipeline",
+    "PostTrainingError",
     "TrainConfig",
     "TrainingDivergedError",
     "TrainingStats",

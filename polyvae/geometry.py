@@ -48,6 +48,7 @@ __all__ = [
     "pair_codes",
     "close_pairs",
     "closest_nonbonded",
+    "closest_contact",
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # float64 elements per (t, P, D) temporary of NumPy pair distances
@@ -459,3 +460,26 @@ def closest_nonbonded(
             cutoff *= 2.0
         out[t] = d[0] if len(d) else np.inf
     return out.reshape(lead)
+
+
+def closest_contact(x: np.ndarray, bonds: np.ndarray, exclude: int = 1) -> np.ndarray:
+    """The shortest distance between atoms more than ``exclude`` bonds apart, per structure.
+
+    The pairs of :func:`nonbonded_pairs` (``exclude=1``: all but the bonds; 2 also
+    leaves out 1-3 pairs, 3 also 1-4 pairs), found with :func:`closest_nonbonded` from
+    the median bond length of the first structure outwards: memory grows with N, not N².
+
+    Returns
+    -------
+    ndarray (...,) for x (..., N, D)
+        ``inf`` where no pair is more than ``exclude`` bonds apart.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-2]
+    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    near, _ = bonded_within(n, b, exclude)
+    first = x.reshape((-1,) + x.shape[-2:])[:1]
+    start = float(np.median(pair_distances(first, b))) if len(b) and len(first) else 0.0
+    if not (np.isfinite(start) and start > 0):  # no bonds, or bonds of length 0
+        start = max(float(np.ptp(first, axis=1).max()), 1.0) if len(first) else 1.0
+    return closest_nonbonded(x, pair_codes(near, n), start)

@@ -59,6 +59,12 @@ def _optimize(model: VAEModel, frames: Frames):
     return optimize_latent(model, "rg", percentiles=band, start_frames=frames, require_valid=False)
 
 
+def _closest_contact(positions: np.ndarray, checks) -> float:
+    """The closest contact of one structure (N, D) among the pairs ``checks`` hold to
+    their contact bound (more than ``checks.exclude`` bonds apart), from a neighbour list."""
+    return float(geometry.closest_contact(positions, checks.bonds, checks.exclude))
+
+
 def _check_note(opt, rg_train_min: float, unit: str) -> str:
     """The returned structure's checks, as lines of text for the figure."""
     lines = [f"Rg {opt.objective[0]:.3f} {unit} (most compact training {rg_train_min:.3f})"]
@@ -69,7 +75,7 @@ def _check_note(opt, rg_train_min: float, unit: str) -> str:
     c, r = opt.checks, opt.report
     lo, hi = c.percentiles
     band = f"{lo:g}-{hi:g} pct"
-    closest = float(geometry.pair_distances(opt.positions[0], c.pairs).min())
+    closest = _closest_contact(opt.positions[0], c)
 
     def ok(flag):
         return "ok" if flag else "FAILED"
@@ -88,7 +94,7 @@ def _optimized_checks(opt, unit: str) -> dict | None:
     if opt.report is None:
         return None
     c, r = opt.checks, opt.report
-    closest = float(geometry.pair_distances(opt.positions[0], c.pairs).min())
+    closest = _closest_contact(opt.positions[0], c)
     return {
         "percentiles": list(c.percentiles),
         "valid": bool(r.valid[0]),
@@ -102,9 +108,16 @@ def _optimized_checks(opt, unit: str) -> dict | None:
     }
 
 
-def _validity(model: VAEModel, positions: np.ndarray) -> dict | None:
+def _validity(model: VAEModel, positions: np.ndarray, what: str | None = None) -> dict | None:
+    """The structure checks' report as a dict; with ``what``, a warning in the log when
+    fewer than half of the structures pass, naming the check that fails most."""
     report = model.check_structures(positions)
-    return None if report is None else report.to_dict()
+    if report is None:
+        return None
+    warning = None if what is None else report.warning(what, "the model's checks")
+    if warning:
+        logger.warning("%s", warning)
+    return report.to_dict()
 
 
 def _savefig(ax, path: Path) -> None:
@@ -276,7 +289,7 @@ def run_job(
         "optimized_checks": _optimized_checks(opt, model.unit),
         # the optimized structure is the model's sample at z with this noise (rms <= 1)
         "optimized_noise_rms": None if opt.noise is None else float(opt.noise_rms[0]),
-        "validity_generated": _validity(model, generated),
+        "validity_generated": _validity(model, generated, "generated structures"),
         "validity_optimized": _validity(model, opt.positions[:1]),
         "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],
     }

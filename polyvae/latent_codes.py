@@ -86,5 +86,7 @@ class LatentCodes:
         std = np.asarray(arrays["std"], np.float32).reshape(mean.shape)
         weight = np.asarray(arrays["weight"], np.float64).reshape(len(mean))
         if len(mean) == 0 or not np.all(std > 0) or not np.isclose(weight.sum(), 1.0):
-            raise ValueError("latent codes must hold at least one frame, std > 0, weights summing to 1")
+            raise ValueError(
+                "latent codes must hold at least one frame, std > 0, weights summing to 1"
+            )
         return cls(mean, std, weight, int(np.asarray(arrays["n_frames"]).ravel()[0]))

@@ -320,8 +320,33 @@ def plot_marginals(
     return all_axes[:n]
 
 
+MAP_ATOMS = 256
+"""Rows and columns of :func:`plot_marginal_map` at most: larger molecules are shown in
+blocks of consecutive atoms."""
+
+
+def _w1_grid(marginals: Marginals) -> tuple[np.ndarray, int]:
+    """The symmetric map of W1/σ, one cell per atom pair, or per block of ``step``
+    consecutive atoms (the mean over its pairs) above :data:`MAP_ATOMS` atoms."""
+    n = int(marginals.pairs.max()) + 1
+    step = -(-n // MAP_ATOMS)
+    m = -(-n // step)
+    i, j = marginals.pairs[:, 0] // step, marginals.pairs[:, 1] // step
+    value = marginals.w1_normalized
+    keep = ~np.isnan(value)
+    cells = np.concatenate([i * m + j, j * m + i])[np.concatenate([keep, keep])]
+    total = np.bincount(cells, np.concatenate([value[keep], value[keep]]), m * m)
+    count = np.bincount(cells, minlength=m * m)
+    grid = np.full(m * m, np.nan)
+    grid[count > 0] = total[count > 0] / count[count > 0]
+    return grid.reshape(m, m), step
+
+
 def plot_marginal_map(marginals: Marginals, ax=None):
     """Every pair's W1/σ as an i-j map (symmetric), with the mean W1/σ written in it.
+
+    Above :data:`MAP_ATOMS` atoms a cell is a block of consecutive atoms and shows the
+    mean W1/σ of the pairs compared in it.
 
     Parameters
     ----------
@@ -334,19 +359,21 @@ def plot_marginal_map(marginals: Marginals, ax=None):
     """
     if not isinstance(marginals, Marginals):
         raise TypeError(f"marginals must be a Marginals; got {type(marginals).__name__}")
-    n = int(marginals.pairs.max()) + 1
-    grid = np.full((n, n), np.nan)
-    i, j = marginals.pairs[:, 0], marginals.pairs[:, 1]
-    grid[i, j] = grid[j, i] = marginals.w1_normalized
+    grid, step = _w1_grid(marginals)
+    n = len(grid)
     ax = _new_ax(ax)
     image = ax.imshow(grid, cmap="magma_r", origin="upper", vmin=0)
     ax.figure.colorbar(image, ax=ax, label="W1 / σ (training std)")
     ticks = np.arange(n) if n <= 16 else np.arange(0, n, max(1, n // 8))
-    ax.set_xticks(ticks)
-    ax.set_yticks(ticks)
-    ax.set_xlabel("atom j")
-    ax.set_ylabel("atom i")
-    ax.set_title(f"all {marginals.n_pairs} pairs: mean W1/σ = {marginals.mean_w1_normalized:.3f}")
+    ax.set_xticks(ticks, ticks * step)
+    ax.set_yticks(ticks, ticks * step)
+    block = "" if step == 1 else f" (blocks of {step})"
+    ax.set_xlabel(f"atom j{block}")
+    ax.set_ylabel(f"atom i{block}")
+    which = f"all {marginals.n_pairs}"
+    if marginals.n_pairs_total is not None:
+        which = f"{marginals.n_pairs} sampled of {marginals.n_pairs_total}"
+    ax.set_title(f"{which} pairs: mean W1/σ = {marginals.mean_w1_normalized:.3f}")
     return ax
 
 

@@ -52,7 +52,9 @@ def test_codes_survive_the_model_file_and_old_files_draw_from_the_prior(model, t
     from dataclasses import replace
 
     old = replace(model, latent_codes=None)
-    np.testing.assert_array_equal(old.generate(16, seed=2), model.generate(16, seed=2, latent="prior"))
+    np.testing.assert_array_equal(
+        old.generate(16, seed=2), model.generate(16, seed=2, latent="prior")
+    )
     with pytest.raises(
         ValueError,
         match=r'^latent="training" needs the latent codes of the training frames, which this '

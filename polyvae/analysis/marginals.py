@@ -12,6 +12,12 @@ coordinate (zero up to float32 round-off), its normalized W1 is NaN, it is liste
 in ``rigid`` and left out of the mean, and a warning names it. Its W1 in length
 units is still reported. No floor is applied, so a normalized W1 is never inflated
 by one. If every pair is rigid, :func:`distance_marginals` raises ``ValueError``.
+
+A large molecule has too many pairs to compare them all (3341 atoms: 5.6 million, a
+(frames, pairs) array of tens of GB): by default :func:`distance_marginals` compares all
+pairs of molecules with at most :data:`MAX_ALL_PAIRS` of them (214 atoms) and, above, a
+seeded sample of :data:`SAMPLED_PAIRS` pairs, the same for the same atom count. The
+result says so (:attr:`Marginals.n_pairs_total`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from polyvae import geometry
 from polyvae._checks import ensure_frames, ensure_int, ensure_pairs, ensure_same_atoms
 
 __all__ = ["Marginals", "distance_marginals", "wasserstein_columns", "STD_REL_TOL"]
+__all__ += ["MAX_ALL_PAIRS", "SAMPLED_PAIRS", "PAIR_SEED", "sample_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,15 @@ STD_REL_TOL = 1e-6
 
 About ten times the round-off that float32 coordinates leave in a distance.
 """
+
+MAX_ALL_PAIRS = 22_791
+"""Molecules with at most this many atom pairs (214 atoms) are compared on all of them."""
+
+SAMPLED_PAIRS = 20_000
+"""Pairs compared, drawn at random, for molecules with more than :data:`MAX_ALL_PAIRS`."""
+
+PAIR_SEED = 0
+"""Seed of the pair sample (:func:`sample_pairs`)."""
 
 
 @dataclass
@@ -60,6 +76,9 @@ class Marginals:
         Length unit of the distances.
     rigid : ndarray (P,), bool, optional
         Pairs whose training distance does not vary (normalized W1 is NaN).
+    n_pairs_total : int, optional
+        Pairs of the molecule that :attr:`pairs` were drawn from, when they are a
+        sample (:func:`sample_pairs`); None when the pairs were given or are all pairs.
     """
 
     pairs: np.ndarray
@@ -72,6 +91,7 @@ class Marginals:
     mean_w1_normalized: float
     unit: str | None = None
     rigid: np.ndarray | None = None
+    n_pairs_total: int | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -113,10 +133,15 @@ class Marginals:
         return self.pairs[order]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: pairs, per-pair W1 and normalized W1, their mean, the unit."""
+        """JSON-ready summary: pairs, per-pair W1 and normalized W1, their mean, the unit;
+        ``n_pairs_total`` and ``pair_seed`` when the pairs are a sample of all pairs."""
+        sampled = {}
+        if self.n_pairs_total is not None:
+            sampled = {"n_pairs_total": int(self.n_pairs_total), "pair_seed": PAIR_SEED}
         return {
             "unit": self.unit,
             "n_pairs": self.n_pairs,
+            **sampled,
             "bins": int(self.train_hist.shape[1]),
             "mean_w1_normalized": float(self.mean_w1_normalized),
             "pairs": self.pairs.astype(int).tolist(),
@@ -145,7 +170,10 @@ def distance_marginals(
     generated_positions : array (T_gen, N, D), length
         Same N and D as the training frames.
     pairs : array (P, 2), int, optional
-        Atom pairs; default all pairs ``i < j``.
+        Atom pairs; default all pairs ``i < j`` when there are at most
+        :data:`MAX_ALL_PAIRS` (214 atoms), else :data:`SAMPLED_PAIRS` of them drawn
+        with seed :data:`PAIR_SEED` (:func:`sample_pairs`), so that memory stays
+        bounded; :attr:`Marginals.n_pairs_total` then gives the number of all pairs.
     bins : int
         Number of histogram bins per pair.
     unit : str, optional
@@ -177,7 +205,16 @@ def distance_marginals(
 
         w_train = check_weights(train_weights, train.shape[0], "train_weights")
     n = train.shape[1]
-    pairs = geometry.all_pairs(n) if pairs is None else ensure_pairs(pairs, n)
+    total = None
+    if pairs is None:
+        pairs = sample_pairs(n)
+        if len(pairs) < n * (n - 1) // 2:
+            total = n * (n - 1) // 2
+            logger.debug(
+                "distance marginals of %d of the %d atom pairs (a seeded sample)", len(pairs), total
+            )
+    else:
+        pairs = ensure_pairs(pairs, n)
     if pairs.shape[0] == 0:
         raise ValueError("pairs must hold at least one pair; got an empty array")
 
@@ -232,7 +269,30 @@ def distance_marginals(
         mean_w1_normalized=float(np.nanmean(w1_norm)),
         unit=unit,
         rigid=rigid,
+        n_pairs_total=total,
     )
+
+
+def sample_pairs(n_atoms: int, size: int = SAMPLED_PAIRS, seed: int = PAIR_SEED) -> np.ndarray:
+    """All pairs ``i < j`` of ``n_atoms`` atoms if there are at most :data:`MAX_ALL_PAIRS`,
+    else ``size`` distinct pairs drawn uniformly with ``seed``: (P, 2) int64, row-major.
+
+    The draw never forms all pairs: memory grows with ``size``, not with N².
+    """
+    n = int(n_atoms)
+    total = n * (n - 1) // 2
+    if total <= MAX_ALL_PAIRS or total <= size:
+        return geometry.all_pairs(n)
+    k = np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
+    # row i starts at code i (2n - i - 1) / 2: invert, then fix float round-off
+    i = np.floor((2 * n - 1 - np.sqrt((2.0 * n - 1) ** 2 - 8.0 * k)) / 2).astype(np.int64)
+    start = i * (2 * n - i - 1) // 2
+    i = np.where(k < start, i - 1, i)
+    start = i * (2 * n - i - 1) // 2
+    ahead = k >= start + (n - 1 - i)
+    i = np.where(ahead, i + 1, i)
+    start = i * (2 * n - i - 1) // 2
+    return np.stack([i, k - start + i + 1], axis=1).astype(np.int64)
 
 
 _BLOCK_ELEMENTS = 1 << 22

@@ -131,10 +131,12 @@ def min_nonbonded_distance(positions: Any, bonds: Any = None) -> np.ndarray | fl
 
 
 def _min_nonbonded(x: np.ndarray, bonds: np.ndarray) -> np.ndarray:
-    pairs = geometry.nonbonded_pairs(x.shape[1], bonds)
-    if pairs.shape[0] == 0:
-        raise ValueError(f"bonds leave no non-bonded pairs among the N={x.shape[1]} atoms")
-    return geometry.pair_distances(x, pairs).min(axis=1)
+    """Closest non-bonded contact of each frame (T,), from a neighbour list (memory
+    linear in N: :func:`polyvae.geometry.closest_contact`)."""
+    n = x.shape[1]
+    if n * (n - 1) // 2 <= len(np.unique(geometry.pair_codes(bonds, n))):
+        raise ValueError(f"bonds leave no non-bonded pairs among the N={n} atoms")
+    return geometry.closest_contact(x, bonds)
 
 
 def radius_of_gyration(positions: Any, masses: Any = None):
