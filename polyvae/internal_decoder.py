@@ -501,8 +501,9 @@ class InternalLayout:
         """:meth:`refine` compiled, for NumPy callers: once per molecule and ``steps``.
 
         The fitted values and the weight are arguments of the compiled function, and
-        structures go through it in blocks of :data:`_REFINE_BLOCK` (the last one
-        padded), so one compilation serves every model of the molecule and every count.
+        structures go through it in blocks of :data:`_REFINE_BLOCK`, the last one
+        padded to a power of two, so a few compilations serve every model of the
+        molecule and every count, and a few structures do not cost a whole block.
         """
         fn = _jitted_refine(_StructureKey(self), steps)
         numeric = (self.center, self.scale, self.contact_min)
@@ -517,12 +518,13 @@ class InternalLayout:
             n, out = len(anchor), []
             for first in range(0, n, _REFINE_BLOCK):
                 a, f = anchor[first : first + _REFINE_BLOCK], feats[first : first + _REFINE_BLOCK]
-                pad = _REFINE_BLOCK - len(a)
+                size = min(_REFINE_BLOCK, 1 << (len(a) - 1).bit_length())  # a power of two
+                pad = size - len(a)
                 if pad:  # repeat the first structure: every structure is minimized alone
                     a = np.concatenate([a, np.repeat(a[:1], pad, axis=0)])
                     f = np.concatenate([f, np.repeat(f[:1], pad, axis=0)])
                 x = fn(numeric, a, f, cartesian_sigma, internal_sigma, w)
-                out.append(np.asarray(x)[: _REFINE_BLOCK - pad])
+                out.append(np.asarray(x)[: size - pad])
             if not out:
                 return np.zeros(anchor.shape, np.float32).reshape(lead + anchor.shape[-2:])
             return np.concatenate(out).reshape(lead + anchor.shape[-2:])
