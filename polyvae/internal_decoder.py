@@ -152,6 +152,10 @@ class InternalLayout:
         the NeRF rebuild. They give the refinement each bond angle of the molecule,
         so angles between siblings keep their own spread instead of adding up the
         noise of the coordinates they depend on.
+    extra_bonds : ndarray (E, 2) of int
+        The bonds that close rings (:attr:`ZMatrix.ring_bonds`): the Z-matrix does not
+        build them, so their lengths are redundant internal coordinates too, and an
+        aromatic ring's closing bond keeps its length.
     extra_torsions : ndarray (E, 4) of int
         Dihedrals ``(i, j, k, l)`` along bonds that the Z-matrix does not build and that
         stay within about :data:`STIFF_TORSION` of their mean in training: O-C-N-H and
@@ -181,6 +185,7 @@ class InternalLayout:
     cartesian_weight: float = 1.0
     extra_angles: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     extra_torsions: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    extra_bonds: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     @property
     def n_internal(self) -> int:
@@ -210,16 +215,24 @@ class InternalLayout:
         zm = zmatrix(x.shape[1], bonds, dim=x.shape[2])
         extra = _extra_angles(zm) if zm.dim == 3 else np.zeros((0, 3), np.int64)
         stiff = _extra_torsions(x, zm) if zm.dim == 3 else np.zeros((0, 4), np.int64)
-        values = _measure(x, zm, extra, stiff)
+        rings = np.asarray(zm.ring_bonds, np.int64).reshape(-1, 2)
+        values = _measure(x, zm, extra, stiff, rings)
         circular = np.concatenate(
-            [_circular_mask(zm), np.zeros(len(extra), bool), np.ones(len(stiff), bool)]
+            [
+                _circular_mask(zm),
+                np.zeros(len(extra), bool),
+                np.ones(len(stiff), bool),
+                np.zeros(len(rings), bool),
+            ]
         )
         center = np.where(circular, _circular_mean(values), values.mean(axis=0))
         std = values.std(axis=0)
         rigid = ~circular & (std <= 1e-4 * np.abs(center))
         scale = np.where(circular, 1.0, np.where(rigid, 1e-3 * np.abs(center), std))
         scale = np.where(scale > 0, scale, 1.0)
-        layout = cls(zm, circular, center, scale, np.full(2, np.inf), rigid, 1.0, extra, stiff)
+        layout = cls(
+            zm, circular, center, scale, np.full(2, np.inf), rigid, 1.0, extra, stiff, rings
+        )
         near, _ = layout._exclusions
         one_four = layout._one_four_pairs
         contact_min = np.full(2, np.inf)
@@ -244,7 +257,9 @@ class InternalLayout:
 
     def measure(self, positions):
         """Internal coordinates (..., Q) of positions (..., N, D), NumPy or JAX."""
-        return _measure(positions, self.zmatrix, self.extra_angles, self.extra_torsions)
+        return _measure(
+            positions, self.zmatrix, self.extra_angles, self.extra_torsions, self.extra_bonds
+        )
 
     def rebuild(self, features):
         """Internal features (..., Q) to positions (..., N, D) by NeRF alone, in JAX.
@@ -547,6 +562,7 @@ class InternalLayout:
             "cartesian_weight": np.asarray([self.cartesian_weight]),
             "extra_angles": self.extra_angles,
             "extra_torsions": self.extra_torsions,
+            "extra_bonds": self.extra_bonds,
         }
 
     @classmethod
@@ -573,6 +589,7 @@ class InternalLayout:
             float(np.asarray(arrays["cartesian_weight"]).ravel()[0]),
             np.asarray(arrays.get("extra_angles", np.zeros((0, 3))), np.int64).reshape(-1, 3),
             np.asarray(arrays.get("extra_torsions", np.zeros((0, 4))), np.int64).reshape(-1, 4),
+            np.asarray(arrays.get("extra_bonds", np.zeros((0, 2))), np.int64).reshape(-1, 2),
         )
         if "contact_classes" in arrays:
             contact_min = np.asarray(arrays["contact_classes"], np.float64).reshape(2)
@@ -604,7 +621,7 @@ class _StructureKey:
         zm = layout.zmatrix
         self.layout = layout
         arrays = (zm.order, zm.refs, zm.ring_bonds, zm.phase, layout.extra_angles)
-        arrays += (layout.extra_torsions,)
+        arrays += (layout.extra_torsions, layout.extra_bonds)
         arrays += (layout.circular, layout.rigid)
         self._key = (zm.dim,) + tuple((a.shape, np.ascontiguousarray(a).tobytes()) for a in arrays)
         self._hash = hash(self._key)
@@ -669,9 +686,9 @@ def _extra_torsions(x: np.ndarray, zm: ZMatrix) -> np.ndarray:
     return quads[spread < STIFF_TORSION].astype(np.int64)
 
 
-def _measure(x, zm: ZMatrix, extra: np.ndarray, stiff: np.ndarray | None = None):
-    """The internal coordinates of a layout: the Z-matrix's, the extra angles, then the
-    extra (stiff) torsions."""
+def _measure(x, zm: ZMatrix, extra: np.ndarray, stiff=None, rings=None):
+    """The internal coordinates of a layout: the Z-matrix's, the extra angles, the
+    extra (stiff) torsions, then the lengths of the bonds that close rings."""
     values = _concat(to_internal(x, zm))
     xp = geometry.array_namespace(values)
     parts = [values]
@@ -679,6 +696,8 @@ def _measure(x, zm: ZMatrix, extra: np.ndarray, stiff: np.ndarray | None = None)
         parts.append(geometry.bond_angles(x, extra))
     if stiff is not None and len(stiff):
         parts.append(geometry.dihedrals(x, stiff))
+    if rings is not None and len(rings):
+        parts.append(geometry.pair_distances(x, rings))
     return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
 
 

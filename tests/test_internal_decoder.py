@@ -269,6 +269,26 @@ def test_stiff_torsions_are_the_planar_ones_the_zmatrix_does_not_build(peptide_m
     assert back.extra_torsions.tolist() == stiff.tolist()
 
 
+def test_ring_closing_bonds_are_redundant_lengths_of_the_layout():
+    """A molecule with three rings (mol2 of MDAnalysisTests): the lengths of the bonds
+    that close them are features of their own, measured as the other bonds are."""
+    mda = pytest.importorskip("MDAnalysis")
+    from MDAnalysisTests.datafiles import mol2_molecule
+
+    u = mda.Universe(mol2_molecule)
+    bonds = np.asarray(u.atoms.bonds.to_indices(), np.int64)
+    rng = np.random.default_rng(0)
+    x = u.atoms.positions[None].astype(np.float64) + rng.normal(0, 0.02, (40, u.atoms.n_atoms, 3))
+    layout = InternalLayout.fit(x, bonds)
+    rings = layout.zmatrix.ring_bonds
+    assert len(rings) == 3 and layout.extra_bonds.tolist() == rings.tolist()
+    values = layout.measure(x)
+    np.testing.assert_allclose(values[:, -3:], geometry.pair_distances(x, rings), atol=1e-9)
+    assert not layout.circular[-3:].any()
+    back = InternalLayout.from_arrays(layout.to_arrays(), 3)
+    assert back.extra_bonds.tolist() == rings.tolist() and back.n_internal == layout.n_internal
+
+
 def test_default_decoder_is_internal_where_a_zmatrix_fits(caplog):
     x = random_chain(np.random.default_rng(0), 64, 6)
     assert polyvae.train(x, epochs=1, hidden=(8,), progress=False).config.decoder == "internal"
