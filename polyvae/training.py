@@ -714,11 +714,14 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     k_z, k_x = jax.random.split(jax.random.PRNGKey(seed))
     codes = model.latent_codes  # the latent points generate draws, where the model has them
     z = None if codes is None else codes.draw(n, k_z)
-    draws, _ = sample(model.params, n, model.config, key=k_x, z=z)
+    draws, z = sample(model.params, n, model.config, key=k_x, z=z)
+    means, _ = sample(model.params, n, model.config, key=k_x, z=z, mean_only=True)
     draws, sigma = np.asarray(draws), model.decoder_sigma
     scan = {}
     for weight in CARTESIAN_WEIGHTS:
-        generated = model.pipeline.inverse_transform(draws, sigma, cartesian_weight=weight)
+        generated = model.pipeline.inverse_transform(
+            draws, sigma, cartesian_weight=weight, start=np.asarray(means)
+        )
         w1 = distance_marginals(aligned, generated).to_dict()["mean_w1_normalized"]
         scan[str(weight)] = round(float(w1), 4)
     best = float(min(scan, key=scan.get))

@@ -498,6 +498,7 @@ class Pipeline:
         sigma: Any = None,
         cartesian_only: bool = False,
         cartesian_weight: float | None = None,
+        start: Any = None,
     ):
         """Decoder features (..., F) to aligned positions (..., N, D).
 
@@ -510,6 +511,9 @@ class Pipeline:
         ``cartesian_only``: the
         features are the N*D Cartesian ones alone, mapped back without refinement.
         ``cartesian_weight`` overrides the layout's weight of the Cartesian part.
+        ``start`` (..., F): for features drawn from the decoder, its mean at the same
+        latent points, whose Cartesian part starts the refinement (default: the
+        features' own).
         """
         self._require_fit()
         xp = geometry.array_namespace(features)
@@ -526,6 +530,14 @@ class Pipeline:
                 "features into positions"
             )
         sig = xp.asarray(sigma, dtype=features.dtype)
+        if start is not None:
+            start = xp.asarray(start, dtype=features.dtype)[..., :nc]
+            start = unflatten(
+                start * xp.asarray(self.scale, features.dtype)
+                + xp.asarray(self.mean, features.dtype),
+                self.n_atoms,
+                self.dim,
+            )
         refine = self.layout.refine if xp is not np else self.layout.refine_jit()
         refined = refine(
             positions,
@@ -533,6 +545,7 @@ class Pipeline:
             sig[:nc] * xp.asarray(self.scale, sig.dtype),
             sig[nc:],
             weight=cartesian_weight,
+            start=start,
         )
         if xp is not np:
             return refined

@@ -394,12 +394,18 @@ class VAEModel:
             return self.features(frames)
         return self.pipeline.encoder_inputs(frames)
 
-    def positions(self, features: Any) -> np.ndarray:
-        """Model features (T, F) back to aligned positions (T, N, D)."""
+    def positions(self, features: Any, start: Any = None) -> np.ndarray:
+        """Model features (T, F) back to aligned positions (T, N, D).
+
+        ``start`` (T, F): for features drawn from the decoder, the decoder mean at the
+        same latent points, where the internal decoder's refinement starts
+        (:meth:`polyvae.transforms.Pipeline.inverse_transform`).
+        """
         if self.pipeline is None:
             return np.asarray(features)
         f = np.asarray(features, np.float32)
-        return np.asarray(self.pipeline.inverse_transform(f, self.decoder_sigma))
+        start = None if start is None else np.asarray(start, np.float32)
+        return np.asarray(self.pipeline.inverse_transform(f, self.decoder_sigma, start=start))
 
     # ---- outputs ---------------------------------------------------------------------
     def encode(self, frames: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -516,17 +522,22 @@ class VAEModel:
         )
         key = _key(key, seed)
         if latent == "prior":
-            x, _ = _sample(self.config, self.params, int(n), key, bool(mean_only))
-            return self.positions(np.asarray(x))
-        if self.latent_codes is None:
-            raise ValueError(
-                'latent="training" needs the latent codes of the training frames, which '
-                'this model does not keep (trained before they were kept): use latent="prior"'
-            )
-        k_z, k_x = jax.random.split(key)
-        z = self.latent_codes.draw(n, k_z)
-        x, _ = _chunked_sample(self.config, self.params, z, k_x, bool(mean_only))
-        return self.positions(np.asarray(x))
+            x, z = _sample(self.config, self.params, int(n), key, bool(mean_only))
+            k_x = key
+        else:
+            if self.latent_codes is None:
+                raise ValueError(
+                    'latent="training" needs the latent codes of the training frames, which '
+                    "this model does not keep (trained before they were kept): use "
+                    'latent="prior"'
+                )
+            k_z, k_x = jax.random.split(key)
+            z = self.latent_codes.draw(n, k_z)
+            x, _ = _chunked_sample(self.config, self.params, z, k_x, bool(mean_only))
+        start = None
+        if not mean_only and self.n_noise:  # the internal decoder starts from its mean
+            start, _ = _chunked_sample(self.config, self.params, np.asarray(z), k_x, True)
+        return self.positions(np.asarray(x), start=start)
 
     def reconstruct(self, frames: Any) -> np.ndarray:
         """Decoder mean at the encoder mean of each frame, as aligned positions."""
