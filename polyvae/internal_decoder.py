@@ -522,14 +522,15 @@ class InternalLayout:
         x0 = jnp.asarray(x0)
         lead, shape = x0.shape[:-2], x0.shape[-2:]
         pairs, mins = self._near_pairs(x0)
+        b = math.prod(lead)  # explicit: a molecule without contact pairs has K = 0
         flat = (
-            x0.reshape((-1,) + shape),
-            jnp.broadcast_to(anchor, x0.shape).reshape((-1,) + shape),
+            x0.reshape((b,) + shape),
+            jnp.broadcast_to(anchor, x0.shape).reshape((b,) + shape),
             jnp.broadcast_to(internal_features, lead + (self.n_internal,)).reshape(
-                -1, self.n_internal
+                b, self.n_internal
             ),
-            pairs.reshape((-1,) + pairs.shape[-2:]),
-            mins.reshape(-1, mins.shape[-1]),
+            pairs.reshape((b,) + pairs.shape[-2:]),
+            mins.reshape(b, mins.shape[-1]),
         )
         bond = jnp.median(jnp.asarray(self.center[: self.n_atoms - 1], x0.dtype))
         max_step = REFINE_MAX_STEP * bond
