@@ -47,6 +47,7 @@ __all__ = [
     "REFINE_ROUND",
     "REFINE_MAX_STEP",
     "CONTACT_SKIN",
+    "CHIRAL_HANDEDNESS",
     "CARTESIAN_WEIGHTS",
     "STIFF_TORSION",
 ]
@@ -64,6 +65,11 @@ REFINE_MAX_STEP = 0.2
 """The longest move of an atom in one L-BFGS iteration of :meth:`InternalLayout.refine`,
 in bond lengths (the median bond of the molecule)."""
 
+CHIRAL_HANDEDNESS = 0.2
+"""Branched atoms whose rebuilt handedness (signed volume over the bond lengths'
+product; about 0.5 when tetrahedral) exceeds this in magnitude keep their side in
+:meth:`InternalLayout.refine`."""
+
 CONTACT_SKIN = 0.03
 """The refinement repels contact pairs below their class's closest training distance
 widened by this fraction, so the small overlap that balances a pair pushed together
@@ -76,6 +82,7 @@ stiff: a redundant coordinate of the decoder where the Z-matrix does not build i
 aromatic rings and double bonds are; rotamers and backbone phi/psi are not."""
 
 _REFINE_BLOCK = 256
+_REFINE_BLOCK_ATOMS = 1 << 16  # atoms of all structures refined at once (memory)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _TWO_PI = 2.0 * math.pi
@@ -333,6 +340,27 @@ class InternalLayout:
     def _within_three(self) -> np.ndarray:
         return np.sort(np.concatenate(self._exclusions))
 
+    @cached_property
+    def _chiral_quads(self) -> np.ndarray:
+        """``(centre, a, b, c)`` (C, 4) for every atom with three or more bonded
+        neighbours of which at most one ends a branch (its first three neighbours):
+        the centres whose handedness :meth:`refine` keeps. Two or more end atoms
+        (CH2, CH3, NH3) are most often alike, so their side is no stereocentre."""
+        n = self.n_atoms
+        if self.dim != 3:
+            return np.zeros((0, 4), np.int64)
+        neighbours = [[] for _ in range(n)]
+        for i, j in self.bonds:
+            neighbours[int(i)].append(int(j))
+            neighbours[int(j)].append(int(i))
+        ends = {i for i, nb in enumerate(neighbours) if len(nb) == 1}
+        quads = [
+            [c, *nb[:3]]
+            for c, nb in enumerate(neighbours)
+            if len(nb) >= 3 and sum(j in ends for j in nb) <= 1
+        ]
+        return np.asarray(quads, np.int64).reshape(-1, 4)
+
     @property
     def n_contacts(self) -> int:
         """K: contact pairs per structure that :meth:`refine` repels (the closest ones)."""
@@ -436,13 +464,16 @@ class InternalLayout:
         -------
         jax.Array (..., N, D)
         """
+        import jax
         import jax.numpy as jnp
 
         anchor = jnp.asarray(anchor)
         start = anchor if start is None else jnp.asarray(start, anchor.dtype)
         weight = self.cartesian_weight if weight is None else weight
-        args = (anchor, internal_features, cartesian_sigma, internal_sigma, weight)
         rebuilt = self._superposed_rebuild(internal_features, start)
+        # the handedness of the internal expert's structure, kept by every start
+        handed = jax.lax.stop_gradient(_handedness(rebuilt, self._chiral_quads))
+        args = (anchor, internal_features, cartesian_sigma, internal_sigma, weight, handed)
         n_steps = REFINE_STEPS if steps is None else int(steps)
         if n_steps == 0:
             e_start = self._energy(*args, *self._near_pairs(start))(start)
@@ -453,8 +484,9 @@ class InternalLayout:
         both, energy = self._minimize(both, *args, first)
         x = jnp.where((energy[1] < energy[0])[..., None, None], both[1], both[0])
         done = first
+        free = args[:-1] + (jnp.zeros_like(handed),)  # later rounds: the energy alone
         while done < n_steps:
-            x, _ = self._minimize(x, *args, min(REFINE_ROUND, n_steps - done))
+            x, _ = self._minimize(x, *free, min(REFINE_ROUND, n_steps - done))
             done += REFINE_ROUND
         return x
 
@@ -476,9 +508,24 @@ class InternalLayout:
         return pairs, self._kind_minimum(jnp, contact_min, kind)
 
     def _energy(
-        self, anchor, internal_features, cartesian_sigma, internal_sigma, weight, pairs, mins
+        self,
+        anchor,
+        internal_features,
+        cartesian_sigma,
+        internal_sigma,
+        weight,
+        handed,
+        pairs,
+        mins,
     ):
-        """The energy (...,) of structures x (..., N, D), as a function of x."""
+        """The energy (...,) of structures x (..., N, D), as a function of x.
+
+        The two experts' energies, the contact pairs' repulsion, and a restraint that
+        keeps each branched atom (:attr:`_chiral_quads`) at least half as chiral as
+        ``handed`` (..., C) says (:func:`_handedness` of the rebuilt structure), on the
+        same side: a start whose Cartesian mean has mirrored a stereocentre is pushed
+        through the plane, where the experts' own terms would hold it.
+        """
         import jax
         import jax.numpy as jnp
 
@@ -492,18 +539,23 @@ class InternalLayout:
         stiff = 0.5 / (0.01 * bond) ** 2  # 1 kT at 1 % of a bond inside the closest contact
         pairs = jnp.asarray(pairs)
         mins = jnp.asarray(mins, dtype) * (1.0 + CONTACT_SKIN)
+        handed = jnp.asarray(handed, dtype)
+        chiral = jnp.abs(handed) > CHIRAL_HANDEDNESS  # planar and near-planar centres: free
+        quads = self._chiral_quads
 
         def energy(x):
             e_cart = 0.5 * weight * jnp.sum(((x - anchor) * inv_c) ** 2, axis=(-2, -1))
             d = self.measure(x) - target
             e_int = jnp.where(circ, 1.0 - jnp.cos(d), 0.5 * d**2) * inv_q**2
             close = jax.nn.relu(mins - _gathered_distances(x, pairs))
-            return e_cart + jnp.sum(e_int, axis=-1) + stiff * jnp.sum(close**2, axis=-1)
+            short = jax.nn.relu(0.5 * jnp.abs(handed) - jnp.sign(handed) * _handedness(x, quads))
+            e_chiral = 0.5 / 0.01**2 * jnp.sum(jnp.where(chiral, short**2, 0.0), axis=-1)
+            return e_cart + jnp.sum(e_int, axis=-1) + stiff * jnp.sum(close**2, axis=-1) + e_chiral
 
         return energy
 
     def _minimize(
-        self, x0, anchor, internal_features, cartesian_sigma, internal_sigma, weight, steps
+        self, x0, anchor, internal_features, cartesian_sigma, internal_sigma, weight, handed, steps
     ):
         """``steps`` L-BFGS iterations on each structure of ``x0`` (..., N, D) alone,
         repelling the contact pairs of ``x0``; returns the structures and their energies
@@ -529,6 +581,7 @@ class InternalLayout:
             jnp.broadcast_to(internal_features, lead + (self.n_internal,)).reshape(
                 b, self.n_internal
             ),
+            jnp.broadcast_to(handed, lead + handed.shape[-1:]).reshape(b, handed.shape[-1]),
             pairs.reshape((b,) + pairs.shape[-2:]),
             mins.reshape(b, mins.shape[-1]),
         )
@@ -536,9 +589,9 @@ class InternalLayout:
         max_step = REFINE_MAX_STEP * bond
         opt = optax.scale_by_lbfgs()
 
-        def one(x, anchor, features, pairs, mins):
+        def one(x, anchor, features, handed, pairs, mins):
             energy = self._energy(
-                anchor, features, cartesian_sigma, internal_sigma, weight, pairs, mins
+                anchor, features, cartesian_sigma, internal_sigma, weight, handed, pairs, mins
             )
             grad_fn = jax.grad(energy)
 
@@ -571,7 +624,8 @@ class InternalLayout:
         """:meth:`refine` compiled, for NumPy callers: once per molecule and ``steps``.
 
         The fitted values and the weight are arguments of the compiled function, and
-        structures go through it in blocks of :data:`_REFINE_BLOCK`, the last one
+        structures go through it in blocks of up to 256 structures (fewer for large
+        molecules: about 65 000 atoms in a block, 16 structures of all-atom AdK), the last one
         padded to a power of two, so a few compilations serve every model of the
         molecule and every count, and a few structures do not cost a whole block.
         """
@@ -588,10 +642,13 @@ class InternalLayout:
             start = anchor if start is None else np.asarray(start, np.float32).reshape(anchor.shape)
             feats = np.asarray(internal_features, np.float32).reshape(len(anchor), -1)
             n, out = len(anchor), []
-            for first in range(0, n, _REFINE_BLOCK):
-                part = slice(first, first + _REFINE_BLOCK)
+            block = _REFINE_BLOCK
+            while block > 1 and block * self.n_atoms > _REFINE_BLOCK_ATOMS:
+                block //= 2
+            for first in range(0, n, block):
+                part = slice(first, first + block)
                 a, f, s = anchor[part], feats[part], start[part]
-                size = min(_REFINE_BLOCK, 1 << (len(a) - 1).bit_length())  # a power of two
+                size = min(block, 1 << (len(a) - 1).bit_length())  # a power of two
                 pad = size - len(a)
                 if pad:  # repeat the first structure: every structure is minimized alone
                     a, f, s = (
@@ -661,6 +718,21 @@ class InternalLayout:
                 [values[m].min() if m.any() else np.inf for m in (is14, ~is14)]
             )
         return replace(layout, contact_min=contact_min)
+
+
+def _handedness(x, quads):
+    """Signed volume of the three bond vectors of each ``(centre, a, b, c)`` quad over
+    the product of their lengths (..., C): about ±0.5 at a tetrahedral centre, 0 at a
+    planar one. In JAX."""
+    import jax.numpy as jnp
+
+    if len(quads) == 0:
+        return jnp.zeros(x.shape[:-2] + (0,), x.dtype)
+    q = jnp.asarray(quads)
+    u = x[..., q[:, 1:], :] - x[..., q[:, :1], :]  # (..., C, 3, D)
+    norm = jnp.sqrt(jnp.sum(u**2, axis=-1) + 1e-12)
+    triple = jnp.sum(u[..., 0, :] * jnp.cross(u[..., 1, :], u[..., 2, :]), axis=-1)
+    return triple / jnp.prod(norm, axis=-1)
 
 
 def _gathered_distances(x, pairs):
