@@ -31,6 +31,7 @@ structure it only shifts the minimum within the start's basin.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
@@ -564,8 +565,10 @@ class InternalLayout:
         Every structure keeps its own L-BFGS memory (optax's ``scale_by_lbfgs``). There is
         no line search (its loops would make every structure of a batch wait for the
         slowest): as in molecular geometry optimizers, no atom moves more than
-        :data:`REFINE_MAX_STEP` bond lengths in one step, and a step that would not go
-        downhill (curvature that a non-convex energy breaks) follows the gradient instead.
+        :data:`REFINE_MAX_STEP` bond lengths in one step; a step that would not go
+        downhill (curvature that a non-convex energy breaks) follows the gradient
+        instead, and a step that raises the energy is not taken: the next one tries the
+        same direction half as far (a trust radius, doubled again after each success).
         """
         import jax
         import jax.numpy as jnp
@@ -593,18 +596,31 @@ class InternalLayout:
             energy = self._energy(
                 anchor, features, cartesian_sigma, internal_sigma, weight, handed, pairs, mins
             )
-            grad_fn = jax.grad(energy)
+            value_and_grad = jax.value_and_grad(energy)
 
             def step(carry, _):
-                x, state = carry
-                grad = grad_fn(x)
-                direction, state = opt.update(grad, state, x)
+                x, state, radius, value, grad = carry
+                direction, proposed = opt.update(grad, state, x)
                 direction = jnp.where(jnp.sum(direction * grad) > 0, direction, grad)
                 longest = jnp.sqrt(jnp.max(jnp.sum(direction**2, axis=-1)))
-                return (x - direction * jnp.minimum(1.0, max_step / (longest + 1e-12)), state), None
+                trial = x - direction * jnp.minimum(1.0, radius / (longest + 1e-12))
+                trial_value, trial_grad = value_and_grad(trial)
+                ok = trial_value <= value  # else: the same direction, half as far
+                keep = functools.partial(jnp.where, ok)
+                state = jax.tree.map(keep, proposed, state)
+                radius = jnp.where(ok, jnp.minimum(2.0 * radius, max_step), 0.5 * radius)
+                return (
+                    keep(trial, x),
+                    state,
+                    radius,
+                    keep(trial_value, value),
+                    keep(trial_grad, grad),
+                ), None
 
-            (x, _), _ = jax.lax.scan(step, (x, opt.init(x)), None, length=int(steps))
-            return x, energy(x)
+            value, grad = value_and_grad(x)
+            carry = (x, opt.init(x), max_step, value, grad)
+            (x, _, _, value, _), _ = jax.lax.scan(step, carry, None, length=int(steps))
+            return x, value
 
         x, e = jax.vmap(one)(*flat)
         return x.reshape(x0.shape), e.reshape(lead)

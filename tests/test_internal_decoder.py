@@ -103,7 +103,7 @@ def test_refine_weighs_the_two_experts(rng):
 def test_refine_is_differentiable_and_jit_matches_eager(rng):
     x = _floppy_chain(rng, n_frames=30)
     layout = InternalLayout.fit(x)
-    feats = jnp.asarray(layout.features(x[:3]))
+    feats = jnp.asarray(layout.features(x[3:6]))  # other frames: the experts disagree
     sig_c = jnp.full(layout.n_cartesian, 0.3)
     sig_q = jnp.full(layout.n_internal, 0.1)
 
@@ -342,3 +342,39 @@ def test_command_keeps_compiled_code_where_asked(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "theirs"))
     cli._keep_compiled_code()
     assert len(seen) == 1  # switched off, or the user's own setting wins
+
+
+def _mirrored_alanine(x, names, bonds):
+    """Frame ``x`` with the Cα's HA and CB (and CB's hydrogens) exchanged: the Cα
+    mirrored, the rest of the molecule where it was."""
+    ca = names.index("CA")
+    nb = bonds[(bonds == ca).any(axis=1)].ravel()
+    ha = next(int(j) for j in nb if names[j] == "HA")
+    cb = next(int(j) for j in nb if names[j] == "CB")
+    methyl = [int(j) for j in bonds[(bonds == cb).any(axis=1)].ravel() if names[j].startswith("HB")]
+    y = x.copy()
+    shift = x[ha] - x[cb]
+    y[cb], y[ha] = x[ha], x[cb]
+    y[methyl] = x[methyl] + shift
+    return y
+
+
+def test_refine_brings_a_mirrored_start_back_to_the_internal_handedness(peptide_md):
+    """A start (the decoder's Cartesian mean) whose Cα is mirrored ends with the
+    handedness the internal coordinates give, and with bonds at their lengths."""
+    x = np.asarray(peptide_md.positions[:200], np.float64)
+    names = list(peptide_md.names)
+    layout = InternalLayout.fit(x, peptide_md.bonds)
+    centre = geometry.chiral_centres(len(names), layout.bonds, names)
+    assert len(centre) == 1
+    sign = np.sign(geometry.chirality(x[:4], centre))
+    mirrored = np.stack([_mirrored_alanine(f, names, layout.bonds) for f in x[:4]])
+    assert (np.sign(geometry.chirality(mirrored, centre)) == -sign).all()
+    feats = jnp.asarray(layout.features(x[:4]))
+    sig_c = jnp.full(layout.n_cartesian, 1.0)  # a loose Cartesian expert
+    sig_q = jnp.full(layout.n_internal, 0.3)
+    got = np.asarray(layout.refine(jnp.asarray(x[:4]), feats, sig_c, sig_q, start=mirrored))
+    assert (np.sign(geometry.chirality(got.astype(np.float64), centre)) == sign).all()
+    lengths = geometry.pair_distances(got.astype(np.float64), layout.bonds)
+    ref = geometry.pair_distances(x[:4], layout.bonds)
+    assert np.abs(lengths - ref).max() < 0.1
