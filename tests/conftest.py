@@ -16,6 +16,33 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / 
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 
+# Every compiled XLA executable keeps a few memory mappings; one process that trains models of
+# many shapes (this suite) passes the kernel's limit of 65 530 mappings after about 40 of them,
+# and LLVM then aborts the process ("Unable to allocate section memory"). Dropping JAX's
+# in-memory caches when the mappings grow keeps the suite below it (the disk cache stays).
+MAPPINGS_BEFORE_CLEARING = 20_000
+
+
+def _mappings() -> int:
+    try:
+        with open("/proc/self/maps") as fh:
+            return sum(1 for _ in fh)
+    except OSError:  # not Linux
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _bounded_compiled_code():
+    yield
+    if _mappings() > MAPPINGS_BEFORE_CLEARING:
+        import gc
+
+        import jax
+
+        jax.clear_caches()
+        gc.collect()
+
+
 @pytest.fixture(scope="session")
 def chapter_dir() -> Path:
     if not (CHAPTER_DATA / "long_paths.npz").exists():
