@@ -264,3 +264,36 @@ def test_starts_are_screened_from_candidates(small_model):
     assert many.trace[0, 0] <= one.trace[0, 0]  # the best of many draws starts lower
     with pytest.raises(ValueError, match="n_candidates must be >= 4 .at least n_starts."):
         optimize_latent(model, n_starts=4, n_candidates=2)
+
+
+def test_neighbour_list_penalty_equals_the_all_pairs_penalty(small_model):
+    from polyvae.analysis.optimize import _neighbour_lists, _penalty_fn
+
+    model, x = small_model
+    checks = model.structure_checks
+    aligned = model.pipeline.align_frames(x)[:16]
+    # squeezed structures: many pairs closer than the contact bound
+    squeezed = np.concatenate([aligned, aligned * 0.5]).astype(np.float32)
+    full = jax.vmap(_penalty_fn(checks, 0.005))(jnp.asarray(squeezed))
+    pairs, mask = _neighbour_lists(checks, squeezed, 0.005)
+    assert pairs.shape[:2] == mask.shape and mask.sum(axis=1).min() < pairs.shape[1]
+    near = jax.vmap(_penalty_fn(checks, 0.005))(jnp.asarray(squeezed), (pairs, mask))
+    assert float(full[16:].min()) > 0  # the contacts count
+    np.testing.assert_allclose(np.asarray(near), np.asarray(full), rtol=1e-5)
+
+
+def test_large_molecules_never_form_all_pairs(small_model, monkeypatch):
+    from polyvae.analysis import validity
+
+    model, _ = small_model
+    monkeypatch.setattr(validity, "ALL_PAIRS_LIMIT", 0)  # this molecule counts as large
+
+    def refused(self):
+        raise AssertionError("all pairs formed")
+
+    monkeypatch.setattr(StructureChecks, "pairs", property(refused))
+    res = optimize_latent(model, "rg", **FAST)
+    assert len(res.objective) >= 1 and res.valid.all()
+    assert model.check_structures(res.positions).valid.all()
+    assert res.trace.shape == (len(res.objective), 200)
+    np.testing.assert_allclose(res.objective, radius_of_gyration(res.positions), rtol=1e-4)

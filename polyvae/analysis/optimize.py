@@ -26,6 +26,13 @@ frames with the lowest objective that pass the checks. With checks, a start that
 them and is lower than where its rounds end is kept instead (``kept_start``): a weak
 first round can carry a start out of a small valid basin.
 
+Large molecules (more contact pairs than
+:data:`~polyvae.analysis.validity.ALL_PAIRS_LIMIT`) never form all atom pairs: the contact
+penalty goes through a neighbour list per start (a k-d tree on the host, pairs within
+:data:`NEIGHBOUR_REACH` times the contact bound), found anew every
+:data:`NEIGHBOUR_STEPS` steps; the starts are screened without contacts and the best few
+then ranked again with them.
+
 An optional prior penalty ``prior_weight * |z|^2 / 2`` (the negative log prior, up to a
 constant) keeps z where the decoder saw training data.
 
@@ -70,6 +77,14 @@ OBJECTIVES: dict[str, Callable] = {"rg": _rg_objective}
 
 ROUND_LR_DECAY = 0.3
 """Each penalty round starts Adam at this fraction of the previous round's step size."""
+
+
+NEIGHBOUR_STEPS = 25
+"""Large molecules: Adam steps between the neighbour lists of the contact penalty."""
+
+NEIGHBOUR_REACH = 1.5
+"""Large molecules: pairs closer than this times the contact bound are in the neighbour
+list (atoms move less than the difference within :data:`NEIGHBOUR_STEPS` steps)."""
 
 
 class NoValidStructureError(RuntimeError):
@@ -168,10 +183,43 @@ def _resolve_checks(model, checks, percentiles):
     return checks if percentiles is None else checks.band(percentiles)
 
 
+def _uses_neighbour_lists(checks) -> bool:
+    """Whether the contact pairs of ``checks`` are too many to form at once."""
+    from polyvae.analysis import validity
+
+    n = checks.n_atoms
+    return n * (n - 1) // 2 - len(checks.excluded_codes) > validity.ALL_PAIRS_LIMIT
+
+
+def _neighbour_lists(checks, x, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per structure of ``x`` (S, N, D), its pairs beyond the excluded ones closer than
+    :data:`NEIGHBOUR_REACH` times the contact bound: pairs (S, K, 2) int32 and a mask
+    (S, K) float32 (0 for padding). K is rounded up (to a quarter of its power of two),
+    so that lists of similar lengths share one compilation."""
+    reach = NEIGHBOUR_REACH * float(checks.min_contact) * (1.0 + margin)
+    found = [
+        geometry.close_pairs(frame, reach, checks.excluded_codes)[0]
+        for frame in np.asarray(x, np.float64)
+    ]
+    k = max(8, max(len(f) for f in found))
+    quarter = 1 << max(0, int(k).bit_length() - 3)
+    k = -(-k // quarter) * quarter
+    pairs = np.zeros((len(found), k, 2), np.int32)
+    pairs[..., 1] = 1
+    mask = np.zeros((len(found), k), np.float32)
+    for s, f in enumerate(found):
+        pairs[s, : len(f)] = f
+        mask[s, : len(f)] = 1.0
+    return pairs, mask
+
+
 def _penalty_fn(checks, margin: float):
-    """Unweighted penalty ``x (N, D) -> scalar``: squared hinges of scaled violations
-    against the ranges narrowed by ``margin`` of their width (contacts: of their value)."""
-    bonds, triples, pairs = checks.bonds, checks.angles, checks.pairs
+    """Unweighted penalty ``(x (N, D), near) -> scalar``: squared hinges of scaled
+    violations against the ranges narrowed by ``margin`` of their width (contacts: of
+    their value). Contacts are those of every pair, or for large molecules those of the
+    neighbour list ``near`` (pairs (K, 2), mask (K,)); without one, none."""
+    bonds, triples = checks.bonds, checks.angles
+    pairs = None if _uses_neighbour_lists(checks) else checks.pairs
     b_lo, b_hi = checks.bond_range[:, 0], checks.bond_range[:, 1]
     b_pad = margin * (b_hi - b_lo)
     b_scale = float(np.mean(b_lo + b_hi) / 2)
@@ -186,12 +234,18 @@ def _penalty_fn(checks, margin: float):
     def hinge2(v):
         return jnp.sum(jax.nn.relu(v) ** 2, axis=-1)
 
-    def penalty(x):
+    def penalty(x, near=None):
         b = geometry.pair_distances(x, bonds) / b_scale
         total = hinge2(lo_b / b_scale - b) + hinge2(b - hi_b / b_scale)
         if len(triples):
             a = geometry.bond_angles(x, triples)
             total = total + hinge2(lo_a - a) + hinge2(a - hi_a)
+        if near is not None:
+            near_pairs, mask = near
+            d = geometry.pair_distances(x, near_pairs)
+            return total + hinge2((c_min - d) / c_scale * mask)
+        if pairs is None:
+            return total
         d = geometry.pair_distances(x, pairs)
         return total + hinge2((c_min - d) / c_scale)
 
@@ -315,46 +369,56 @@ def optimize_latent(
     # the optimized vector: z, then (with decoder noise) eps
     structure, project = _searched_structure(model, bool(decoder_noise), noise_rms)
     n_vars = latent_dim + (model.n_noise if decoder_noise else 0)
+    neighbours = checks is not None and _uses_neighbour_lists(checks)
     if checks is None:
         weights = np.zeros(rounds)
 
-        def penalty(x):
+        def penalty(x, near=None):
             return jnp.zeros((), x.dtype)
     else:
         weights = penalty_weight * penalty_growth ** np.arange(rounds, dtype=np.float64)
         penalty = _penalty_fn(checks, margin)
 
-    def parts(z):
+    def parts(z, near=None):
         x = structure(z)
-        return fn(x), penalty(x)
+        return fn(x), penalty(x, near)
 
-    def total(z, w):
-        f, p = parts(z)
+    def total(z, w, near=None):
+        f, p = parts(z, near)
         return f + w * p + prior_weight * 0.5 * jnp.sum(z**2)
 
     grad = jax.grad(total)
     per_round = [steps // rounds + (k < steps % rounds) for k in range(rounds)]
+    structures = jax.jit(jax.vmap(structure))
 
-    @functools.cache
-    def make_run(n_steps):
-        """One compiled round of ``n_steps`` (the step size is an argument: rounds of one
-        length share the compilation)."""
-        opt = optax.chain(
+    def near_lists(x):
+        """The neighbour lists of structures ``x`` (large molecules), else None."""
+        return _neighbour_lists(checks, x, margin) if neighbours else None
+
+    def schedule(n_round):
+        return optax.chain(
             optax.scale_by_adam(),
-            optax.scale_by_learning_rate(optax.cosine_decay_schedule(1.0, n_steps, alpha=0.01)),
+            optax.scale_by_learning_rate(optax.cosine_decay_schedule(1.0, n_round, alpha=0.01)),
         )
 
-        def run_one(z0, w, lr):
+    @functools.cache
+    def make_run(n_round, n_steps):
+        """``n_steps`` compiled steps of a round of ``n_round`` (the step size is an
+        argument: rounds of one length share the compilation); the optimizer state is
+        carried from one call to the next, and so is the schedule."""
+        opt = schedule(n_round)
+
+        def run_one(z0, state, w, lr, near):
             def step(carry, _):
                 z, state = carry
-                updates, state = opt.update(grad(z, w), state, z)
+                updates, state = opt.update(grad(z, w, near), state, z)
                 z = project(z + lr * updates)
-                return (z, state), parts(z)
+                return (z, state), parts(z, near)
 
-            (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None, length=n_steps)
-            return z, trace
+            (z, state), trace = jax.lax.scan(step, (z0, state), None, length=n_steps)
+            return z, state, trace
 
-        return jax.jit(jax.vmap(run_one, in_axes=(0, None, None)))
+        return jax.jit(jax.vmap(run_one, in_axes=(0, 0, None, None, 0)))
 
     # screen many prior draws with the objective and the last round's penalty, refine the
     # best: the constrained landscape has many local minima, and a broad look is one pass
@@ -365,21 +429,36 @@ def optimize_latent(
     order = np.argsort(np.where(np.isfinite(scores), np.asarray(scores), np.inf), kind="stable")
     frame_starts = _frame_starts(model, fn, checks, start_frames, max(1, n_starts // 4))
     frame_starts = np.pad(frame_starts, ((0, 0), (0, n_vars - latent_dim)))
-    z0 = np.concatenate([frame_starts, np.asarray(pool)[order[: n_starts - len(frame_starts)]]])
+    n_drawn = n_starts - len(frame_starts)
+    if neighbours:  # screened without contacts: rank the best few again with them
+        short = np.asarray(pool)[order[: min(len(order), 4 * n_drawn)]]
+        z_short = jnp.asarray(short, jnp.float32)
+        near = near_lists(structures(z_short))
+        rescored = jax.jit(jax.vmap(total, in_axes=(0, None, 0)))(z_short, w_last, near)
+        rescored = np.where(np.isfinite(rescored), np.asarray(rescored), np.inf)
+        drawn = short[np.argsort(rescored, kind="stable")[:n_drawn]]
+    else:
+        drawn = np.asarray(pool)[order[:n_drawn]]
+    z0 = np.concatenate([frame_starts, drawn])
     z = jnp.asarray(z0, jnp.float32)
+    chunk = NEIGHBOUR_STEPS if neighbours else max(per_round)
     traces, penalties = [], []
-    for k, (n_steps, w) in enumerate(zip(per_round, weights, strict=True)):
+    for k, (n_round, w) in enumerate(zip(per_round, weights, strict=True)):
         # later rounds refine: a smaller first step keeps each start in its basin
         lr = jnp.float32(learning_rate * ROUND_LR_DECAY**k)
-        z, (f_tr, p_tr) = make_run(n_steps)(z, jnp.float32(w), lr)
-        traces.append(np.asarray(f_tr))
-        penalties.append(np.asarray(p_tr))
+        state = jax.vmap(schedule(n_round).init)(z)
+        for done in range(0, n_round, chunk):
+            n_steps = min(chunk, n_round - done)
+            near = near_lists(structures(z))
+            z, state, (f_tr, p_tr) = make_run(n_round, n_steps)(z, state, jnp.float32(w), lr, near)
+            traces.append(np.asarray(f_tr))
+            penalties.append(np.asarray(p_tr))
     trace, penalty_trace = np.concatenate(traces, axis=1), np.concatenate(penalties, axis=1)
 
     def judged(zs):
         """Structures of latent points and their objective and penalty, each decoded once."""
-        x = jax.vmap(structure)(jnp.asarray(zs, jnp.float32))
-        return x, jax.vmap(fn)(x), jax.vmap(penalty)(x)
+        x = structures(jnp.asarray(zs, jnp.float32))
+        return x, jax.vmap(fn)(x), jax.vmap(penalty)(x, near_lists(x))
 
     positions, values, pens = judged(z)
     z, positions, values, pens = (np.array(a) for a in (z, positions, values, pens))
