@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyvae._outputs import atomic_output
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -76,8 +78,9 @@ def tree_structure(tree):
 def save_archive(path: str | os.PathLike, config: dict, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``config`` (JSON-ready dict) and ``arrays`` into one zip file at ``path``.
 
-    The file is written next to its destination and moved into place, so an
-    interrupted save never leaves a half-written model behind.
+    The file is written next to its destination under a unique temporary name and
+    moved into place (:func:`polyvae._outputs.atomic_output`), so an interrupted save
+    never leaves a half-written model behind, and saves to one path at once never mix.
     """
     from polyvae import __version__
 
@@ -86,11 +89,12 @@ def save_archive(path: str | os.PathLike, config: dict, arrays: dict[str, np.nda
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "polyvae_version": __version__}
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with (
+        atomic_output(path) as fh,
+        zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+    ):
         zf.writestr("config.json", json.dumps({**header, **config}, indent=2, ensure_ascii=False))
         zf.writestr("params.npz", buf.getvalue())
-    os.replace(tmp, path)
     return path
 
 

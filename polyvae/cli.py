@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from polyvae._checks import ensure_pairs
+from polyvae._outputs import savefig, savez
 from polyvae.training import DEFAULT_PATIENCE, training_summary
 
 __all__ = ["main", "build_parser"]
@@ -803,10 +804,39 @@ def cli_message(text: str) -> str:
     return text
 
 
+_POSITIONAL = {"model": "MODEL", "data": "TRAJ"}
+
+
 def _output(a, kind: str = "file", suffixes=None) -> Path:
     from polyvae._outputs import check_output
 
-    return check_output(a.output, name="-o", kind=kind, suffixes=suffixes)
+    out = check_output(a.output, name="-o", kind=kind, suffixes=suffixes)
+    if kind == "file" and out.exists():
+        _refuse_an_input(a, out)
+    return out
+
+
+def _refuse_an_input(a, out: Path) -> None:
+    """ValueError when the output file ``out`` is one of the command's input files (a
+    positional argument or an option's file, ``FILE:COLUMN`` included): writing it
+    would replace what the command reads."""
+    for dest, value in vars(a).items():
+        if dest == "output":
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(v, str | os.PathLike):
+                continue
+            for candidate in {str(v), str(v).split(":", 1)[0]}:
+                try:
+                    same = os.path.samefile(candidate, out)
+                except (OSError, ValueError):
+                    continue
+                if same:
+                    flag = _POSITIONAL.get(dest, "--" + dest.replace("_", "-"))
+                    raise ValueError(
+                        f"-o {str(out)!r} is the command's own input ({flag} {str(v)!r}), "
+                        "which writing it would replace; choose another output path"
+                    )
 
 
 def _report(text: str) -> None:
@@ -966,13 +996,13 @@ def _cmd_fes(a) -> int:
         z[:, cvs], temperature=a.temperature, weights=weights, bins=a.bins, n_blocks=a.blocks
     )
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "fes.npz", cvs=np.asarray(cvs), **fes.to_npz_dict())
+    savez(out / "fes.npz", cvs=np.asarray(cvs), **fes.to_npz_dict())
     ax = plotting.plot_fes(fes)
     labels = [f"z{k}" for k in cvs]
     ax.set_xlabel(labels[0])
     if len(cvs) == 2:
         ax.set_ylabel(labels[1])
-    ax.figure.savefig(out / "fes.png", dpi=110, bbox_inches="tight")
+    savefig(ax.figure, out / "fes.png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(ax.figure)

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from polyvae._checks import ensure_int, ensure_number
+from polyvae._outputs import write_text
 from polyvae.frames import Frames
 from polyvae.model import VAEConfig, init_params
 from polyvae.resume import TrainingInterrupted, TrainState
@@ -211,9 +212,9 @@ class Ensemble:
         """``ranking.json`` and ``ranking.txt`` in ``folder``; returns the JSON's path."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ranking.txt").write_text(self.table() + "\n")
+        write_text(folder / "ranking.txt", self.table() + "\n")
         path = folder / "ranking.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from polyvae import geometry
+from polyvae._outputs import savefig, savez, write_text
 from polyvae.analysis.marginals import distance_marginals
 from polyvae.analysis.optimize import optimize_latent
 from polyvae.analysis.structure import compare_structures, radius_of_gyration
@@ -125,7 +126,7 @@ def _savefig(ax, path: Path) -> None:
 
     fig = np.ravel(ax)[0].figure
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    savefig(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -170,9 +171,9 @@ def write_marginals(
         from polyvae.weights import effective_sample_size
 
         result["weights"] = {"effective_sample_size": effective_sample_size(weights)}
-    (out / "marginals.json").write_text(json.dumps(result, indent=2))
+    write_text(out / "marginals.json", json.dumps(result, indent=2))
     fig = plotting.plot_marginals_overview(marg, bonds=model.bonds)
-    fig.savefig(out / "marginals.png", dpi=110)
+    savefig(fig, out / "marginals.png", dpi=110)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -219,14 +220,14 @@ def run_job(
     t_train = time.perf_counter() - t0
 
     latent, latent_std = model.encode(frames)
-    np.savez(out / "latent.npz", latent=latent, latent_std=latent_std, times=frames.times)
+    savez(out / "latent.npz", latent=latent, latent_std=latent_std, times=frames.times)
     generated = model.generate(n_generate, seed=generate_seed)
-    np.savez(out / "generated.npz", positions=generated)
+    savez(out / "generated.npz", positions=generated)
     marg = write_marginals(model, frames, out, n=n_generate, seed=generate_seed)
 
     opt = _optimize(model, frames)
     valid = np.ones(len(opt.objective), bool) if opt.valid is None else opt.valid
-    np.savez(
+    savez(
         out / "optimized.npz",
         positions=opt.positions,
         objective=opt.objective,
@@ -293,6 +294,6 @@ def run_job(
         "validity_optimized": _validity(model, opt.positions[:1]),
         "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     logger.info("results written to %s", out)
     return summary

@@ -879,6 +879,10 @@ def train(
 
     if not isinstance(frames, Frames):
         frames = Frames(frames)
+    if output is not None:  # before any work: a model that cannot be written is not trained
+        from polyvae._outputs import check_output
+
+        check_output(output, name="output")
     if resume is not None:
         previous = _resumable(resume, frames, epochs, weights)
         metadata = {k: v for k, v in previous.metadata.items() if k != "cartesian_weight_scan"}

@@ -109,6 +109,45 @@ def test_output_checks(ws, tmp_path, capsys, monkeypatch):
     )
 
 
+def test_an_output_that_is_the_commands_own_input_is_refused(ws, tmp_path, capsys):
+    traj = tmp_path / "traj.npz"
+    traj.write_bytes((ws / "traj.npz").read_bytes())
+    model = tmp_path / "m.polyvae"
+    model.write_bytes((ws / "m.polyvae").read_bytes())
+    before = {p: p.read_bytes() for p in (traj, model)}
+    _fail(
+        capsys,
+        ["train", traj, *FAST, "-o", traj],
+        r"^polyvae: error: -o '.*traj.npz' is the command's own input \(TRAJ '.*traj.npz'\), "
+        r"which writing it would replace; choose another output path",
+    )
+    _fail(capsys, ["encode", model, traj, "-o", traj], r"own input \(TRAJ '.*traj.npz'\)")
+    member = tmp_path / "member.npz"  # ensemble members are model files named .npz
+    member.write_bytes(model.read_bytes())
+    before[member] = member.read_bytes()
+    _fail(capsys, ["encode", member, traj, "-o", member], r"own input \(MODEL '.*member.npz'\)")
+    _fail(capsys, ["train", traj, *FAST, "--resume", model, "-o", tmp_path / "." / "m.polyvae"],
+          r"own input \(--resume '.*m.polyvae'\)")  # fmt: skip
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_an_output_folder_where_no_file_can_be_made_is_refused_before_work(ws, capsys):
+    # /proc: os.access says yes to root, yet no file can be made there
+    t0 = time.perf_counter()
+    _fail(
+        capsys,
+        ["train", ws / "traj.npz", *FAST, "--epochs", "2000", "-o", "/proc/x/m.polyvae"],
+        r"-o '/proc/x/m.polyvae' cannot be written: (no file can be made in '/proc'|folder "
+        r"above it '/proc' is not writable)",
+    )
+    _fail(
+        capsys,
+        ["encode", ws / "m.polyvae", ws / "traj.npz", "-o", "/proc/x/cv.npz"],
+        r"-o '/proc/x/cv.npz' cannot be written",
+    )
+    assert time.perf_counter() - t0 < 10
+
+
 def test_encode_makes_a_missing_output_folder(ws, tmp_path):
     out = tmp_path / "a" / "b" / "cv.npz"
     assert main(["-q", "encode", str(ws / "m.polyvae"), str(ws / "traj.npz"), "-o", str(out)]) == 0

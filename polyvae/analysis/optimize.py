@@ -87,6 +87,11 @@ NEIGHBOUR_REACH = 1.5
 list (atoms move less than the difference within :data:`NEIGHBOUR_STEPS` steps)."""
 
 
+SCREEN_COORDINATES = 1 << 22
+"""Coordinates decoded at a time when screening candidate starts (the decoder's
+intermediate arrays are several times this)."""
+
+
 class NoValidStructureError(RuntimeError):
     """No optimized structure passes the structure checks."""
 
@@ -425,7 +430,8 @@ def optimize_latent(
     w_last = float(weights[-1])
     pool = jax.random.normal(jax.random.PRNGKey(seed), (n_candidates, latent_dim))
     pool = jnp.pad(pool, ((0, 0), (0, n_vars - latent_dim)))  # starts without noise
-    scores = jax.jit(lambda zs: jax.lax.map(lambda z: total(z, w_last), zs, batch_size=4096))(pool)
+    batch = _screen_batch(model.n_atoms * model.dim)
+    scores = jax.jit(lambda zs: jax.lax.map(lambda z: total(z, w_last), zs, batch_size=batch))(pool)
     order = np.argsort(np.where(np.isfinite(scores), np.asarray(scores), np.inf), kind="stable")
     frame_starts = _frame_starts(model, fn, checks, start_frames, max(1, n_starts // 4))
     frame_starts = np.pad(frame_starts, ((0, 0), (0, n_vars - latent_dim)))
@@ -510,6 +516,12 @@ def optimize_latent(
     )  # fmt: skip
 
 
+def _screen_batch(coordinates: int) -> int:
+    """Structures decoded at a time when screening: 4096, fewer for large molecules (about
+    :data:`SCREEN_COORDINATES` coordinates in all)."""
+    return int(min(4096, max(1, SCREEN_COORDINATES // max(1, coordinates))))
+
+
 def _searched_structure(model, noise: bool, noise_rms: float):
     """``structure(v)`` of the optimized vector v and the projection that keeps v allowed:
     v = z alone, or z then the internal decoder's noise (its root mean square over the
@@ -547,7 +559,9 @@ def _frame_starts(model, fn, checks, frames, k: int) -> np.ndarray:
         return np.zeros((0, model.latent_dim), np.float32)
     aligned = model.pipeline.align_frames(frames)
     values = np.asarray(
-        jax.jit(lambda x: jax.lax.map(fn, x, batch_size=4096))(jnp.asarray(aligned, jnp.float32))
+        jax.jit(lambda x: jax.lax.map(fn, x, batch_size=_screen_batch(x[0].size)))(
+            jnp.asarray(aligned, jnp.float32)
+        )
     )
     ok = np.isfinite(values)
     if checks is not None:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._outputs import atomic_output
+
 __all__ = ["write_colvar", "read_colvar", "colvar_for_model"]
 
 _FMT = "%.9g"
@@ -84,7 +86,7 @@ def write_colvar(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = np.column_stack([t, values])
-    with open(path, "w", encoding="ascii", newline="\n") as fh:
+    with atomic_output(path, "w", encoding="ascii", newline="\n") as fh:
         fh.write("#! FIELDS " + " ".join(fields) + "\n")
         np.savetxt(fh, table, fmt=_FMT, delimiter=" ")
     return path

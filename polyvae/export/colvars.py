@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._outputs import write_text
 from polyvae.export.plumed import as_spec, atom_numbers, label_width, num
 from polyvae.export.spec import ExportError
 
@@ -128,8 +129,8 @@ def write_colvars(
     out.mkdir(parents=True, exist_ok=True)
     for k, (w, b) in enumerate(layers, start=1):
         rows = "".join(" ".join(map(num, row)) + "\n" for row in np.asarray(w).T)
-        (out / f"layer{k}_weights.txt").write_text(rows, encoding="ascii")
-        (out / f"layer{k}_biases.txt").write_text("".join(num(v) + "\n" for v in b), "ascii")
+        write_text(out / f"layer{k}_weights.txt", rows, encoding="ascii")
+        write_text(out / f"layer{k}_biases.txt", "".join(num(v) + "\n" for v in b), "ascii")
 
     numbers = atom_numbers(spec)
     width = label_width(len(spec.features))
@@ -162,5 +163,5 @@ def write_colvars(
             ]
         text += inputs + ["  }", "}"]
     path = out / "polyvae.colvars"
-    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(text) + "\n")
     return path

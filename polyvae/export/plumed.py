@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._outputs import write_text
 from polyvae.export.spec import EncoderSpec, ExportError, encoder_spec
 
 __all__ = ["write_plumed"]
@@ -116,7 +117,7 @@ def _write_pdb(path: Path, spec: EncoderSpec) -> tuple[np.ndarray, np.ndarray]:
         lines.append(f"ATOM  {_hy36_encode(number)} {name} UNK X   1    {''.join(xyz)}{occ}{occ}\n")
         coords.append([float(v) for v in xyz])
         occupancy.append(float(occ))
-    path.write_text("".join(lines) + "END\n", encoding="ascii")
+    write_text(path, "".join(lines) + "END\n", encoding="ascii")
     coords, occupancy = np.asarray(coords), np.asarray(occupancy)
     err = np.max(np.abs(occupancy / spec.masses - 1.0))
     if err > 1e-6:
@@ -243,5 +244,5 @@ def write_plumed(
     nodes = ",".join(f"ann.node-{k}" for k in range(spec.latent_dim))
     tail = [f"PRINT ARG={nodes} STRIDE={int(stride)} FILE={colvar} FMT=%.10g"]
     path = out / "plumed.dat"
-    path.write_text("\n".join(head + ann + tail) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(head + ann + tail) + "\n")
     return path

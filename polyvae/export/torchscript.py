@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._outputs import atomic_path, write_text
 from polyvae.export.spec import EncoderSpec, encoder_spec
 
 __all__ = ["to_torch_module", "write_torchscript", "torchscript_sidecar"]
@@ -239,6 +240,7 @@ def write_torchscript(spec_or_model: EncoderSpec | Any, path: str | os.PathLike)
         # deprecated in favour of torch.export, which LibTorch / PLUMED cannot load
         warnings.filterwarnings("ignore", message=r".*torch\.jit", category=DeprecationWarning)
         scripted = torch.jit.script(module)
-        torch.jit.save(scripted, str(path), _extra_files={"polyvae.json": text})
-    path.with_suffix(".json").write_text(text + "\n", encoding="utf-8")
+        with atomic_path(path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"polyvae.json": text})
+    write_text(path.with_suffix(".json"), text + "\n")
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyvae._outputs import savez
 from polyvae.frames import Frames
 
 __all__ = ["read_npz", "write_npz"]
@@ -90,8 +91,9 @@ def write_npz(path: str | os.PathLike, frames: Frames) -> Path:
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     bonds = {} if frames.bonds is None else {"bonds": frames.bonds}
-    np.savez_compressed(
+    savez(
         path,
+        compressed=True,
         positions=frames.positions,
         masses=frames.masses,
         names=np.array(frames.names, dtype=str),

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae._outputs import check_suffix
+from polyvae._outputs import atomic_output, check_suffix, savez
 from polyvae.frames import Frames
 
 __all__ = [
@@ -336,8 +336,7 @@ def write_positions(
     path = Path(path)
     if path.suffix.lower() == _NPZ:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, positions=positions, unit=np.array(unit), **(extra or {}))
-        return path
+        return savez(path, positions=positions, unit=np.array(unit), **(extra or {}))
     from polyvae.io.writers import write_structures
 
     return write_structures(path, positions, atoms=atoms, unit=unit)
@@ -370,20 +369,19 @@ def write_latent(
     t = np.asarray(times, dtype=np.float64)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == _NPZ:
-        with open(path, "wb") as fh:  # a file object: NumPy appends no second suffix
-            np.savez(fh, latent=mean, latent_std=std, times=t)
-        return path
+        return savez(path, latent=mean, latent_std=std, times=t)
     dims = range(mean.shape[1])
     columns = ["time", *(f"z{i}" for i in dims), *(f"z{i}_std" for i in dims)]
     sep = "," if suffix == ".csv" else " "
-    np.savetxt(
-        path,
-        np.column_stack([t, mean, std]),
-        fmt="%.9g",
-        delimiter=sep,
-        header=sep.join(columns),
-        comments="# ",
-    )
+    with atomic_output(path) as fh:
+        np.savetxt(
+            fh,
+            np.column_stack([t, mean, std]),
+            fmt="%.9g",
+            delimiter=sep,
+            header=sep.join(columns),
+            comments="# ",
+        )
     return path
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae._outputs import check_suffix
+from polyvae._outputs import atomic_path, check_suffix
 from polyvae.frames import Frames, as_positions
 
 __all__ = ["write_structures", "WRITER_SUFFIXES"]
@@ -162,7 +162,7 @@ def _write_mda(path: Path, suffix: str, x: np.ndarray, fields: dict, times: Any)
     with warnings.catch_warnings():
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
-        with mda.Writer(str(path), x.shape[1], **kwargs) as writer:
+        with atomic_path(path) as tmp, mda.Writer(str(tmp), x.shape[1], **kwargs) as writer:
             for i, frame in enumerate(x):
                 u.atoms.positions = frame
                 if times is not None:

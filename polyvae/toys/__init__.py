@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 
 from polyvae._checks import ensure_int
+from polyvae._outputs import write_text
 from polyvae.model import VAEConfig
 from polyvae.toys.data import (
     MIXTURE_MEANS,
@@ -170,6 +171,6 @@ def run_toy(
             "model": model.config.to_dict(),
             "train": model.train_config.to_dict(),
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         logger.info("wrote the %s toy's figures and summary to %s", name, out)
     return metrics

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyvae._outputs import savefig
 from polyvae.toys.data import mixture_density
 from polyvae.toys.metrics import class_probabilities
 from polyvae.vae import VAEModel
@@ -15,7 +16,7 @@ def _save(fig, path: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig(fig, path, dpi=120)
     plt.close(fig)
     return path.name
 
