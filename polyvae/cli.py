@@ -16,7 +16,7 @@ import numpy as np
 
 from polyvae._checks import ensure_pairs
 from polyvae._outputs import savefig, savez
-from polyvae.training import DEFAULT_PATIENCE, training_summary
+from polyvae.training import DEFAULT_PATIENCE, repeated_signal, training_summary
 
 __all__ = ["main", "build_parser"]
 
@@ -774,6 +774,7 @@ _CLI_WORDS = (
     ("noise_rms must", "--noise-rms must"),
     ("patience must", "--patience must"),
     ("continue the run with resume=", "continue it with --resume "),
+    ("(continue training with resume=", "(continue training with --resume "),
     ("resume: ", "--resume: "),
     ("pass the same weights to continue", "give the same --weights to continue"),
     ("pass temperature (--temperature)", "add --temperature K"),
@@ -819,9 +820,10 @@ def _output(a, kind: str = "file", suffixes=None) -> Path:
 def _refuse_an_input(a, out: Path) -> None:
     """ValueError when the output file ``out`` is one of the command's input files (a
     positional argument or an option's file, ``FILE:COLUMN`` included): writing it
-    would replace what the command reads."""
+    would replace what the command reads. ``--resume MODEL -o MODEL`` continues a run in
+    place: the model is read whole before training and saved atomically after it."""
     for dest, value in vars(a).items():
-        if dest == "output":
+        if dest in ("output", "resume"):
             continue
         for v in value if isinstance(value, list | tuple) else [value]:
             if not isinstance(v, str | os.PathLike):
@@ -1186,6 +1188,13 @@ def _execute(args) -> int:
         engine_log.setLevel(levels[1])
 
 
+def _interrupt_once(signum, frame):
+    """The child's SIGINT handler: KeyboardInterrupt, once for signals that arrive within
+    :data:`polyvae.training.REPEAT_SIGNAL_S` of each other."""
+    if not repeated_signal():
+        raise KeyboardInterrupt
+
+
 def _execute_in_child(args) -> int:
     """Run the command in a forked child, so that a crash in compiled reader code (a
     corrupt trajectory can make a C decoder divide by zero) is reported, not fatal."""
@@ -1195,17 +1204,19 @@ def _execute_in_child(args) -> int:
     if pid == 0:  # pragma: no cover - the child's exit status is what is tested
         code = 2
         try:
+            signal.signal(signal.SIGINT, _interrupt_once)
             code = _execute(args)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
 
-    def forward(signum, _frame):  # a scheduler's SIGTERM/SIGHUP stops the work too
+    def forward(signum, _frame):  # kill PID, a scheduler's SIGTERM/SIGHUP stop the work too
         os.kill(pid, signum)
 
-    handlers = {signal.SIGINT: signal.SIG_IGN}  # Ctrl-C reaches the child: it reports it
-    handlers |= {sig: forward for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C reaches the child twice (the process group's signal and this one's): it takes
+    # a repeat within REPEAT_SIGNAL_S as the same request
+    handlers = {sig: forward for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
     try:
         while True:

@@ -426,7 +426,7 @@ def train_many(
         Samples K of the importance-weighted log p(x).
     output_dir : path, optional
         Write each member's model (``seed{S}_beta{B}_latent{L}.npz``), ``ranking.json``
-        and ``ranking.txt`` here. SIGINT or SIGTERM during training saves every member
+        and ``ranking.txt`` here. SIGINT, SIGTERM or SIGHUP during training saves every member
         with its training state here, then raises
         :class:`polyvae.resume.TrainingInterrupted`.
     progress : bool

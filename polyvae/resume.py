@@ -26,7 +26,7 @@ STATE_VERSION = 1
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on SIGINT or SIGTERM after a whole epoch; ``saved_to`` names the
+    """Training stopped on SIGINT, SIGTERM or SIGHUP after a whole epoch; ``saved_to`` names the
     resumable model file written then (None when nothing was written)."""
 
     def __init__(self, epoch: int, saved_to=None, several: bool = False):

@@ -173,6 +173,24 @@ class TrainingDivergedError(FloatingPointError):
         )
 
 
+class InterruptedAfterTraining(TrainingInterrupted):
+    """SIGINT (or another interrupt) arrived in the work after the last epoch; the trained
+    model was saved before it began (``saved_to``; None without an output path)."""
+
+    def __init__(self, step: str, epoch: int, saved_to=None):
+        KeyboardInterrupt.__init__(
+            self,
+            f"interrupted after training (epoch {epoch}), while {step}; "
+            + (
+                "nothing saved: no output file was given"
+                if saved_to is None
+                else f"the trained model is saved in {saved_to} without that step "
+                f"(continue training with resume={saved_to})"
+            ),
+        )
+        self.step, self.epoch, self.saved_to = step, epoch, saved_to
+
+
 class PostTrainingError(RuntimeError):
     """A step after the fit failed (e.g. out of memory); the trained model is kept.
 
@@ -241,21 +259,48 @@ def _prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None)
     return train_idx, val_idx, key, k_val, params
 
 
+REPEAT_SIGNAL_S = 0.5
+"""A signal this soon after the first is the same request (Ctrl-C reaches the command's
+process group and is also passed on by its supervising process); a later one interrupts
+at once."""
+
+INTERRUPT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals that stop training after the epoch under way, with its state saved."""
+
+
+_LAST_SIGNAL = [-math.inf]
+
+
+def repeated_signal() -> bool:
+    """Whether a signal arriving now repeats the last one (within
+    :data:`REPEAT_SIGNAL_S`); a signal that does not is noted as the last."""
+    now = time.monotonic()
+    if now - _LAST_SIGNAL[0] < REPEAT_SIGNAL_S:
+        return True
+    _LAST_SIGNAL[0] = now
+    return False
+
+
 @contextmanager
 def _interrupt_flag():
-    """A flag set by SIGINT or SIGTERM (main thread only): the epoch loop checks it
-    after each epoch and stops there. A second signal interrupts at once."""
+    """A flag set by SIGINT, SIGTERM or SIGHUP (main thread only): the epoch loop checks
+    it after each epoch and stops there. A second signal, later than
+    :data:`REPEAT_SIGNAL_S`, interrupts at once."""
     flag = {"signal": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
+        if repeated_signal():
+            return
         if flag["signal"] is not None:
             raise KeyboardInterrupt
         flag["signal"] = signum
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
     try:
         yield flag
     finally:
@@ -285,7 +330,7 @@ def _run_epochs(
     rows, shows progress, and stops with :class:`TrainingDivergedError` (carrying the
     last finite parameters) when the loss or the parameters stop being finite.
     ``start`` continues a run from its :class:`TrainState` (and ``history``); the state
-    after the last epoch goes to ``on_state``, also when SIGINT or SIGTERM stops the
+    after the last epoch goes to ``on_state``, also when SIGINT, SIGTERM or SIGHUP stops the
     loop after an epoch, which then raises :class:`TrainingInterrupted`.
     """
     history = {k: list(v) for k, v in (history or {}).items() if isinstance(v, list)}
@@ -534,7 +579,7 @@ def fit(
         state to ``train_config.epochs`` epochs in total; ``history`` is its history.
     on_state : callable, optional
         ``on_state(state, history, interrupted)`` receives the :class:`TrainState` after
-        the last epoch, or after the epoch at which SIGINT/SIGTERM arrived (then
+        the last epoch, or after the epoch at which SIGINT, SIGTERM or SIGHUP arrived (then
         :class:`TrainingInterrupted` is raised with what it returns, a saved path).
 
     Returns
@@ -852,7 +897,7 @@ def train(
         fails, :class:`PostTrainingError` names it and the file holds the trained model
         without it. If training diverges, this file is left as it
         was; the last finite parameters go to ``NAME.diverged.SUFFIX`` next to it and
-        the error names that file. SIGINT or SIGTERM stops training after the current
+        the error names that file. SIGINT, SIGTERM or SIGHUP stops training after the current
         epoch and saves the model with its training state here, then raises
         :class:`polyvae.resume.TrainingInterrupted` naming the file.
     progress : bool
@@ -1135,22 +1180,27 @@ def _finished_model(
     result = VAEModel(config, params, pipeline, tconfig, history, metadata)
     result.train_state = state
     saved = None if output is None else result.save(output)
-    if pipeline is not None:
-        try:
-            result.latent_codes = LatentCodes.of(result, aligned, weights)
-        except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
-            step = "keeping the latent codes of the training frames"
-            raise PostTrainingError(step, exc, result, saved) from exc
-    if config.decoder != "internal":
-        if output is not None and result.latent_codes is not None:
-            result.save(output)
-        return result
+    step = "keeping the latent codes of the training frames"
     try:
-        chosen = choose_cartesian_weight(result, aligned)
-    except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
-        raise PostTrainingError("choosing the Cartesian weight", exc, result, saved) from exc
-    chosen.train_state = state
-    chosen.latent_codes = result.latent_codes
-    if output is not None:
-        chosen.save(output)
-    return chosen
+        if pipeline is not None:
+            try:
+                result.latent_codes = LatentCodes.of(result, aligned, weights)
+            except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
+                raise PostTrainingError(step, exc, result, saved) from exc
+        if config.decoder != "internal":
+            if output is not None and result.latent_codes is not None:
+                result.save(output)
+            return result
+        step = "choosing the Cartesian weight"
+        try:
+            chosen = choose_cartesian_weight(result, aligned)
+        except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
+            raise PostTrainingError(step, exc, result, saved) from exc
+        chosen.train_state = state
+        chosen.latent_codes = result.latent_codes
+        if output is not None:
+            chosen.save(output)
+        return chosen
+    except KeyboardInterrupt:
+        epoch = len(history.get("train_loss", ()))
+        raise InterruptedAfterTraining(step, epoch, saved) from None

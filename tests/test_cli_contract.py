@@ -126,8 +126,8 @@ def test_an_output_that_is_the_commands_own_input_is_refused(ws, tmp_path, capsy
     member.write_bytes(model.read_bytes())
     before[member] = member.read_bytes()
     _fail(capsys, ["encode", member, traj, "-o", member], r"own input \(MODEL '.*member.npz'\)")
-    _fail(capsys, ["train", traj, *FAST, "--resume", model, "-o", tmp_path / "." / "m.polyvae"],
-          r"own input \(--resume '.*m.polyvae'\)")  # fmt: skip
+    _fail(capsys, ["train", traj, *FAST, "--weights", traj, "-o", tmp_path / "." / "traj.npz"],
+          r"own input \(TRAJ '.*traj.npz'\)")  # fmt: skip
     assert {p: p.read_bytes() for p in before} == before
 
 

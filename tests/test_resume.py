@@ -80,7 +80,9 @@ def _interrupt(tmp_path, chain, sig, to_group):
     np.savez(tmp_path / "t.npz", arr=chain)
     out = tmp_path / "m.polyvae"
     cmd = [sys.executable, "-c", "from polyvae.cli import main; import sys; sys.exit(main())"]
+    # --patience 0: no early stop may end training before the signal comes
     args = ["train", str(tmp_path / "t.npz"), "-o", str(out), "--epochs", "100000"]
+    args += ["--patience", "0"]
     args += ["--hidden", "16,16", "--batch-size", "16"]
     env = {**os.environ, "POLYVAE_COMPILE_CACHE": "0"}
     proc = subprocess.Popen(
@@ -100,7 +102,14 @@ def _interrupt(tmp_path, chain, sig, to_group):
 
 
 @pytest.mark.parametrize(
-    "sig, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["SIGINT", "SIGTERM"]
+    "sig, to_group",
+    [
+        (signal.SIGINT, True),  # Ctrl-C: the whole process group
+        (signal.SIGINT, False),  # kill -INT PID
+        (signal.SIGTERM, False),
+        (signal.SIGHUP, False),  # the terminal closed
+    ],
+    ids=["SIGINT-group", "SIGINT", "SIGTERM", "SIGHUP"],
 )
 def test_a_signal_saves_a_resumable_model(chain, tmp_path, sig, to_group):
     code, err, out = _interrupt(tmp_path, chain, sig, to_group)
@@ -113,6 +122,48 @@ def test_a_signal_saves_a_resumable_model(chain, tmp_path, sig, to_group):
     more = polyvae.train(chain, epochs=done + 2, resume=out)
     assert more.train_state.epoch == done + 2
     assert len(more.history["train_loss"]) == done + 2
+
+
+def test_an_interrupt_after_the_last_epoch_leaves_the_trained_model(chain, tmp_path, monkeypatch):
+    from polyvae import training
+    from polyvae.training import InterruptedAfterTraining
+
+    def interrupted(*a, **k):  # Ctrl-C during the Cartesian weight scan
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "choose_cartesian_weight", interrupted)
+    out = tmp_path / "m.polyvae"
+    with pytest.raises(InterruptedAfterTraining) as err:
+        polyvae.train(chain, epochs=3, output=out, **SMALL)
+    assert str(err.value) == (
+        "interrupted after training (epoch 3), while choosing the Cartesian weight; the trained "
+        f"model is saved in {out} without that step (continue training with resume={out})"
+    )
+    assert err.value.saved_to == out and polyvae.load_model(out).train_state.epoch == 3
+    with pytest.raises(InterruptedAfterTraining, match="nothing saved: no output file"):
+        polyvae.train(chain, epochs=3, **SMALL)
+    np.savez(tmp_path / "t.npz", arr=chain)
+    args = [
+        "-q",
+        "train",
+        str(tmp_path / "t.npz"),
+        "--epochs",
+        "3",
+        "-o",
+        str(tmp_path / "c.polyvae"),
+    ]
+    assert main(args) == 130
+    assert polyvae.load_model(tmp_path / "c.polyvae").train_state.epoch == 3
+
+
+def test_a_repeated_signal_within_half_a_second_is_the_same_request(monkeypatch):
+    from polyvae import training
+
+    monkeypatch.setattr(training, "_LAST_SIGNAL", [-np.inf])
+    assert not training.repeated_signal()
+    assert training.repeated_signal()  # the same Ctrl-C passed on by the supervisor
+    time.sleep(training.REPEAT_SIGNAL_S + 0.05)
+    assert not training.repeated_signal()
 
 
 def test_interrupt_without_output_says_nothing_was_saved(chain, monkeypatch):
