@@ -689,7 +689,8 @@ class InternalLayout:
             "circular": self.circular.astype(np.int8),
             "center": self.center,
             "scale": self.scale,
-            "contact_classes": self.contact_min,
+            # a class without pairs (inf) is stored as -1: model files hold finite numbers
+            "contact_classes": np.where(np.isfinite(self.contact_min), self.contact_min, -1.0),
             "rigid": self.rigid.astype(np.int8),
             "cartesian_weight": np.asarray([self.cartesian_weight]),
             "extra_angles": self.extra_angles,
@@ -725,6 +726,7 @@ class InternalLayout:
         )
         if "contact_classes" in arrays:
             contact_min = np.asarray(arrays["contact_classes"], np.float64).reshape(2)
+            contact_min = np.where(contact_min < 0, np.inf, contact_min)
         else:  # one distance per pair, constant within each class
             pairs = np.asarray(arrays["contact_pairs"], np.int64).reshape(-1, 2)
             values = np.asarray(arrays["contact_min"], np.float64).reshape(len(pairs))

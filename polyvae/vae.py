@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from polyvae.checkpoint import (
     unflatten_tree,
 )
 from polyvae.encoder_numpy import numpy_params
+from polyvae.frames import Frames
 from polyvae.latent_codes import LATENT_SOURCES, LatentCodes
 from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
 from polyvae.resume import TrainState
@@ -103,6 +104,15 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
         res = res if isinstance(res, tuple) else (res,)
         outs.append([np.array(r[: size - pad]) for r in res])
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
+
+
+LENGTH_UNITS = {"Å": 1.0, "A": 1.0, "Angstrom": 1.0, "angstrom": 1.0, "nm": 10.0}
+"""Length units frames are converted between, in Å."""
+
+
+def _default_names(names) -> bool:
+    """Whether ``names`` are the placeholders ``B0, B1, ...`` of frames without names."""
+    return all(n == f"B{i}" for i, n in enumerate(names))
 
 
 @dataclass
@@ -385,14 +395,49 @@ class VAEModel:
             if categorical:
                 ensure_onehot(x, "data")
             return x
-        return self.pipeline.transform(frames)
+        return self.pipeline.transform(self.own_frames(frames))
 
     def inputs(self, frames: Any) -> np.ndarray:
         """What the encoder reads for frames: the features, or (distance-feature models)
         the standardized pair distances; (T, n_inputs) float32."""
         if self.pipeline is None or self.config.n_inputs is None:
             return self.features(frames)
-        return self.pipeline.encoder_inputs(frames)
+        return self.pipeline.encoder_inputs(self.own_frames(frames))
+
+    def own_frames(self, frames: Any) -> Any:
+        """``frames`` as the model reads them: a :class:`~polyvae.frames.Frames` in another
+        length unit converted to the model's (Å and nm), its atom names checked against the
+        model's in order (where both have names, not the default ``B0, B1, ...``); bare
+        arrays are taken as they are.
+
+        Raises
+        ------
+        ValueError
+            A unit that cannot be converted, or the first atom whose name differs.
+        """
+        if not isinstance(frames, Frames):
+            return frames
+        if frames.unit != self.unit:
+            have, want = LENGTH_UNITS.get(frames.unit), LENGTH_UNITS.get(self.unit)
+            if have is None or want is None:
+                raise ValueError(
+                    f"frames are in unit {frames.unit!r} but the model was trained in "
+                    f"{self.unit!r}; give the frames in {self.unit!r}"
+                )
+            logger.info("frames in %s converted to %s, the model's unit", frames.unit, self.unit)
+            frames = replace(frames, positions=frames.positions * (have / want), unit=self.unit)
+        names = tuple(str(s) for s in self.metadata.get("names") or ())
+        given = tuple(frames.names)
+        if len(names) == len(given) and not (_default_names(names) or _default_names(given)):
+            wrong = [k for k, (a, b) in enumerate(zip(given, names, strict=True)) if a != b]
+            if wrong:
+                k = wrong[0]
+                raise ValueError(
+                    f"frames' atom {k} is named {given[k]!r} where the model's atom {k} is "
+                    f"{names[k]!r} ({len(wrong)} of {len(names)} names differ); give the "
+                    "model's atoms in its order"
+                )
+        return frames
 
     def positions(self, features: Any, start: Any = None) -> np.ndarray:
         """Model features (T, F) back to aligned positions (T, N, D).

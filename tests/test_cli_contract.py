@@ -488,3 +488,51 @@ def test_export_with_atom_numbers(ws, tmp_path, capsys):
     assert main(["-q", *map(str, args), "-o", str(tmp_path / "c")]) == 0
     text = (tmp_path / "c" / "polyvae.colvars").read_text()
     assert "atomNumbers 11" in text and "atomNumbers 15" in text and "atomNumbers 1 " not in text
+
+
+def test_encode_converts_the_unit_an_npz_states_and_checks_its_atom_names(tmp_path, capsys):
+    from polyvae.io import read_npz, write_npz
+
+    x = random_chain(np.random.default_rng(2), 64, 5, 3)
+    names = ["N", "CA", "C", "O", "CB"]
+    write_npz(tmp_path / "a.npz", polyvae.Frames(x, names=names))
+    model = tmp_path / "m.polyvae"
+    assert main(["-q", "train", str(tmp_path / "a.npz"), *FAST, "-o", str(model)]) == 0
+    assert (
+        main(
+            ["-q", "encode", str(model), str(tmp_path / "a.npz"), "-o", str(tmp_path / "a_cv.npz")]
+        )
+        == 0
+    )
+    write_npz(tmp_path / "nm.npz", polyvae.Frames(x / 10, names=names, unit="nm"))
+    assert read_npz(tmp_path / "nm.npz").unit == "nm"
+    assert (
+        main(
+            [
+                "-q",
+                "encode",
+                str(model),
+                str(tmp_path / "nm.npz"),
+                "-o",
+                str(tmp_path / "nm_cv.npz"),
+            ]
+        )
+        == 0
+    )
+    a, nm = np.load(tmp_path / "a_cv.npz")["latent"], np.load(tmp_path / "nm_cv.npz")["latent"]
+    np.testing.assert_allclose(nm, a, atol=1e-4)  # the same frames, the same CVs
+    write_npz(tmp_path / "pm.npz", polyvae.Frames(x * 100, names=names, unit="pm"))
+    capsys.readouterr()
+    _fail(
+        capsys,
+        ["encode", model, tmp_path / "pm.npz", "-o", tmp_path / "pm_cv.npz"],
+        r"frames are in unit 'pm' but the model was trained in 'Å'; give the frames in 'Å'",
+    )
+    write_npz(tmp_path / "rev.npz", polyvae.Frames(x[:, ::-1], names=names[::-1]))
+    _fail(
+        capsys,
+        ["encode", model, tmp_path / "rev.npz", "-o", tmp_path / "rev_cv.npz"],
+        r"frames' atom 0 is named 'CB' where the model's atom 0 is 'N' \(4 of 5 names differ\); "
+        "give the model's atoms in its order",
+    )
+    assert not (tmp_path / "pm_cv.npz").exists() and not (tmp_path / "rev_cv.npz").exists()

@@ -378,3 +378,16 @@ def test_refine_brings_a_mirrored_start_back_to_the_internal_handedness(peptide_
     lengths = geometry.pair_distances(got.astype(np.float64), layout.bonds)
     ref = geometry.pair_distances(x[:4], layout.bonds)
     assert np.abs(lengths - ref).max() < 0.1
+
+
+def test_a_contact_class_without_pairs_survives_the_model_file(tmp_path):
+    # four atoms in a chain: no pair lies more than three bonds apart
+    x = random_chain(np.random.default_rng(5), 64, 4, dim=3)
+    layout = InternalLayout.fit(x)
+    assert np.isinf(layout.contact_min[1])
+    assert np.isfinite(layout.to_arrays()["contact_classes"]).all()
+    back = InternalLayout.from_arrays(layout.to_arrays(), 3)
+    np.testing.assert_array_equal(back.contact_min, layout.contact_min)
+    model = polyvae.train(x, epochs=1, hidden=(8,), progress=False, output=tmp_path / "m.polyvae")
+    assert np.isinf(polyvae.load_model(tmp_path / "m.polyvae").pipeline.layout.contact_min[1])
+    assert model.pipeline.layout is not None
