@@ -797,6 +797,26 @@ _CLI_WORDS = (
 )
 
 
+_RESUMED_FLAGS = {
+    "latent_dim": "--latent-dim",
+    "hidden": "--hidden",
+    "activation": "--activation",
+    "beta": "--beta",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "seed": "--seed",
+    "validation_fraction": "--validation-fraction",
+    "patience": "--patience",
+    "align": "--align",
+    "features": "--features",
+}
+_CLI_WORDS += tuple(
+    (f"{before}{key}{after}", f"{before}{flag}{after.replace('=', ' ')}")
+    for key, flag in _RESUMED_FLAGS.items()
+    for before, after in (("trained with ", "="), ("; got ", "="), ("leave ", " out"))
+)
+
+
 def cli_message(text: str) -> str:
     """A library message as one line, with argument names as command-line flags."""
     text = " ".join(str(text).split())

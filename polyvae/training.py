@@ -929,7 +929,20 @@ def train(
 
         check_output(output, name="output")
     if resume is not None:
-        previous = _resumable(resume, frames, epochs, weights)
+        given = dict(
+            latent_dim=latent_dim,
+            hidden=hidden,
+            activation=activation,
+            beta=beta,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            align=align,
+            features=features,
+        )
+        previous = _resumable(resume, frames, epochs, weights, given)
         metadata = {k: v for k, v in previous.metadata.items() if k != "cartesian_weight_scan"}
         return _train(
             frames,
@@ -1050,6 +1063,7 @@ def _prepare_training(
         "unit": frames.unit,
         "names": list(frames.names),
         "n_frames_trained": frames.n_frames,
+        "data_fingerprint": data_fingerprint(frames),
         **{k: frames.metadata[k] for k in ("source",) if k in frames.metadata},
         "atoms": {**atoms, "bonds": model_bonds.tolist()},
         "train_stats": training_stats(prepared.aligned, pipeline.masses, model_bonds).to_dict(),
@@ -1060,8 +1074,60 @@ def _prepare_training(
     return config, pipeline, prepared, metadata
 
 
-def _resumable(resume: Any, frames: Frames, epochs: int, weights: Any = None):
-    """The model a run continues from, checked against the frames and ``epochs``."""
+FINGERPRINT_FRAMES = 64
+"""Frames (evenly spaced) whose positions make up a training data fingerprint."""
+
+
+def data_fingerprint(frames: Frames) -> str:
+    """A short hash of the training frames: their shape and the positions of up to
+    :data:`FINGERPRINT_FRAMES` evenly spaced frames (constant cost for any length)."""
+    import hashlib
+
+    x = frames.positions
+    pick = np.unique(np.linspace(0, len(x) - 1, min(len(x), FINGERPRINT_FRAMES)).astype(int))
+    h = hashlib.sha256(repr(x.shape).encode())
+    h.update(np.ascontiguousarray(x[pick], np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+# train()'s settings that a resumed run keeps, and where the model holds them
+RESUMED_SETTINGS = {
+    "latent_dim": lambda m: m.config.latent_dim,
+    "hidden": lambda m: tuple(m.config.hidden),
+    "activation": lambda m: m.config.activation,
+    "beta": lambda m: m.config.beta,
+    "batch_size": lambda m: m.train_config.batch_size,
+    "learning_rate": lambda m: m.train_config.learning_rate,
+    "seed": lambda m: m.train_config.seed,
+    "validation_fraction": lambda m: m.train_config.validation_fraction,
+    "patience": lambda m: m.train_config.patience,
+    "align": lambda m: m.pipeline.align,
+    "features": lambda m: m.pipeline.features,
+}
+
+
+def _conflicting_settings(model, name: str, given: dict) -> None:
+    """ValueError for the first setting given (not train()'s default) that differs from
+    the resumed ``model``'s: a resumed run keeps its own."""
+    import inspect
+
+    defaults = inspect.signature(train).parameters
+    for key, value in given.items():
+        if key not in RESUMED_SETTINGS or value == defaults[key].default:
+            continue
+        kept = RESUMED_SETTINGS[key](model)
+        if (tuple(value) if key == "hidden" else value) != kept:
+            raise ValueError(
+                f"resume: {name} was trained with {key}={kept!r}; got {key}={value!r}: a "
+                f"resumed run keeps its settings; leave {key} out, or train anew"
+            )
+
+
+def _resumable(
+    resume: Any, frames: Frames, epochs: int, weights: Any = None, given: dict | None = None
+):
+    """The model a run continues from, checked against the frames, ``epochs`` and the
+    other settings ``given``."""
     from polyvae.vae import VAEModel
 
     model = resume if isinstance(resume, VAEModel) else VAEModel.load(resume)
@@ -1088,6 +1154,13 @@ def _resumable(resume: Any, frames: Frames, epochs: int, weights: Any = None):
             f"resume: {name} was trained on {n} frames; got {frames.n_frames}: continue on the "
             "same frames"
         )
+    stored = model.metadata.get("data_fingerprint")
+    if stored is not None and stored != data_fingerprint(frames):
+        raise ValueError(
+            f"resume: {name} was trained on other frames (as many, {n}, but other positions); "
+            "continue on the same frames"
+        )
+    _conflicting_settings(model, name, given or {})
     return model
 
 

@@ -178,3 +178,32 @@ def test_interrupt_without_output_says_nothing_was_saved(chain, monkeypatch):
     monkeypatch.setattr(training, "evaluate", evaluate_then_signal)
     with pytest.raises(TrainingInterrupted, match="after epoch 1 .*nothing saved"):
         polyvae.train(chain, epochs=50, **SMALL)
+
+
+def test_resume_refuses_other_frames_and_conflicting_settings(chain, tmp_path, capsys):
+    polyvae.train(chain, epochs=2, output=tmp_path / "m.polyvae", **SMALL)
+    other = chain[::-1].copy()  # as many frames, other positions
+    with pytest.raises(ValueError, match=r"^resume: .*m.polyvae was trained on other frames \(as many, 160, but other positions\); continue on the same frames$"):  # fmt: skip
+        polyvae.train(other, epochs=4, resume=tmp_path / "m.polyvae")
+    with pytest.raises(ValueError, match=r"was trained with hidden=\(16, 16\); got hidden=\(32, 32\): a resumed run keeps its settings; leave hidden out, or train anew$"):  # fmt: skip
+        polyvae.train(chain, epochs=4, hidden=(32, 32), resume=tmp_path / "m.polyvae")
+    # the settings it was trained with, given again, are no conflict
+    more = polyvae.train(chain, epochs=4, resume=tmp_path / "m.polyvae", **SMALL)
+    assert more.train_state.epoch == 4
+    np.savez(tmp_path / "t.npz", arr=chain)
+    args = [
+        "-q",
+        "train",
+        str(tmp_path / "t.npz"),
+        "--epochs",
+        "6",
+        "-o",
+        str(tmp_path / "m.polyvae"),
+    ]
+    assert main([*args, "--resume", str(tmp_path / "m.polyvae"), "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--resume: " in err
+        and "was trained with --lr 0.001; got --lr 0.01: a resumed run keeps its settings; leave --lr out, or train anew"
+        in err
+    )
