@@ -189,10 +189,10 @@ class LatentCV(AnalysisBase):
                     "atoms; use a topology with names (PSF, TPR, PDB, GRO)"
                 ) from None
             try:
-                resnames = atomgroup.resnames
+                resnames, resids = atomgroup.resnames, atomgroup.resids
             except NoDataError:
-                resnames = None
-            check_atom_names(names, model_atoms(model), "atomgroup", resnames)
+                resnames = resids = None
+            check_atom_names(names, model_atoms(model), "atomgroup", resnames, resids)
         ensure_int(chunk_size, "chunk_size", 1)
         super().__init__(atomgroup.universe.trajectory, **kwargs)
         self._ag = atomgroup

@@ -330,4 +330,14 @@ def test_atom_names_are_checked_against_the_model(mda, adk, model):
         r"on 'MET' there .*not in its order",
     ):
         LatentCV(reordered, named)
+    # two MET Cα swapped: the same names and residue names; the residue numbers tell
+    met = np.flatnonzero(ag.resnames == "MET")[:2]
+    order = np.arange(ag.n_atoms)
+    order[met] = order[met[::-1]]
+    with pytest.raises(
+        ValueError,
+        match=rf"atom {met[0]} of atomgroup is in residue number '{ag.resids[met[1]]}' but the "
+        rf"model was trained on '{ag.resids[met[0]]}' there",
+    ):
+        LatentCV(ag[order], named)
     LatentCV(shifted, model)  # a model without stored atoms checks only the count

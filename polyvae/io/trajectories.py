@@ -122,8 +122,10 @@ def check_atom_names(
     atoms: dict | None,
     where: str,
     resnames: Sequence[str] | None = None,
+    resids: Sequence[int] | None = None,
 ) -> None:
-    """Check that atoms are those a model was trained on, in order, by name (and residue).
+    """Check that atoms are those a model was trained on, in order, by name (and residue
+    name and number).
 
     Parameters
     ----------
@@ -135,6 +137,9 @@ def check_atom_names(
         What holds the atoms (e.g. ``"atomgroup"``, ``"topology 'x.psf'"``), for messages.
     resnames : sequence of str (N,), optional
         Their residue names, compared too when the model stores ``resnames``.
+    resids : sequence of int (N,), optional
+        Their residue numbers, compared too when the model stores ``resids`` (two Cα of
+        one residue type swapped have the same names and residue names).
 
     Raises
     ------
@@ -153,6 +158,8 @@ def check_atom_names(
     fields = [("named", got, expected)]
     if resnames is not None and atoms.get("resnames") is not None:
         fields.append(("in residue", [str(s) for s in resnames], list(atoms["resnames"])))
+    if resids is not None and atoms.get("resids") is not None:
+        fields.append(("in residue number", [str(int(s)) for s in resids], list(atoms["resids"])))
     for i in range(len(got)):
         for what, have, want in fields:
             if have[i] != str(want[i]):
@@ -191,7 +198,9 @@ def _md_source(paths: list[Path], topology, select: str, atoms: dict | None):
             "with (e.g. PSF, TPR, PDB, GRO)"
         )
     resnames = getattr(group, "resnames", None) if hasattr(group, "resnames") else None
-    check_atom_names(group.names, atoms, f"topology {str(top)!r} (selected by the model)", resnames)
+    resids = getattr(group, "resids", None) if hasattr(group, "resids") else None
+    where = f"topology {str(top)!r} (selected by the model)"
+    check_atom_names(group.names, atoms, where, resnames, resids)
     return group, "all"
 
 
