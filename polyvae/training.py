@@ -782,6 +782,35 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     )
 
 
+LARGEST_COORDINATE = 1e6
+"""Positions beyond this (in the frames' unit) are refused: float32 distances lose their
+digits long before (1e6 Å is 0.1 mm), and squares overflow near 1e19."""
+
+
+def _check_trainable(frames: Frames) -> None:
+    """Refuse, before any work, frames no model can be trained on: absurd coordinates."""
+    largest = float(np.abs(frames.positions).max())
+    if largest > LARGEST_COORDINATE:
+        raise ValueError(
+            f"frames: positions reach {largest:.3g} {frames.unit}, beyond "
+            f"{LARGEST_COORDINATE:.0e}, which float32 training cannot use; check the unit "
+            "and the file"
+        )
+
+
+def _check_varies(frames: Frames, aligned: np.ndarray) -> None:
+    """Refuse frames that are all one structure (up to a rigid motion): nothing to learn."""
+    spread = float(np.max(np.std(aligned, axis=0))) if len(aligned) > 1 else 0.0
+    size = float(np.max(np.abs(aligned))) if aligned.size else 0.0
+    if spread <= 1e-6 * max(size, 1e-30):
+        what = "one frame shows" if frames.n_frames == 1 else f"all {frames.n_frames} frames show"
+        raise ValueError(
+            f"frames: {what} one structure (after alignment no coordinate varies "
+            f"by more than {spread:.2g} {frames.unit}): there is nothing to learn; train on "
+            "a trajectory whose frames differ"
+        )
+
+
 def _resolve_decoder(decoder: str | None, n_atoms: int, dim: int) -> str:
     """The decoder to train: ``decoder``, or the default for a molecule of this size."""
     smallest = 4 if dim == 3 else 3
@@ -1017,6 +1046,7 @@ def _prepare_training(
     metadata : dict
         Units, atoms and bonds, training statistics and structure checks.
     """
+    _check_trainable(frames)
     model_bonds = resolve_bonds(frames, bonds=bonds)
     decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     if features == "torsions" and dihedrals is None:
@@ -1044,6 +1074,7 @@ def _prepare_training(
         bonds=model_bonds if decoder == "internal" else None,
     )
     prepared = pipeline.fit_transform(frames)
+    _check_varies(frames, prepared.aligned)
     config = VAEConfig(
         n_features=pipeline.n_features,
         latent_dim=latent_dim,
