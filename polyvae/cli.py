@@ -773,6 +773,8 @@ _CLI_WORDS = (
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
     ("noise_rms must", "--noise-rms must"),
     ("patience must", "--patience must"),
+    ("the number of structures n must", "-n must"),
+    ("latent_dim must be at most the", "--latent-dim must be at most the"),
     ("continue the run with resume=", "continue it with --resume "),
     ("(continue training with resume=", "(continue training with --resume "),
     ("resume: ", "--resume: "),

@@ -1047,6 +1047,11 @@ def _prepare_training(
         Units, atoms and bonds, training statistics and structure checks.
     """
     _check_trainable(frames)
+    if latent_dim > frames.n_atoms * frames.dim:
+        raise ValueError(
+            f"latent_dim must be at most the {frames.n_atoms * frames.dim} coordinates of a "
+            f"frame; got {latent_dim}"
+        )
     model_bonds = resolve_bonds(frames, bonds=bonds)
     decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     if features == "torsions" and dihedrals is None:

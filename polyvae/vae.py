@@ -110,6 +110,10 @@ LENGTH_UNITS = {"Å": 1.0, "A": 1.0, "Angstrom": 1.0, "angstrom": 1.0, "nm": 10.
 """Length units frames are converted between, in Å."""
 
 
+MAX_GENERATED_NUMBERS = (1 << 31) - 1
+"""Most numbers one :meth:`VAEModel.generate` returns (XLA's array index limit)."""
+
+
 def _default_names(names) -> bool:
     """Whether ``names`` are the placeholders ``B0, B1, ...`` of frames without names."""
     return all(n == f"B{i}" for i, n in enumerate(names))
@@ -560,6 +564,13 @@ class VAEModel:
         ndarray (n, N, D) in the aligned frame, float32 (or (n, F) for non-coordinate data)
         """
         ensure_int(n, "n", 1)
+        numbers = int(n) * max(1, self.config.n_features)
+        if numbers > MAX_GENERATED_NUMBERS:
+            most = MAX_GENERATED_NUMBERS // max(1, self.config.n_features)
+            raise ValueError(
+                f"the number of structures n must be at most {most} for this model (one call's array is "
+                f"limited to 2^31 numbers); got {n}: generate in parts with other seeds"
+            )
         latent = ensure_choice(
             latent or ("prior" if self.latent_codes is None else "training"),
             "latent",

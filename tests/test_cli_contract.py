@@ -560,3 +560,17 @@ def test_frames_no_model_can_learn_are_refused_before_training(tmp_path, capsys,
         _fail(capsys, ["train", tmp_path / f"{name}.npz", "--epochs", "2000", *batch,
                        "-o", tmp_path / f"{name}.polyvae"], message)  # fmt: skip
         assert not (tmp_path / f"{name}.polyvae").exists()
+
+
+def test_absurd_sizes_are_refused_naming_the_option(ws, tmp_path, capsys):
+    _fail(
+        capsys,
+        ["generate", ws / "m.polyvae", "-n", "100000000000", "-o", tmp_path / "g.npz"],
+        r"^polyvae: error: -n must be at most \d+ for this model \(one call's array "
+        r"is limited to 2\^31 numbers\); got 100000000000: generate in parts with other seeds",
+    )
+    _fail(
+        capsys,
+        ["train", ws / "traj.npz", *FAST, "--latent-dim", "100000", "-o", tmp_path / "m.polyvae"],
+        r"--latent-dim must be at most the 15 coordinates of a frame; got 100000",
+    )
