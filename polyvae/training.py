@@ -1047,7 +1047,7 @@ def _prepare_training(
         Units, atoms and bonds, training statistics and structure checks.
     """
     _check_trainable(frames)
-    if latent_dim > frames.n_atoms * frames.dim:
+    if isinstance(latent_dim, int) and latent_dim > frames.n_atoms * frames.dim:
         raise ValueError(
             f"latent_dim must be at most the {frames.n_atoms * frames.dim} coordinates of a "
             f"frame; got {latent_dim}"
