@@ -280,3 +280,17 @@ def ensure_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
     return value
+
+
+def ensure_frames_selected(n_frames: int, start, stop, step) -> range:
+    """The frames ``range(n_frames)[start:stop:step]``; ValueError naming the arguments
+    given when it is empty."""
+    chosen = range(n_frames)[slice(start, stop, step)]
+    if len(chosen) == 0:
+        given = [f"{k}={v!r}" for k, v in (("start", start), ("stop", stop), ("step", step))]
+        given = [g for g in given if not g.endswith("=None")]
+        raise ValueError(
+            f"{', '.join(given) or 'the frame range'} select no frames of the {n_frames}-frame "
+            "trajectory"
+        )
+    return chosen

@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -679,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_atom_numbers,
         default=None,
         metavar="LIST|FILE",
-        help="colvars, plumed: the engine's 1-based numbers of the model's atoms, "
+        help="colvars, plumed, torchscript: the engine's 1-based numbers of the model's atoms, "
         "e.g. 1-12 or 1-5,8,10-12, or a file of numbers (default: those stored with a model "
         "trained through a topology; needed for a model trained on .npz frames)",
     )
@@ -772,6 +773,12 @@ _CLI_WORDS = (
     ),
     ("percentiles must be a stored band", "--percentiles must be a stored band"),
     ("noise_rms must", "--noise-rms must"),
+    ("batch_size=", "--batch-size "),
+    ("use a smaller batch_size", "use a smaller --batch-size"),
+    ("start=", "--start "),
+    (", stop=", ", --stop "),
+    (", step=", ", --step "),
+    ("steps must be", "--steps must be"),
     ("patience must", "--patience must"),
     ("the number of structures n must", "-n must"),
     ("latent_dim must be at most the", "--latent-dim must be at most the"),
@@ -823,7 +830,9 @@ def cli_message(text: str) -> str:
     """A library message as one line, with argument names as command-line flags."""
     text = " ".join(str(text).split())
     for python, flag in _CLI_WORDS:
-        text = text.replace(python, flag)
+        # a name inside a longer word or flag stays (no "----patience", no "fractio-n")
+        edge = r"(?<![\w-])" if python[:1].isalnum() or python[:1] == "_" else ""
+        text = re.sub(edge + re.escape(python), lambda _m, flag=flag: flag, text)
     return text
 
 
@@ -1100,8 +1109,8 @@ def _cmd_export(a) -> int:
         raise ValueError("export colvar needs the trajectories to encode (TRAJ ...)")
     if a.target != "colvar" and a.data:
         raise ValueError(f"export {a.target} takes no trajectories; got {len(a.data)}")
-    if a.atoms is not None and a.target not in ("colvars", "plumed"):
-        raise ValueError(f"--atoms applies to export colvars and plumed, not {a.target}")
+    if a.atoms is not None and a.target == "colvar":
+        raise ValueError("--atoms applies to export colvars, plumed and torchscript, not colvar")
     kind = "dir" if a.target in ("colvars", "plumed") else "file"
     out = _output(a, kind=kind, suffixes=(".pt", ".ptc") if a.target == "torchscript" else None)
     model = load_model(a.model)
@@ -1113,7 +1122,8 @@ def _cmd_export(a) -> int:
     elif a.target == "plumed":
         path = export.write_plumed(model, out, atoms=a.atoms)
     else:
-        path = export.write_torchscript(model, out)
+        spec = model if a.atoms is None else export.encoder_spec(model, atoms=a.atoms)
+        path = export.write_torchscript(spec, out)
     _report(f"{a.target} export written to {path}")
     return 0
 

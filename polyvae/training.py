@@ -598,14 +598,15 @@ def fit(
     ValueError
         Shapes that do not match the model, NaN/inf rows (the first one is named),
         rows that are not one-hot for a categorical likelihood, fewer training rows
-        than one batch, ``block_frames`` < ``batch_size``.
+        than one batch.
     """
     if not isinstance(config, VAEConfig):
         raise TypeError(f"config must be a VAEConfig; got {type(config).__name__}")
     tc = TrainConfig() if train_config is None else train_config
     if not isinstance(tc, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig; got {type(tc).__name__}")
-    ensure_int(block_frames, "block_frames", tc.batch_size, "at least batch_size")
+    ensure_int(block_frames, "block_frames", 1)
+    block_frames = max(int(block_frames), tc.batch_size)  # a block holds whole batches
     x = _host_matrix(features, "features", None, config.n_features, config)
     arrays = [x]
     if _check_inputs_given(config, inputs):
@@ -763,12 +764,18 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     means, _ = sample(model.params, n, model.config, key=k_x, z=z, mean_only=True)
     draws, sigma = np.asarray(draws), model.decoder_sigma
     scan = {}
-    for weight in CARTESIAN_WEIGHTS:
-        generated = model.pipeline.inverse_transform(
-            draws, sigma, cartesian_weight=weight, start=np.asarray(means)
-        )
-        w1 = distance_marginals(aligned, generated).to_dict()["mean_w1_normalized"]
-        scan[str(weight)] = round(float(w1), 4)
+    quiet = logging.getLogger("polyvae.analysis.marginals")  # its notes are the scan's own
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for weight in CARTESIAN_WEIGHTS:
+            generated = model.pipeline.inverse_transform(
+                draws, sigma, cartesian_weight=weight, start=np.asarray(means)
+            )
+            w1 = distance_marginals(aligned, generated).to_dict()["mean_w1_normalized"]
+            scan[str(weight)] = round(float(w1), 4)
+    finally:
+        quiet.setLevel(level)
     best = float(min(scan, key=scan.get))
     logger.info("internal decoder: Cartesian weight scan (mean W1/sigma) %s", scan)
     layout = replace(model.pipeline.layout, cartesian_weight=best)

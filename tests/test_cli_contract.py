@@ -574,3 +574,37 @@ def test_absurd_sizes_are_refused_naming_the_option(ws, tmp_path, capsys):
         ["train", ws / "traj.npz", *FAST, "--latent-dim", "100000", "-o", tmp_path / "m.polyvae"],
         r"--latent-dim must be at most the 15 coordinates of a frame; got 100000",
     )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "{traj}", "--patience", "-1", "-o", "{tmp}/x.polyvae"],
+         r"^polyvae: error: --patience must be a number of epochs >= 1, or 0 to train all "
+         r"--epochs; got -1$"),
+        (["train", "{traj}", "--batch-size", "100000", "-o", "{tmp}/x.polyvae"],
+         r"^polyvae: error: --batch-size 100000 is larger than the \d+ training frames left after "
+         r"the validation split of 64 frames; use a smaller --batch-size or more frames$"),
+        (["optimize", "{model}", "--steps", "-3", "-o", "{tmp}/o.npz"],
+         r"^polyvae: error: --steps must be >= 4 \(at least one per penalty round\); got -3$"),
+        (["encode", "{model}", "{traj}", "--start", "1000", "-o", "{tmp}/c.npz"],
+         r"^polyvae: error: --start 1000 select no frames of the 64-frame trajectory$"),
+        (["export", "torchscript", "{model}", "--atoms", "1-5", "-o", "{tmp}/m.pt"],
+         r"^polyvae: error: a position-input encoder aligned by 'principal' cannot be reproduced "
+         r"by an engine"),
+    ],
+    ids=["patience", "batch-size", "steps", "start", "torchscript-atoms"],
+)  # fmt: skip
+def test_messages_say_what_the_user_typed(ws, tmp_path, capsys, args, message):
+    fill = {"traj": ws / "traj.npz", "model": ws / "m.polyvae", "tmp": tmp_path}
+    _fail(capsys, [a.format(**fill) for a in args], message)
+
+
+def test_the_cartesian_weight_scan_keeps_its_notes_to_itself(tmp_path, capsys):
+    # unit bonds: rigid pairs, whose note the scan's four measurements printed four times
+    np.savez(tmp_path / "t.npz", arr=random_chain(np.random.default_rng(1), 64, 5, 3))
+    assert (
+        main(["-q", "train", str(tmp_path / "t.npz"), *FAST, "-o", str(tmp_path / "m.polyvae")])
+        == 0
+    )
+    assert "rigid training distance" not in capsys.readouterr().err

@@ -230,7 +230,9 @@ def test_optimize_errors(small_model):
         optimize_latent(model, learning_rate=-1.0)
     with pytest.raises(ValueError, match="prior_weight must be a finite number >= 0; got -1.0"):
         optimize_latent(model, prior_weight=-1.0)
-    with pytest.raises(ValueError, match="steps must be >= 4 .at least rounds.; got 2"):
+    with pytest.raises(
+        ValueError, match=r"steps must be >= 4 \(at least one per penalty round\); got 2"
+    ):
         optimize_latent(model, steps=2)
     with pytest.raises(ValueError, match="penalty_growth must be a finite number >= 1; got 0.5"):
         optimize_latent(model, penalty_growth=0.5)

@@ -353,7 +353,7 @@ def optimize_latent(
         raise TypeError(f"objective must be a name or a callable; got {type(objective).__name__}")
     ensure_int(n_starts, "n_starts", 1)
     ensure_int(rounds, "rounds", 1)
-    ensure_int(steps, "steps", rounds, what="at least rounds")
+    ensure_int(steps, "steps", rounds, what="at least one per penalty round")
     ensure_int(n_candidates, "n_candidates", n_starts, what="at least n_starts")
     ensure_number(learning_rate, "learning_rate", minimum=0, exclusive=True)
     ensure_number(prior_weight, "prior_weight", minimum=0)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._checks import ensure_frames_selected
 from polyvae.frames import Frames
 from polyvae.io.pbc import Unwrapper, has_box, resolve_unwrap
 from polyvae.io.xtc import check_xtc
@@ -285,12 +286,7 @@ def _plan(traj: Any, start, stop, step) -> tuple[range, int, str | None, str | N
                 n_total += 1
             break
         offset += reader.n_frames
-    requested = range(n_total)[slice(start, stop, step)]
-    if len(requested) == 0:
-        raise ValueError(
-            f"start={start!r}, stop={stop!r}, step={step!r} select no frames of the "
-            f"{traj.n_frames}-frame trajectory"
-        )
+    requested = ensure_frames_selected(n_total, start, stop, step)
     return requested, limit, reason, path
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvae._checks import ensure_frames_selected
 from polyvae._outputs import atomic_output, check_suffix, savez
 from polyvae.frames import Frames
 
@@ -174,6 +175,7 @@ def _npz(paths: list[Path], start, stop, step) -> Frames:
     from polyvae.io.npz import read_npz
 
     frames = Frames.concat([read_npz(p) for p in paths], labels=[repr(str(p)) for p in paths])
+    ensure_frames_selected(frames.n_frames, start, stop, step)
     return frames[slice(start, stop, step)]
 
 
