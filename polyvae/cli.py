@@ -740,6 +740,12 @@ MANY_ATOMS_WITHOUT_TOP = 300
 #: this table once.
 _CLI_WORDS = (
     ("pass allow_truncated=True to go on", "add --allow-truncated to go on"),
+    ("frames read are kept in this error's .frames", "frames read before it can be used"),
+    (
+        "of them are kept in this error's .frames (read_frames keeps all)",
+        "frames read before it can be used",
+    ),
+    ("continue one with resume=", "continue one with --resume "),
     ("pass guess_bonds=True", "add --guess-bonds"),
     ('pass bonds="auto"', "use --bonds auto (the default)"),
     ('bonds="guess"', "--bonds guess"),

@@ -160,13 +160,25 @@ class TrainingDivergedError(FloatingPointError):
         Per-epoch history up to the last finite epoch.
     """
 
-    def __init__(self, epoch: int, params: dict, history: dict, saved_to=None, output=None):
+    def __init__(
+        self,
+        epoch: int,
+        params: dict,
+        history: dict,
+        saved_to=None,
+        output=None,
+        output_existed: bool = True,
+    ):
         self.epoch, self.params, self.history, self.saved_to = epoch, params, history, saved_to
         where = ""
         if saved_to is not None:
             where = f"; they were saved to {saved_to}"
         if output is not None:
-            where += f" and {output} was left as it was"
+            where += (
+                f" and {output} was left as it was"
+                if output_existed
+                else f" and nothing was written to {output}"
+            )
         super().__init__(
             f"training diverged: the loss became NaN or inf in epoch {epoch}; the parameters "
             f"from epoch {epoch - 1} are kept{where}. Try a smaller learning rate."
@@ -1226,6 +1238,7 @@ def _train(
     if weights is not None:
         metadata["weights"] = _weights_record(weights, frames.n_frames)
     kept = {}
+    existed = output is not None and os.path.exists(output)
 
     def keep(state, history, interrupted):
         kept["state"] = state
@@ -1253,8 +1266,9 @@ def _train(
         last = VAEModel(config, err.params, pipeline, tconfig, err.history, metadata)
         saved = last.save(_diverged_path(output))
         raise TrainingDivergedError(
-            err.epoch, err.params, err.history, saved_to=saved, output=output
-        ) from None
+            err.epoch, err.params, err.history, saved_to=saved, output=output,
+            output_existed=existed,
+        ) from None  # fmt: skip
     return _finished_model(
         config,
         params,

@@ -665,7 +665,12 @@ class VAEModel:
             if config.get("resume") is not None:
                 state = TrainState.from_archive(config["resume"], arrays, params)
             latent = {k[7:]: v for k, v in arrays.items() if k.startswith("latent/")}
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise ValueError(
+                f"model file {str(path)!r} is incomplete: it lacks {exc.args[0]!r}, which every "
+                "model file polyvae writes has; the file is damaged or not written by polyvae"
+            ) from exc
+        except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
             ) from exc

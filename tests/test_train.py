@@ -182,6 +182,10 @@ def test_divergence_saves_last_finite_model_when_output_set(tmp_path):
     assert info.value.saved_to == tmp_path / "m.diverged.polyvae"
     kept = polyvae.load_model(info.value.saved_to)
     assert kept.config.sigma == 1e-30 and good.config.sigma is None
+    new = tmp_path / "new.polyvae"  # a path that held nothing: nothing was written there
+    with pytest.raises(TrainingDivergedError, match=r"and nothing was written to .*new.polyvae\."):
+        polyvae.train(x, hidden=(8,), epochs=3, sigma=1e-30, output=new, progress=False)
+    assert not new.exists()
 
 
 @pytest.mark.parametrize(

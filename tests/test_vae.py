@@ -122,6 +122,14 @@ def test_bad_model_files(small_model, tmp_path):
     newer = _rewrite(good, tmp_path / "newer.polyvae", json.dumps({**cfg, "format_version": 99}))
     with pytest.raises(ValueError, match="format version 99.*upgrade polyvae"):
         polyvae.load_model(newer)
+    no_model = _rewrite(
+        good,
+        tmp_path / "nomodel.polyvae",
+        json.dumps({k: v for k, v in cfg.items() if k != "model"}),
+    )
+    with pytest.raises(ValueError, match=r"is incomplete: it lacks 'model', which every model file "
+                       r"polyvae writes has; the file is damaged or not written by polyvae$"):  # fmt: skip
+        polyvae.load_model(no_model)
     broken = _rewrite(good, tmp_path / "json.polyvae", b"{not json")
     with pytest.raises(ValueError, match="config.json is not valid JSON"):
         polyvae.load_model(broken)
