@@ -246,7 +246,7 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
         ),
         (
             ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--batch-size", "500"],
-            "batch_size=500 is larger",
+            "--batch-size 500 is larger",
         ),
         (
             ["encode", "{d}/m.polyvae", "{d}/other.npz", "-o", "{d}/x.npz"],
