@@ -122,6 +122,13 @@ class AtomInfo:
             raise ValueError(f"{where} has {len(indices)} indices but {n} names")
         if indices is not None and n and indices.min() < 0:
             raise ValueError(f"{where}: 'indices' holds a negative index ({indices.min()})")
+        for key in ("masses", "resnames", "resids"):
+            given = d.get(key)
+            if isinstance(given, list) and names is not None and len(given) != n:
+                raise ValueError(
+                    f"{where}: 'names' lists {n} atoms but {key!r} {len(given)}: the lists "
+                    "must describe the same atoms (was one of them edited?)"
+                )
         masses = _num_list(d, "masses", n, where, integer=False)
         if masses is not None and not (np.all(np.isfinite(masses)) and np.all(masses > 0)):
             raise ValueError(f"{where}: 'masses' must be finite and positive")

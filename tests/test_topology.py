@@ -45,6 +45,15 @@ def test_atominfo_refuses_bad_bonds(bonds, message):
         AtomInfo.from_dict({"names": ["A", "B", "C"], "bonds": bonds})
 
 
+def test_atominfo_with_an_edited_names_list_says_so():
+    with pytest.raises(
+        ValueError,
+        match=r"^metadata: 'names' lists 2 atoms but 'masses' 3: the lists must describe the "
+        r"same atoms \(was one of them edited\?\)$",
+    ):
+        AtomInfo.from_dict({"names": ["A", "B"], "masses": [1.0, 1.0, 1.0]}, "metadata")
+
+
 # ---- Frames and .npz ----------------------------------------------------------------------
 def test_frames_keep_bonds_through_slicing_concat_and_npz(tmp_path):
     f = Frames(X3, bonds=[[0, 1], [1, 2], [2, 3]])
