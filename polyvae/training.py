@@ -977,19 +977,7 @@ def train(
 
         check_output(output, name="output")
     if resume is not None:
-        given = dict(
-            latent_dim=latent_dim,
-            hidden=hidden,
-            activation=activation,
-            beta=beta,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            validation_fraction=validation_fraction,
-            patience=patience,
-            align=align,
-            features=features,
-        )
+        given = {k: v for k, v in locals().items() if k in RESUMED_SETTINGS}
         previous = _resumable(resume, frames, epochs, weights, given)
         metadata = {k: v for k, v in previous.metadata.items() if k != "cartesian_weight_scan"}
         return _train(
