@@ -1250,7 +1250,10 @@ def _execute_in_child(args) -> int:
             os._exit(code)
 
     def forward(signum, _frame):  # kill PID, a scheduler's SIGTERM/SIGHUP stop the work too
-        os.kill(pid, signum)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:  # the child has just ended
+            pass
 
     # Ctrl-C reaches the child twice (the process group's signal and this one's): it takes
     # a repeat within REPEAT_SIGNAL_S as the same request
