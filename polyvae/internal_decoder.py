@@ -49,6 +49,7 @@ __all__ = [
     "REFINE_MAX_STEP",
     "CONTACT_SKIN",
     "CHIRAL_HANDEDNESS",
+    "MIRRORED_REACH",
     "CARTESIAN_WEIGHTS",
     "STIFF_TORSION",
 ]
@@ -70,6 +71,11 @@ CHIRAL_HANDEDNESS = 0.2
 """Branched atoms whose rebuilt handedness (signed volume over the bond lengths'
 product; about 0.5 when tetrahedral) exceeds this in magnitude keep their side in
 :meth:`InternalLayout.refine`."""
+
+MIRRORED_REACH = 2
+"""Where the Cartesian expert (its draw or its mean) has a chiral centre on the other
+side than the internal expert, :meth:`InternalLayout.refine` drops the Cartesian
+expert's term for the atoms within this many bonds of the centre."""
 
 CONTACT_SKIN = 0.03
 """The refinement repels contact pairs below their class's closest training distance
@@ -362,6 +368,78 @@ class InternalLayout:
         ]
         return np.asarray(quads, np.int64).reshape(-1, 4)
 
+    @cached_property
+    def _chiral_reach(self) -> np.ndarray:
+        """(C, R) the atoms within :data:`MIRRORED_REACH` bonds of each centre of
+        :attr:`_chiral_quads` (the centre included), padded with ``n_atoms``."""
+        quads = self._chiral_quads
+        nb = geometry.neighbours(self.n_atoms, self.bonds)
+        rows = []
+        for c in quads[:, 0]:
+            seen, front = {int(c)}, {int(c)}
+            for _ in range(MIRRORED_REACH):
+                front = {j for i in front for j in nb[i]} - seen
+                seen |= front
+            rows.append(sorted(seen))
+        width = max((len(r) for r in rows), default=0)
+        out = np.full((len(rows), width), self.n_atoms, np.int64)
+        for k, r in enumerate(rows):
+            out[k, : len(r)] = r
+        return out
+
+    @cached_property
+    def _tetrahedral(self) -> np.ndarray:
+        """(C,) bool: centres of :attr:`_chiral_quads` with four bonded neighbours
+        (sp3; three neighbours are most often a planar sp2 centre)."""
+        degree = np.bincount(self.bonds.reshape(-1), minlength=self.n_atoms)
+        return degree[self._chiral_quads[:, 0]] == 4
+
+    def _mirrored(self, handed, x):
+        """(..., C) bool: the tetrahedral centres of :attr:`_chiral_quads` that ``x``
+        has on the other side than ``handed`` (the internal expert's) says."""
+        import jax.numpy as jnp
+
+        have = _handedness(x, self._chiral_quads)
+        chiral = (jnp.abs(handed) > CHIRAL_HANDEDNESS) & jnp.asarray(self._tetrahedral)
+        return chiral & (jnp.sign(have) != jnp.sign(handed))
+
+    def _grafted(self, x, rebuilt, mirrored):
+        """``x`` (..., N, D) with the atoms around each ``mirrored`` centre (within
+        :data:`MIRRORED_REACH` bonds) replaced by ``rebuilt``'s, superposed on them
+        (a proper rotation, so the rebuilt handedness stays), and a (..., N) mask of
+        the replaced atoms. Atoms near several such centres take the mean. Memory
+        linear in the atom count (gathers and scatters of the neighbourhoods)."""
+        import jax.numpy as jnp
+
+        n, reach = self.n_atoms, self._chiral_reach
+        lead = x.shape[:-2]
+        if reach.size == 0:
+            return x, jnp.zeros(lead + (n,), x.dtype)
+        idx = jnp.asarray(np.minimum(reach, n - 1))
+        w = jnp.asarray(reach < n, x.dtype)  # (C, R): padding weighs nothing
+        w = w / jnp.sum(w, axis=-1, keepdims=True)
+        p, q = rebuilt[..., idx, :], x[..., idx, :]  # (..., C, R, D)
+        pc = jnp.sum(p * w[..., None], axis=-2, keepdims=True)
+        qc = jnp.sum(q * w[..., None], axis=-2, keepdims=True)
+        h = jnp.swapaxes((p - pc) * w[..., None], -1, -2) @ (q - qc)
+        u, _, vt = jnp.linalg.svd(h)
+        d = jnp.sign(jnp.linalg.det(u @ vt))
+        d = jnp.where(d == 0, 1.0, d)
+        fix = jnp.concatenate([jnp.ones(h.shape[:-1])[..., :-1], d[..., None]], axis=-1)
+        rot = jnp.swapaxes(vt, -1, -2) @ (fix[..., :, None] * jnp.swapaxes(u, -1, -2))
+        local = (p - pc) @ jnp.swapaxes(rot, -1, -2) + qc  # (..., C, R, D)
+        take = (mirrored[..., None] & (jnp.asarray(reach) < n)).astype(x.dtype)  # (..., C, R)
+        flat = jnp.asarray(reach.reshape(-1))
+        total = jnp.zeros(lead + (n + 1, x.shape[-1]), x.dtype)
+        total = total.at[..., flat, :].add(
+            (local * take[..., None]).reshape(lead + (-1, x.shape[-1]))
+        )
+        count = jnp.zeros(lead + (n + 1,), x.dtype).at[..., flat].add(take.reshape(lead + (-1,)))
+        count, total = count[..., :n], total[..., :n, :]
+        moved = count > 0
+        out = jnp.where(moved[..., None], total / jnp.maximum(count, 1.0)[..., None], x)
+        return out, moved.astype(x.dtype)
+
     @property
     def n_contacts(self) -> int:
         """K: contact pairs per structure that :meth:`refine` repels (the closest ones)."""
@@ -474,7 +552,19 @@ class InternalLayout:
         rebuilt = self._superposed_rebuild(internal_features, start)
         # the handedness of the internal expert's structure, kept by every start
         handed = jax.lax.stop_gradient(_handedness(rebuilt, self._chiral_quads))
-        args = (anchor, internal_features, cartesian_sigma, internal_sigma, weight, handed)
+        # where the Cartesian start mirrors a centre, its neighbourhood is taken from
+        # the rebuilt structure, and the Cartesian expert gives up those atoms
+        start, free_atoms = self._grafted(start, rebuilt, self._mirrored(handed, start))
+        free_atoms = jax.lax.stop_gradient(free_atoms)
+        args = (
+            anchor,
+            internal_features,
+            cartesian_sigma,
+            internal_sigma,
+            weight,
+            1.0 - free_atoms,
+            handed,
+        )
         n_steps = REFINE_STEPS if steps is None else int(steps)
         if n_steps == 0:
             e_start = self._energy(*args, *self._near_pairs(start))(start)
@@ -515,11 +605,15 @@ class InternalLayout:
         cartesian_sigma,
         internal_sigma,
         weight,
+        kept,
         handed,
         pairs,
         mins,
     ):
         """The energy (...,) of structures x (..., N, D), as a function of x.
+
+        ``kept`` (..., N) weighs each atom's term of the Cartesian expert (0 near a
+        centre the experts disagree on, see :meth:`_cartesian_free`).
 
         The two experts' energies, the contact pairs' repulsion, and a restraint that
         keeps each branched atom (:attr:`_chiral_quads`) at least half as chiral as
@@ -545,7 +639,8 @@ class InternalLayout:
         quads = self._chiral_quads
 
         def energy(x):
-            e_cart = 0.5 * weight * jnp.sum(((x - anchor) * inv_c) ** 2, axis=(-2, -1))
+            per_atom = jnp.sum(((x - anchor) * inv_c) ** 2, axis=-1)
+            e_cart = 0.5 * weight * jnp.sum(kept * per_atom, axis=-1)
             d = self.measure(x) - target
             e_int = jnp.where(circ, 1.0 - jnp.cos(d), 0.5 * d**2) * inv_q**2
             close = jax.nn.relu(mins - _gathered_distances(x, pairs))
@@ -556,7 +651,16 @@ class InternalLayout:
         return energy
 
     def _minimize(
-        self, x0, anchor, internal_features, cartesian_sigma, internal_sigma, weight, handed, steps
+        self,
+        x0,
+        anchor,
+        internal_features,
+        cartesian_sigma,
+        internal_sigma,
+        weight,
+        kept,
+        handed,
+        steps,
     ):
         """``steps`` L-BFGS iterations on each structure of ``x0`` (..., N, D) alone,
         repelling the contact pairs of ``x0``; returns the structures and their energies
@@ -584,6 +688,7 @@ class InternalLayout:
             jnp.broadcast_to(internal_features, lead + (self.n_internal,)).reshape(
                 b, self.n_internal
             ),
+            jnp.broadcast_to(kept, lead + kept.shape[-1:]).reshape(b, kept.shape[-1]),
             jnp.broadcast_to(handed, lead + handed.shape[-1:]).reshape(b, handed.shape[-1]),
             pairs.reshape((b,) + pairs.shape[-2:]),
             mins.reshape(b, mins.shape[-1]),
@@ -592,9 +697,9 @@ class InternalLayout:
         max_step = REFINE_MAX_STEP * bond
         opt = optax.scale_by_lbfgs()
 
-        def one(x, anchor, features, handed, pairs, mins):
+        def one(x, anchor, features, kept, handed, pairs, mins):
             energy = self._energy(
-                anchor, features, cartesian_sigma, internal_sigma, weight, handed, pairs, mins
+                anchor, features, cartesian_sigma, internal_sigma, weight, kept, handed, pairs, mins
             )
             value_and_grad = jax.value_and_grad(energy)
 

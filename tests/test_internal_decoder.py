@@ -391,3 +391,29 @@ def test_a_contact_class_without_pairs_survives_the_model_file(tmp_path):
     model = polyvae.train(x, epochs=1, hidden=(8,), progress=False, output=tmp_path / "m.polyvae")
     assert np.isinf(polyvae.load_model(tmp_path / "m.polyvae").pipeline.layout.contact_min[1])
     assert model.pipeline.layout is not None
+
+
+def test_refine_leaves_a_centre_that_both_cartesian_structures_mirror_to_the_internal_expert(
+    peptide_md,
+):
+    """Anchor and start both mirror the Cα, and the Cartesian expert is tight: the
+    refined structure still has the internal handedness, and the bond angles at the Cα
+    stay within MD's range (the neighbourhood is taken from the internal expert, not
+    pushed through the plane and bent)."""
+    x = np.asarray(peptide_md.positions[:200], np.float64)
+    names = list(peptide_md.names)
+    layout = InternalLayout.fit(x, peptide_md.bonds)
+    centre = geometry.chiral_centres(len(names), layout.bonds, names)
+    sign = np.sign(geometry.chirality(x[:4], centre))
+    mirrored = np.stack([_mirrored_alanine(f, names, layout.bonds) for f in x[:4]])
+    feats = jnp.asarray(layout.features(x[:4]))
+    sig_c = jnp.full(layout.n_cartesian, 0.05)  # a tight Cartesian expert, mirrored
+    sig_q = jnp.full(layout.n_internal, 0.3)
+    got = layout.refine(jnp.asarray(mirrored), feats, sig_c, sig_q, start=jnp.asarray(mirrored))
+    got = np.asarray(got, np.float64)
+    assert (np.sign(geometry.chirality(got, centre)) == sign).all()
+    ca = int(centre[0, 0])
+    at_ca = np.asarray([t for t in geometry.angle_triples(len(names), layout.bonds) if t[1] == ca])
+    md_angles = np.degrees(geometry.bond_angles(x, at_ca))
+    angles = np.degrees(geometry.bond_angles(got, at_ca))
+    assert (angles > md_angles.min(0) - 5).all() and (angles < md_angles.max(0) + 5).all()
