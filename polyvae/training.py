@@ -1303,6 +1303,13 @@ def _finished_model(
         if pipeline is not None:
             try:
                 result.latent_codes = LatentCodes.of(result, aligned, weights)
+                if config.likelihood == "gaussian":
+                    pick = np.linspace(0, len(aligned) - 1, min(len(aligned), 256))
+                    rmsd = result.reconstruction_rmsd(aligned[np.unique(pick.round().astype(int))])
+                    result.metadata["reconstruction_rmsd"] = {
+                        "median": round(float(np.median(rmsd)), 6),
+                        "p99": round(float(np.percentile(rmsd, 99)), 6),
+                    }
             except Exception as exc:  # MemoryError, XLA's RESOURCE_EXHAUSTED, ...
                 raise PostTrainingError(step, exc, result, saved) from exc
         if config.decoder != "internal":

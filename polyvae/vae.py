@@ -44,6 +44,14 @@ __all__ = ["VAEModel", "load_model"]
 
 logger = logging.getLogger(__name__)
 
+RESEMBLANCE_FRAMES = 64
+"""Frames (evenly spaced) whose reconstruction :meth:`VAEModel.encode` compares with the
+training frames' when their atoms cannot be compared by name."""
+
+RESEMBLANCE_FACTOR = 2.0
+"""Frames whose median reconstruction RMSD exceeds this many times the training frames'
+99th percentile are reported as unlike the training frames."""
+
 _CHUNK = 8192
 
 
@@ -408,6 +416,54 @@ class VAEModel:
             return self.features(frames)
         return self.pipeline.encoder_inputs(self.own_frames(frames))
 
+    def reconstruction_rmsd(self, frames: Any) -> np.ndarray:
+        """How far each frame lies from the model's reconstruction of it: the RMSD (T,)
+        between the aligned frame and the decoder mean at its encoder mean (for the
+        internal decoder, its Cartesian part), in the model's unit.
+
+        Training keeps the median and 99th percentile over the training frames in
+        ``metadata["reconstruction_rmsd"]``; frames far beyond them are not what the
+        model was trained on (another molecule, or the atoms in another order).
+        """
+        if self.pipeline is None or self.config.likelihood != "gaussian":
+            raise ValueError("reconstruction_rmsd needs a coordinate model (frames, not features)")
+        frames = self.own_frames(frames)
+        aligned = self.pipeline.align_frames(frames)
+        mean, _ = _chunked(partial(_encode, self.config, self.params), self.inputs(aligned))
+        back = np.asarray(_chunked(jax.jit(self.structure_fn()), mean)[0], np.float64)
+        return np.sqrt(np.mean(np.sum((back - aligned) ** 2, axis=-1), axis=-1))
+
+    def _check_resemblance(self, frames: Any) -> None:
+        """Warn when frames whose atoms cannot be checked by name (no names on one side)
+        reconstruct far worse than the training frames (:meth:`reconstruction_rmsd` of up
+        to :data:`RESEMBLANCE_FRAMES` of them, median above :data:`RESEMBLANCE_FACTOR`
+        times the training frames' 99th percentile)."""
+        ref = self.metadata.get("reconstruction_rmsd")
+        if ref is None or self.pipeline is None:
+            return
+        names = self.metadata.get("names") or ()
+        given = frames.names if isinstance(frames, Frames) else ()
+        if len(names) == len(given) and not (_default_names(names) or _default_names(given)):
+            return  # compared by name (own_frames)
+        positions = frames.positions if isinstance(frames, Frames) else np.asarray(frames)
+        if positions.ndim != 3 or len(positions) == 0:
+            return
+        k = min(len(positions), RESEMBLANCE_FRAMES)
+        pick = np.unique(np.linspace(0, len(positions) - 1, k).round().astype(np.int64))
+        sample = positions[pick]
+        if isinstance(frames, Frames):
+            sample = frames[pick]
+        got = float(np.median(self.reconstruction_rmsd(sample)))
+        limit = float(ref["p99"])
+        if got > RESEMBLANCE_FACTOR * limit:
+            logger.warning(
+                "these frames reconstruct %.1fx worse than the training frames (RMSD %.3g %s, "
+                "median of %d; training 99th percentile %.3g): with no atom names to "
+                "compare, check that they hold the model's atoms in its order; if they do, "
+                "they lie outside the training ensemble and their CVs are extrapolated",
+                got / limit, got, self.unit, len(pick), limit,
+            )  # fmt: skip
+
     def own_frames(self, frames: Any) -> Any:
         """``frames`` as the model reads them: a :class:`~polyvae.frames.Frames` in another
         length unit converted to the model's (Å and nm), its atom names checked against the
@@ -469,6 +525,7 @@ class VAEModel:
         mean : ndarray (T, L)
         std : ndarray (T, L)
         """
+        self._check_resemblance(frames)
         x = self.inputs(frames)
         return _chunked(partial(_encode, self.config, self.params), x)
 
@@ -492,6 +549,8 @@ class VAEModel:
         means, stds, times = [], [], []
         pending = None
         for chunk in prefetch(chunks):
+            if not times:
+                self._check_resemblance(chunk)
             x = self.inputs(chunk)  # NumPy alignment runs while the last chunk encodes
             size = min(_CHUNK, 1 << max(x.shape[0] - 1, 0).bit_length())
             for start in range(0, x.shape[0], size):

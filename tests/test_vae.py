@@ -160,3 +160,29 @@ def test_encode_chunks_streams_to_the_same_cvs(small_model):
     np.testing.assert_array_equal(chunked[2], frames.times)
     with pytest.raises(ValueError, match="chunks held no frames"):
         model.encode_chunks(iter([]))
+
+
+def test_frames_unlike_the_training_frames_are_reported_where_names_cannot_tell(
+    peptide_md, tmp_path, caplog
+):
+    """A model trained on bare positions (no atom names) cannot check atoms by name:
+    frames with the atoms in reverse order encode with a warning that compares their
+    reconstruction with the training frames'; the training frames themselves do not."""
+    x = np.asarray(peptide_md.positions[::2], np.float32)
+    model = polyvae.train(x, epochs=20, hidden=(32, 32), decoder="cartesian", progress=False)
+    ref = model.metadata["reconstruction_rmsd"]
+    assert 0 < ref["median"] <= ref["p99"]
+    loaded = polyvae.load_model(model.save(tmp_path / "m.polyvae"))
+    assert loaded.metadata["reconstruction_rmsd"] == ref
+    caplog.set_level("WARNING", logger="polyvae")
+    loaded.encode(x[:200])
+    loaded.encode_chunks([polyvae.Frames(x[:100]), polyvae.Frames(x[100:200])])
+    assert "reconstruct" not in caplog.text
+    mean, _ = loaded.encode(x[:200, ::-1])
+    assert mean.shape == (200, 2)  # a warning, not a refusal: the CVs are there
+    assert "frames reconstruct" in caplog.text and "model's atoms in its order" in caplog.text
+    rmsd = loaded.reconstruction_rmsd(x[:200, ::-1])
+    assert np.median(rmsd) > 2 * ref["p99"]
+    caplog.clear()
+    loaded.encode_chunks([polyvae.Frames(x[:100, ::-1])])
+    assert "frames reconstruct" in caplog.text
