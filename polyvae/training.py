@@ -976,6 +976,7 @@ def train(
         from polyvae._outputs import check_output
 
         check_output(output, name="output")
+        _refuse_a_source(frames, output)
     if resume is not None:
         given = {k: v for k, v in locals().items() if k in RESUMED_SETTINGS}
         previous = _resumable(resume, frames, epochs, weights, given)
@@ -1115,6 +1116,23 @@ def _prepare_training(
     if checks is not None:
         metadata["structure_checks"] = checks.to_dict()
     return config, pipeline, prepared, metadata
+
+
+def _refuse_a_source(frames: Frames, output) -> None:
+    """ValueError when ``output`` is one of the files the frames were read from
+    (``metadata["source"]``): saving the model would replace them."""
+    if not os.path.exists(output):
+        return
+    for source in str(frames.metadata.get("source") or "").split(", "):
+        try:
+            same = bool(source) and os.path.samefile(source, output)
+        except (OSError, ValueError):
+            continue
+        if same:
+            raise ValueError(
+                f"output {str(output)!r} is a file the frames were read from, which saving "
+                "the model would replace; choose another output path"
+            )
 
 
 FINGERPRINT_FRAMES = 64

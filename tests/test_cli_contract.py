@@ -128,6 +128,10 @@ def test_an_output_that_is_the_commands_own_input_is_refused(ws, tmp_path, capsy
     _fail(capsys, ["encode", member, traj, "-o", member], r"own input \(MODEL '.*member.npz'\)")
     _fail(capsys, ["train", traj, *FAST, "--weights", traj, "-o", tmp_path / "." / "traj.npz"],
           r"own input \(TRAJ '.*traj.npz'\)")  # fmt: skip
+    frames = polyvae.read_frames(traj)  # from Python: the frames know their file
+    with pytest.raises(ValueError, match=r"^output '.*traj.npz' is a file the frames were read "
+                       "from, which saving the model would replace; choose another output path"):
+        polyvae.train(frames, epochs=1, progress=False, output=traj)  # fmt: skip
     assert {p: p.read_bytes() for p in before} == before
 
 
