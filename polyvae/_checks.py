@@ -290,7 +290,7 @@ def ensure_frames_selected(n_frames: int, start, stop, step) -> range:
         given = [f"{k}={v!r}" for k, v in (("start", start), ("stop", stop), ("step", step))]
         given = [g for g in given if not g.endswith("=None")]
         raise ValueError(
-            f"{', '.join(given) or 'the frame range'} select no frames of the {n_frames}-frame "
-            "trajectory"
+            f"{', '.join(given) or 'the frame range'} "
+            f"{'select' if len(given) > 1 else 'selects'} no frames of the {n_frames}-frame trajectory"
         )
     return chosen

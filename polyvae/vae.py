@@ -622,7 +622,7 @@ class VAEModel:
         -------
         ndarray (n, N, D) in the aligned frame, float32 (or (n, F) for non-coordinate data)
         """
-        ensure_int(n, "n", 1)
+        ensure_int(n, "the number of structures n", 1)
         numbers = int(n) * max(1, self.config.n_features)
         if numbers > MAX_GENERATED_NUMBERS:
             most = MAX_GENERATED_NUMBERS // max(1, self.config.n_features)

@@ -252,7 +252,7 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
             ["encode", "{d}/m.polyvae", "{d}/other.npz", "-o", "{d}/x.npz"],
             "has 7 atoms in 2D but the model",
         ),
-        (["generate", "{d}/m.polyvae", "-n", "0", "-o", "{d}/x.npz"], "n must be >= 1"),
+        (["generate", "{d}/m.polyvae", "-n", "0", "-o", "{d}/x.npz"], "-n must be >= 1"),
         (
             ["train", "{d}/traj.npz", "-o", "{d}/x.polyvae", "--patience", "-2"],
             "--patience must be a number of epochs >= 1, or 0 to train all --epochs; got -2",

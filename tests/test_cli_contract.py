@@ -129,8 +129,11 @@ def test_an_output_that_is_the_commands_own_input_is_refused(ws, tmp_path, capsy
     _fail(capsys, ["train", traj, *FAST, "--weights", traj, "-o", tmp_path / "." / "traj.npz"],
           r"own input \(TRAJ '.*traj.npz'\)")  # fmt: skip
     frames = polyvae.read_frames(traj)  # from Python: the frames know their file
-    with pytest.raises(ValueError, match=r"^output '.*traj.npz' is a file the frames were read "
-                       "from, which saving the model would replace; choose another output path"):
+    with pytest.raises(
+        ValueError,
+        match=r"^output '.*traj.npz' is a file the frames were read "
+        "from, which saving the model would replace; choose another output path",
+    ):
         polyvae.train(frames, epochs=1, progress=False, output=traj)  # fmt: skip
     assert {p: p.read_bytes() for p in before} == before
 
@@ -592,12 +595,16 @@ def test_absurd_sizes_are_refused_naming_the_option(ws, tmp_path, capsys):
         (["optimize", "{model}", "--steps", "-3", "-o", "{tmp}/o.npz"],
          r"^polyvae: error: --steps must be >= 4 \(at least one per penalty round\); got -3$"),
         (["encode", "{model}", "{traj}", "--start", "1000", "-o", "{tmp}/c.npz"],
-         r"^polyvae: error: --start 1000 select no frames of the 64-frame trajectory$"),
+         r"^polyvae: error: --start 1000 selects no frames of the 64-frame trajectory$"),
+        (["encode", "{model}", "{traj}", "--start", "100", "--stop", "5", "-o", "{tmp}/c.npz"],
+         r"^polyvae: error: --start 100, --stop 5 select no frames of the 64-frame trajectory$"),
+        (["generate", "{model}", "-n", "-3", "-o", "{tmp}/g.npz"],
+         r"^polyvae: error: -n must be >= 1; got -3$"),
         (["export", "torchscript", "{model}", "--atoms", "1-5", "-o", "{tmp}/m.pt"],
          r"^polyvae: error: a position-input encoder aligned by 'principal' cannot be reproduced "
          r"by an engine"),
     ],
-    ids=["patience", "batch-size", "steps", "start", "torchscript-atoms"],
+    ids=["patience", "batch-size", "steps", "start", "start-stop", "generate-n", "torchscript-atoms"],
 )  # fmt: skip
 def test_messages_say_what_the_user_typed(ws, tmp_path, capsys, args, message):
     fill = {"traj": ws / "traj.npz", "model": ws / "m.polyvae", "tmp": tmp_path}
