@@ -1,5 +1,6 @@
 """The command line on real MD files: AdK (PSF + DCD) from MDAnalysisTests."""
 
+import gc
 import json
 import zipfile
 
@@ -146,6 +147,14 @@ def test_kabsch_alignment_with_reference_frame(adk_model, tmp_path):
         (["encode", "{model}", "{DCD}", "--top", "{DCD}", "-o", "{d}/cv.npz"], "has no atom names"),
         (["train", "{d}/cut.dcd", "--top", "{PSF}", "-o", "{d}/x.polyvae"], "truncated: read"),
         (
+            ["train", "{d}/text.dcd", "--top", "{PSF}", "-o", "{d}/x.polyvae"],
+            "MDAnalysis could not read trajectory '{d}/text.dcd': Reading DCD header failed",
+        ),
+        (
+            ["train", "{DCD}", "--top", "{d}/bad.pdb", "-o", "{d}/x.polyvae"],
+            "MDAnalysis could not read topology '{d}/bad.pdb': no atoms could be parsed from it",
+        ),
+        (
             [
                 "train",
                 "{DCD}",
@@ -168,10 +177,14 @@ def test_md_errors_are_one_line(adk_model, capsys, args, message):
     d, model = adk_model
     raw = open(datafiles.DCD, "rb").read()
     (d / "cut.dcd").write_bytes(raw[: len(raw) // 2 + 100])
+    (d / "text.dcd").write_text("not a DCD file\n")
+    (d / "bad.pdb").write_text("x\n")
     names = dict(d=d, model=model, DCD=datafiles.DCD, PSF=datafiles.PSF, XTC=datafiles.XTC)
     assert main(["-q", *[a.format(**names) for a in args]]) == 2
+    gc.collect()  # a reader left half-built must not print a traceback when collected
     err = capsys.readouterr().err
-    assert err.startswith("polyvae: error:") and message in err and err.count("\n") == 1
+    assert err.startswith("polyvae: error:") and message.format(d=d) in err
+    assert err.count("\n") == 1
 
 
 def test_allow_truncated_goes_on_with_the_frames_read(adk_model, tmp_path, capsys):

@@ -16,8 +16,12 @@ delivered with the frames asked for. MDAnalysis is imported lazily.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
+import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,16 +103,30 @@ def _paths(value: Any, name: str) -> list[Path]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_collection():
+    """A reader that fails half-built complains again when it is collected ("Exception
+    ignored in ... __del__", with a traceback): collect such readers quietly here."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda *_: None
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = hook
+
+
 def _n_atoms_in(path: Path, topology: bool) -> int | None:
     import MDAnalysis as mda
     from MDAnalysis.coordinates.core import get_reader_for
 
-    try:  # only used to explain another error
-        if topology:
-            return mda.Universe(str(path)).atoms.n_atoms
-        return get_reader_for(str(path))(str(path)).n_atoms
-    except Exception:
-        return None
+    with _quiet_collection():
+        try:  # only used to explain another error
+            if topology:
+                return mda.Universe(str(path)).atoms.n_atoms
+            return get_reader_for(str(path))(str(path)).n_atoms
+        except Exception:
+            return None
 
 
 def make_universe(topology: str | os.PathLike, trajectories: Any = None, **kwargs: Any):
@@ -139,20 +157,36 @@ def make_universe(topology: str | os.PathLike, trajectories: Any = None, **kwarg
             check_xtc(traj)
     args = [str(p) for p in trajs]
     try:
-        return mda.Universe(str(top), *([args] if len(args) > 1 else args), **kwargs)
-    except ValueError as exc:
-        n_top = _n_atoms_in(top, topology=True)
-        for traj in trajs:
-            n_traj = _n_atoms_in(traj, topology=False)
-            if None not in (n_top, n_traj) and n_top != n_traj:
-                raise ValueError(
-                    f"topology {str(top)!r} has {n_top} atoms but trajectory {str(traj)!r} has "
-                    f"{n_traj} atoms: they do not belong together"
-                ) from exc
+        with _quiet_collection():
+            return mda.Universe(str(top), *([args] if len(args) > 1 else args), **kwargs)
+    except (ValueError, IndexError, KeyError, TypeError, OSError, EOFError) as exc:
+        error = exc
+    # MDAnalysis names its parser class; the reason after "Error: " is the user's
+    found = re.search(r"Failed to load from the topology file .*?Error: (.*)", str(error), re.S)
+    reason = found.group(1).strip() if found else str(error)
+    n_top = _n_atoms_in(top, topology=True)
+    if n_top is None:
+        if isinstance(error, IndexError | KeyError | TypeError):  # a parser tripped
+            reason = f"no atoms could be parsed from it ({type(error).__name__}: {error})"
         raise ValueError(
-            f"MDAnalysis could not read topology {str(top)!r} with trajectories "
-            f"{[str(p) for p in trajs]}: {exc}"
-        ) from exc
+            f"MDAnalysis could not read topology {str(top)!r}: {reason}; give a topology "
+            "file with atoms (PSF, TPR, PDB, GRO, ...)"
+        ) from error
+    for traj in trajs:
+        n_traj = _n_atoms_in(traj, topology=False)
+        if n_traj is None:
+            raise ValueError(
+                f"MDAnalysis could not read trajectory {str(traj)!r}: {reason}"
+            ) from error
+        if n_top != n_traj:
+            raise ValueError(
+                f"topology {str(top)!r} has {n_top} atoms but trajectory {str(traj)!r} has "
+                f"{n_traj} atoms: they do not belong together"
+            ) from error
+    raise ValueError(
+        f"MDAnalysis could not read topology {str(top)!r} with trajectories "
+        f"{[str(p) for p in trajs]}: {reason}"
+    ) from error
 
 
 def select_atoms(source: Any, select: str = "all"):
