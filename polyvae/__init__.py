@@ -5,14 +5,13 @@ out come latent collective variables, generated conformations, pairwise-distance
 marginals and structures optimized in latent space.
 """
 
-__version__ = "0.1.0"
-
+from polyvae._version import __version__
+from polyvae.config import TrainConfig, VAEConfig
 from polyvae.ensemble import Ensemble, train_many
 from polyvae.frames import Frames
 from polyvae.io import read_frames, read_npz, write_npz
 from polyvae.metadata import AtomInfo, TrainingStats
-from polyvae.model import VAEConfig
-from polyvae.training import PostTrainingError, TrainConfig, TrainingDivergedError, fit, train
+from polyvae.training import PostTrainingError, TrainingDivergedError, fit, train
 from polyvae.transforms import Pipeline
 from polyvae.vae import VAEModel, load_model
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from polyvae._outputs import atomic_output
+from polyvae._version import __version__
 
 __all__ = [
     "FORMAT",
@@ -82,7 +83,6 @@ def save_archive(path: str | os.PathLike, config: dict, arrays: dict[str, np.nda
     moved into place (:func:`polyvae._outputs.atomic_output`), so an interrupted save
     never leaves a half-written model behind, and saves to one path at once never mix.
     """
-    from polyvae import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

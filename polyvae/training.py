@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,13 @@ from polyvae._checks import (
     ensure_choice,
     ensure_finite_rows,
     ensure_int,
-    ensure_number,
     ensure_onehot,
 )
+from polyvae.config import DECODERS, DEFAULT_PATIENCE, TrainConfig, VAEConfig
 from polyvae.frames import Frames
 from polyvae.latent_codes import LatentCodes
 from polyvae.metadata import TrainingStats
-from polyvae.model import DECODERS, VAEConfig, init_params
+from polyvae.model import init_params
 from polyvae.resume import TrainingInterrupted, TrainState
 from polyvae.steps import (
     HostRows,
@@ -60,12 +60,11 @@ from polyvae.steps import (
 )
 from polyvae.topology import model_bonds as resolve_bonds
 from polyvae.transforms import Pipeline
+from polyvae.vae import VAEModel
 
 __all__ = [
-    "DEFAULT_PATIENCE",
     "STREAM_ABOVE_BYTES",
     "PostTrainingError",
-    "TrainConfig",
     "TrainingDivergedError",
     "choose_cartesian_weight",
     "fit",
@@ -81,70 +80,9 @@ OVERFIT_NATS = 1.0
 """Validation -ELBO that rose by more than this (nats per frame) past its best epoch is
 reported as overfitting."""
 
-DEFAULT_PATIENCE = 50
-"""Epochs without a better validation loss after which training stops by default. Generous:
-on the chapter's polymer the validation -ELBO reaches its best between epochs 38 and 122
-(seeds 0-4), and its noise makes short patiences stop on a passing dip."""
 
 STREAM_ABOVE_BYTES = 1 << 30
 """Feature matrices larger than this (1 GiB, float32) are streamed from host memory."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimizer and schedule settings.
-
-    Parameters
-    ----------
-    epochs : int
-        Passes over the training frames.
-    batch_size : int
-        Frames per optimizer step; the last partial batch of each (reshuffled) epoch
-        is left out of that epoch.
-    learning_rate : float
-        Adam step size (> 0).
-    seed : int
-        Seeds the initialization, the validation split, the shuffling and the
-        reparameterization noise.
-    validation_fraction : float
-        Fraction of frames held out for validation (0 <= f < 1).
-    patience : int or None
-        Early stopping, with a validation split: stop when the validation loss has not
-        improved for this many epochs (default :data:`DEFAULT_PATIENCE`), and return the
-        parameters of the best validation epoch (``history["best_epoch"]``). None trains
-        all ``epochs`` and returns the last parameters.
-    split_seed : int or None
-        Seeds the validation split instead of ``seed`` (the members of
-        :func:`polyvae.ensemble.train_many` share one split); None: ``seed``.
-    """
-
-    epochs: int = 250
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validation_fraction: float = 0.1
-    patience: int | None = DEFAULT_PATIENCE
-    split_seed: int | None = None
-
-    def __post_init__(self) -> None:
-        ensure_int(self.epochs, "epochs", 1)
-        ensure_int(self.batch_size, "batch_size", 1)
-        ensure_int(self.seed, "seed", 0)
-        if self.split_seed is not None:
-            ensure_int(self.split_seed, "split_seed", 0)
-        if self.patience is not None:
-            ensure_int(self.patience, "patience", 1)
-        ensure_number(self.learning_rate, "learning_rate", minimum=0, exclusive=True)
-        ensure_number(
-            self.validation_fraction,
-            "validation_fraction",
-            minimum=0,
-            maximum=1,
-            exclusive_maximum=True,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -765,7 +703,6 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     from polyvae.analysis.marginals import distance_marginals
     from polyvae.internal_decoder import CARTESIAN_WEIGHTS
     from polyvae.model import sample
-    from polyvae.vae import VAEModel
 
     if n is None:
         n = int(min(256, max(32, SCAN_ATOMS // model.n_atoms)))
@@ -1189,8 +1126,6 @@ def _resumable(
 ):
     """The model a run continues from, checked against the frames, ``epochs`` and the
     other settings ``given``."""
-    from polyvae.vae import VAEModel
-
     model = resume if isinstance(resume, VAEModel) else VAEModel.load(resume)
     name = "the model" if isinstance(resume, VAEModel) else str(resume)
     state = model.train_state
@@ -1239,8 +1174,6 @@ def _train(
     previous=None,
 ):
     """Fit the model, or continue ``previous``, and keep the training state in it."""
-    from polyvae.vae import VAEModel
-
     if weights is not None:
         metadata["weights"] = _weights_record(weights, frames.n_frames)
     kept = {}
@@ -1311,8 +1244,6 @@ def _finished_model(
     are done. A failing step raises :class:`PostTrainingError`, which names it and
     carries the trained model.
     """
-    from polyvae.vae import VAEModel
-
     result = VAEModel(config, params, pipeline, tconfig, history, metadata)
     result.train_state = state
     saved = None if output is None else result.save(output)

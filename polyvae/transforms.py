@@ -23,6 +23,7 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_masses, ensure_pairs
 from polyvae._checks import ensure_positions as _positions
+from polyvae.config import DECODERS
 from polyvae.frames import Frames
 
 __all__ = [
@@ -38,12 +39,10 @@ __all__ = [
     "TrainingArrays",
     "ALIGN_METHODS",
     "FEATURES",
-    "DECODERS",
 ]
 
 ALIGN_METHODS = ("principal", "kabsch", "none")
 FEATURES = ("positions", "distances", "torsions")
-DECODERS = ("cartesian", "internal")
 
 
 def _validated(positions: Any, masses: Any, name: str = "positions"):

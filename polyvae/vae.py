@@ -32,12 +32,12 @@ from polyvae.checkpoint import (
     tree_structure,
     unflatten_tree,
 )
+from polyvae.config import TrainConfig
 from polyvae.encoder_numpy import numpy_params
 from polyvae.frames import Frames
 from polyvae.latent_codes import LATENT_SOURCES, LatentCodes
 from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
 from polyvae.resume import TrainState
-from polyvae.training import TrainConfig
 from polyvae.transforms import Pipeline
 
 __all__ = ["VAEModel", "load_model"]
