@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(BIN)/polyvae demo -o results
 
 test: $(TEST_STAMP)
+	$(BIN)/lint-imports setup.cfg --no-cache
 	$(BIN)/python -m pytest -q
 
 # warnings are errors; pages generated from README.md and the docstrings are rebuilt each time

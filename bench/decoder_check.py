@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tools")]
 
 import polyvae  # noqa: E402
 from polyvae import geometry  # noqa: E402
-from polyvae.analysis.marginals import distance_marginals  # noqa: E402
+from polyvae.measures.marginals import distance_marginals  # noqa: E402
 
 
 def _figures(model, frames, n=2048, seed=1) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from polyvae import geometry
 from polyvae.analysis.optimize import NoValidStructureError, optimize_latent
-from polyvae.analysis.validity import StructureChecks
+from polyvae.measures.validity import StructureChecks
 from polyvae.io import read_frames
 from polyvae.job import DEFAULT_DATA
 from polyvae.training import train

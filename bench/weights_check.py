@@ -21,7 +21,7 @@ import numpy as np
 
 import polyvae
 from polyvae import geometry
-from polyvae.analysis.marginals import distance_marginals
+from polyvae.measures.marginals import distance_marginals
 from polyvae.job import DEFAULT_DATA
 from polyvae.weights import effective_sample_size
 

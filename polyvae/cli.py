@@ -15,9 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
+from polyvae import __version__, export, io, load_model, plotting, train
 from polyvae._checks import ensure_pairs
-from polyvae._outputs import savefig, savez
+from polyvae._outputs import check_output, savefig, savez
+from polyvae.analysis.fes import free_energy_surface
+from polyvae.analysis.optimize import optimize_latent
+from polyvae.ensemble import train_many
+from polyvae.job import DEFAULT_DATA, run_job, write_marginals
+from polyvae.topology import BOND_MODES
+from polyvae.toys import run_toy
 from polyvae.training import DEFAULT_PATIENCE, repeated_signal, training_summary
+from polyvae.weights import (
+    check_temperature,
+    effective_sample_size,
+    read_weights,
+    split_weights_spec,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -125,7 +138,6 @@ def _frame_weights(a, n_frames: int, temperature_given: bool = False):
         if a.temperature is not None and not temperature_given:
             raise ValueError("--temperature is used only with --weights COLVAR:COLUMN")
         return None
-    from polyvae.weights import effective_sample_size, read_weights, split_weights_spec
 
     colvar = bool(split_weights_spec(a.weights)[1])
     t = a.temperature if (colvar or not temperature_given) else None
@@ -412,7 +424,6 @@ def _index_file(text: str | None, flag: str, k: int):
 
 def _bonds_option(text: str):
     """--bonds: a mode (auto, topology, guess), or the (B, 2) array of a file of bonds."""
-    from polyvae.topology import BOND_MODES
 
     if text in BOND_MODES:
         return text
@@ -451,7 +462,6 @@ def _bonds_option(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``polyvae`` command."""
-    from polyvae import __version__
 
     parser = _Parser(
         prog="polyvae",
@@ -846,7 +856,6 @@ _POSITIONAL = {"model": "MODEL", "data": "TRAJ"}
 
 
 def _output(a, kind: str = "file", suffixes=None) -> Path:
-    from polyvae._outputs import check_output
 
     out = check_output(a.output, name="-o", kind=kind, suffixes=suffixes)
     if kind == "file" and out.exists():
@@ -883,7 +892,6 @@ def _report(text: str) -> None:
 
 
 def _cmd_train(a) -> int:
-    from polyvae import io, train
 
     several = a.seeds is not None or len(a.latent_dim) > 1 or len(a.beta) > 1
     if several:
@@ -935,7 +943,6 @@ def _cmd_train(a) -> int:
 
 def _train_several(a, frames, kwargs: dict) -> int:
     """polyvae train with --seeds or lists of --beta or --latent-dim: one model each."""
-    from polyvae.ensemble import train_many
 
     seed = kwargs.pop("seed")
     ensemble = train_many(
@@ -954,7 +961,6 @@ def _train_several(a, frames, kwargs: dict) -> int:
 
 
 def _cmd_encode(a) -> int:
-    from polyvae import io, load_model
 
     out = _output(a, suffixes=io.LATENT_SUFFIXES)
     model = load_model(a.model)
@@ -974,7 +980,6 @@ def _pass_rates(report) -> str:
 
 
 def _cmd_generate(a) -> int:
-    from polyvae import io, load_model
 
     out = _output(a, suffixes=io.POSITION_SUFFIXES)
     model = load_model(a.model)
@@ -1004,8 +1009,6 @@ def _cmd_generate(a) -> int:
 
 
 def _cmd_marginals(a) -> int:
-    from polyvae import io, load_model
-    from polyvae.job import write_marginals
 
     out = _output(a, kind="dir")
     model = load_model(a.model)
@@ -1020,9 +1023,6 @@ def _cmd_marginals(a) -> int:
 
 
 def _cmd_fes(a) -> int:
-    from polyvae import io, load_model, plotting
-    from polyvae.analysis.fes import free_energy_surface
-    from polyvae.weights import check_temperature
 
     check_temperature(a.temperature)  # before any reading
     out = _output(a, kind="dir")
@@ -1073,8 +1073,6 @@ def _cv_columns(text: str | None, latent_dim: int) -> list[int]:
 
 
 def _cmd_optimize(a) -> int:
-    from polyvae import io, load_model
-    from polyvae.analysis.optimize import optimize_latent
 
     out = _output(a, suffixes=io.POSITION_SUFFIXES)
     model = load_model(a.model)
@@ -1109,7 +1107,6 @@ def _cmd_optimize(a) -> int:
 
 
 def _cmd_export(a) -> int:
-    from polyvae import export, io, load_model
 
     if a.target == "colvar" and not a.data:
         raise ValueError("export colvar needs the trajectories to encode (TRAJ ...)")
@@ -1135,7 +1132,6 @@ def _cmd_export(a) -> int:
 
 
 def _cmd_toy(a) -> int:
-    from polyvae.toys import run_toy
 
     if a.output is not None:
         _output(a, kind="dir")
@@ -1152,8 +1148,6 @@ def _cmd_toy(a) -> int:
 
 
 def _cmd_demo(a) -> int:
-    from polyvae import io
-    from polyvae.job import DEFAULT_DATA, run_job
 
     out = _output(a, kind="dir")
     path = Path(a.data) if a.data else DEFAULT_DATA

@@ -33,8 +33,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from polyvae._checks import ensure_int, ensure_number
-from polyvae._outputs import write_text
+from polyvae._outputs import check_output, write_text
 from polyvae.frames import Frames
+from polyvae.measures.marginals import distance_marginals
 from polyvae.model import VAEConfig, init_params
 from polyvae.resume import TrainingInterrupted, TrainState
 from polyvae.steps import _eval_terms, epoch_plan, make_ensemble_steps
@@ -50,6 +51,7 @@ from polyvae.training import (
     _weights_record,
     split_indices,
 )
+from polyvae.vae import VAEModel
 
 __all__ = ["ACTIVE_VARIANCE", "IW_SAMPLES", "Ensemble", "Member", "train_many"]
 
@@ -467,8 +469,6 @@ def train_many(
     )
     out = None
     if output_dir is not None:
-        from polyvae._outputs import check_output
-
         out = check_output(output_dir, name="output_dir", kind="dir")
     if not isinstance(frames, Frames):
         frames = Frames(frames)
@@ -523,7 +523,6 @@ def train_many(
         def save_interrupted(states, histories, config=config, combos=combos):
             if out is None:
                 return None
-            from polyvae.vae import VAEModel
 
             out.mkdir(parents=True, exist_ok=True)
             for (s, b), st, history in zip(combos, states, histories, strict=True):
@@ -569,7 +568,6 @@ def train_many(
 def _score(model, seed, beta, diverged, val_frames, weights, iw_samples, prepared) -> Member:
     """A member's ranking figures on the validation frames (``weights``: all frames' and
     the validation frames', or None)."""
-    from polyvae.analysis.marginals import distance_marginals
 
     w_all, w_val = weights
     history = model.history

@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from polyvae import geometry
+from polyvae import geometry, plotting
 from polyvae._outputs import savefig, savez, write_text
-from polyvae.analysis.marginals import distance_marginals
 from polyvae.analysis.optimize import optimize_latent
 from polyvae.analysis.structure import compare_structures, radius_of_gyration
 from polyvae.frames import Frames
+from polyvae.measures.marginals import distance_marginals
 from polyvae.training import train, training_summary
 from polyvae.vae import VAEModel
+from polyvae.weights import effective_sample_size
 
 __all__ = ["run_job", "write_marginals", "DEFAULT_DATA", "OPTIMIZE_PERCENTILES"]
 
@@ -149,7 +150,7 @@ def write_marginals(
     """Generate ``n`` frames, compare their distance marginals with ``frames``, write results.
 
     ``weights`` (one per frame of ``frames``) make the training side a weighted ensemble
-    (see :func:`~polyvae.analysis.marginals.distance_marginals`).
+    (see :func:`~polyvae.measures.marginals.distance_marginals`).
 
     Writes ``marginals.json``, ``marginals.png`` and ``overlay.png`` to ``out_dir``.
 
@@ -158,7 +159,6 @@ def write_marginals(
     dict
         The marginals' figures (as in ``marginals.json``).
     """
-    from polyvae import plotting
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +168,6 @@ def write_marginals(
     report = compare_structures(train_pos, generated)
     result = {**marg.to_dict(), "n_generated": n, "structure": report.to_dict()}
     if weights is not None:
-        from polyvae.weights import effective_sample_size
-
         result["weights"] = {"effective_sample_size": effective_sample_size(weights)}
     write_text(out / "marginals.json", json.dumps(result, indent=2))
     fig = plotting.plot_marginals_overview(marg, bonds=model.bonds)
@@ -211,7 +209,6 @@ def run_job(
     dict
         The summary written to ``summary.json``.
     """
-    from polyvae import plotting
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

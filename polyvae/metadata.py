@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from polyvae._checks import ensure_pairs
+from polyvae.measures.validity import StructureChecks
 
 __all__ = ["AtomInfo", "TrainingStats", "check_model_metadata"]
 
@@ -225,7 +226,5 @@ def check_model_metadata(metadata: Any) -> dict:
     if metadata.get("train_stats") is not None:
         TrainingStats.from_dict(metadata["train_stats"], "metadata 'train_stats'")
     if metadata.get("structure_checks") is not None:
-        from polyvae.analysis.validity import StructureChecks
-
         StructureChecks.from_dict(metadata["structure_checks"], "metadata 'structure_checks'")
     return metadata

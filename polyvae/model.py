@@ -42,7 +42,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from polyvae.config import DECODERS, LIKELIHOODS, VAEConfig
+from polyvae.config import VAEConfig
 
 __all__ = [
     "ACTIVATIONS",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from polyvae._checks import ensure_frames, ensure_int, ensure_same_atoms
-from polyvae.analysis.marginals import Marginals
+from polyvae.measures.marginals import Marginals
 
 __all__ = ["plot_history", "plot_latent", "plot_conformations", "plot_overlay"]
 __all__ += ["plot_marginals", "plot_marginal_map", "plot_marginals_overview"]

@@ -37,6 +37,8 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_pairs
 from polyvae.elements import COVALENT_RADII, atom_elements, guess_bonds
+from polyvae.frames import Frames
+from polyvae.metadata import AtomInfo
 
 __all__ = [
     "BOND_MODES",
@@ -66,8 +68,6 @@ def unjoined_atom(n_atoms: int, bonds: np.ndarray) -> int | None:
 def _describe(source: Any):
     """Atom count, names, masses, stored bonds, positions and whether a topology
     described the atoms."""
-    from polyvae.frames import Frames
-    from polyvae.metadata import AtomInfo
 
     if source is None:
         return None, None, None, None, None, False

@@ -44,11 +44,15 @@ from polyvae._checks import (
     ensure_int,
     ensure_onehot,
 )
+from polyvae._outputs import check_output
 from polyvae.config import DECODERS, DEFAULT_PATIENCE, TrainConfig, VAEConfig
 from polyvae.frames import Frames
+from polyvae.internal_decoder import CARTESIAN_WEIGHTS
 from polyvae.latent_codes import LatentCodes
+from polyvae.measures.marginals import distance_marginals
+from polyvae.measures.validity import StructureChecks
 from polyvae.metadata import TrainingStats
-from polyvae.model import init_params
+from polyvae.model import init_params, sample
 from polyvae.resume import TrainingInterrupted, TrainState
 from polyvae.steps import (
     HostRows,
@@ -58,9 +62,11 @@ from polyvae.steps import (
     make_steps,
     streamed_epoch,
 )
+from polyvae.topology import backbone_dihedrals
 from polyvae.topology import model_bonds as resolve_bonds
 from polyvae.transforms import Pipeline
 from polyvae.vae import VAEModel
+from polyvae.weights import check_weights, effective_sample_size
 
 __all__ = [
     "STREAM_ABOVE_BYTES",
@@ -403,7 +409,6 @@ def _report_overfitting(history: dict, best_epoch: int, patience: int | None) ->
 
 def _split_weights(weights, n_frames: int, train_idx, val_idx):
     """Checked weights scaled to mean 1 over the training rows, and the validation rows'."""
-    from polyvae.weights import check_weights, effective_sample_size
 
     w = check_weights(weights, n_frames)
     if not w[train_idx].any():
@@ -423,7 +428,6 @@ def _split_weights(weights, n_frames: int, train_idx, val_idx):
 
 def _weights_record(weights, n_frames: int) -> dict:
     """What the model file keeps of the frame weights: their count and effective sample size."""
-    from polyvae.weights import check_weights, effective_sample_size
 
     w = check_weights(weights, n_frames)
     return {"n_frames": n_frames, "effective_sample_size": effective_sample_size(w)}
@@ -670,7 +674,6 @@ def _structure_checks(aligned: np.ndarray, bonds: np.ndarray | None = None, name
     """Validity checks fitted on the training frames with the model's bonds (and, in 3D,
     the handedness of the chiral centres found from ``names``), or None for molecules
     too small to have pairs beyond the excluded ones."""
-    from polyvae.analysis.validity import StructureChecks
 
     try:
         return StructureChecks.from_training(aligned, bonds, names=names)
@@ -700,10 +703,6 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     """
     from dataclasses import replace
 
-    from polyvae.analysis.marginals import distance_marginals
-    from polyvae.internal_decoder import CARTESIAN_WEIGHTS
-    from polyvae.model import sample
-
     if n is None:
         n = int(min(256, max(32, SCAN_ATOMS // model.n_atoms)))
     k_z, k_x = jax.random.split(jax.random.PRNGKey(seed))
@@ -713,7 +712,7 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     means, _ = sample(model.params, n, model.config, key=k_x, z=z, mean_only=True)
     draws, sigma = np.asarray(draws), model.decoder_sigma
     scan = {}
-    quiet = logging.getLogger("polyvae.analysis.marginals")  # its notes are the scan's own
+    quiet = logging.getLogger("polyvae.measures.marginals")  # its notes are the scan's own
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
@@ -910,8 +909,6 @@ def train(
     if not isinstance(frames, Frames):
         frames = Frames(frames)
     if output is not None:  # before any work: a model that cannot be written is not trained
-        from polyvae._outputs import check_output
-
         check_output(output, name="output")
         _refuse_a_source(frames, output)
     if resume is not None:
@@ -1000,8 +997,6 @@ def _prepare_training(
     model_bonds = resolve_bonds(frames, bonds=bonds)
     decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
     if features == "torsions" and dihedrals is None:
-        from polyvae.topology import backbone_dihedrals
-
         dihedrals = backbone_dihedrals(frames.names, model_bonds)
         if len(dihedrals) == 0:
             if angles is None:

@@ -25,6 +25,7 @@ from polyvae._checks import ensure_choice, ensure_int, ensure_masses, ensure_pai
 from polyvae._checks import ensure_positions as _positions
 from polyvae.config import DECODERS
 from polyvae.frames import Frames
+from polyvae.internal_decoder import InternalLayout
 
 __all__ = [
     "center_of_mass",
@@ -423,8 +424,6 @@ class Pipeline:
             self.mean = np.zeros(n * d)
             self.scale = np.ones(n * d)
         if self.decoder == "internal":
-            from polyvae.internal_decoder import InternalLayout
-
             if self.bonds is not None:
                 self.bonds = ensure_pairs(self.bonds, n, "bonds")
             self.layout = InternalLayout.fit(aligned, self.bonds)
@@ -573,8 +572,6 @@ class Pipeline:
         decoder = config.get("decoder", "cartesian")
         layout = None
         if decoder == "internal":
-            from polyvae.internal_decoder import InternalLayout
-
             layout = InternalLayout.from_arrays(
                 {k[7:]: v for k, v in arrays.items() if k.startswith("layout_")}, config["dim"]
             )

@@ -36,6 +36,7 @@ from polyvae.config import TrainConfig
 from polyvae.encoder_numpy import numpy_params
 from polyvae.frames import Frames
 from polyvae.latent_codes import LATENT_SOURCES, LatentCodes
+from polyvae.measures.validity import AtomLabels, StructureChecks
 from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
 from polyvae.resume import TrainState
 from polyvae.transforms import Pipeline
@@ -218,18 +219,16 @@ class VAEModel:
     @property
     def structure_checks(self):
         """The validity checks fitted on the training frames
-        (:class:`polyvae.analysis.validity.StructureChecks`), or None if the model file has
+        (:class:`polyvae.measures.validity.StructureChecks`), or None if the model file has
         none (older files, non-coordinate models, molecules of very few atoms)."""
-        from polyvae.analysis.validity import StructureChecks
 
         d = self.metadata.get("structure_checks")
         return None if d is None else StructureChecks.from_dict(d)
 
     def check_structures(self, positions: Any):
-        """:class:`~polyvae.analysis.validity.ValidityReport` of structures (T, N, D) in the
+        """:class:`~polyvae.measures.validity.ValidityReport` of structures (T, N, D) in the
         model's unit, naming atoms by the model's atom names and residues; None when the
         model has no structure checks."""
-        from polyvae.analysis.validity import AtomLabels
 
         checks, atoms = self.structure_checks, self.atoms
         if checks is None:

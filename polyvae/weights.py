@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from polyvae.io.colvar import read_colvar
+
 __all__ = [
     "KB_KJ_PER_MOL_K",
     "bias_weights",
@@ -106,8 +108,6 @@ def read_weights(
     """
     path, column = split_weights_spec(spec)
     if column:
-        from polyvae.export.colvar import read_colvar
-
         if temperature is None:
             raise ValueError(
                 f"weights from the COLVAR column {column!r} need the temperature (kelvin) "

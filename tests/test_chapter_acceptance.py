@@ -33,7 +33,7 @@ def test_rg_optimized_structure_is_compact_and_valid(chapter_model, chapter_dir)
 
     bench/optimize_check.py measures this for seeds 0-4 on both polymers; here two seeds.
     """
-    from polyvae.analysis.validity import StructureChecks
+    from polyvae.measures.validity import StructureChecks
 
     model, frames = chapter_model
     aligned = model.pipeline.align_frames(frames)

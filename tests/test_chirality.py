@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from polyvae import geometry
-from polyvae.analysis.validity import StructureChecks
+from polyvae.measures.validity import StructureChecks
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

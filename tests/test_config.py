@@ -8,8 +8,10 @@ from polyvae import config, model, training, transforms
 
 def test_the_choices_are_defined_once():
     assert tuple(model.ACTIVATIONS) == config.ACTIVATION_NAMES
-    assert model.DECODERS is config.DECODERS and transforms.DECODERS is config.DECODERS
-    assert model.LIKELIHOODS is config.LIKELIHOODS
+    for name in ("DECODERS", "LIKELIHOODS"):  # one definition, in config; others import it
+        defined = getattr(config, name)
+        for module in (model, transforms, training):
+            assert getattr(module, name, defined) is defined
     assert training.TrainConfig is config.TrainConfig is polyvae.TrainConfig
     assert model.VAEConfig is config.VAEConfig is polyvae.VAEConfig
 

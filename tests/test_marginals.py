@@ -159,7 +159,7 @@ def test_position_validation():
 def test_vectorized_w1_and_histograms_equal_the_per_pair_reference(weighted):
     from scipy.stats import wasserstein_distance
 
-    from polyvae.analysis.marginals import _histograms, wasserstein_columns
+    from polyvae.measures.marginals import _histograms, wasserstein_columns
 
     rng = np.random.default_rng(3)
     # unequal sizes, ties inside and across the sets, a block boundary inside the columns
@@ -167,7 +167,7 @@ def test_vectorized_w1_and_histograms_equal_the_per_pair_reference(weighted):
     v = np.round(rng.normal(0.4, 1.3, size=(83, 40)), 1)
     w = rng.random(57) if weighted else None
     ref = [wasserstein_distance(u[:, k], v[:, k], u_weights=w) for k in range(40)]
-    import polyvae.analysis.marginals as marginals
+    import polyvae.measures.marginals as marginals
 
     block = marginals._BLOCK_ELEMENTS
     try:

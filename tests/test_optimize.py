@@ -9,7 +9,7 @@ import pytest
 
 from polyvae.analysis import optimize_latent, radius_of_gyration
 from polyvae.analysis.optimize import NoValidStructureError
-from polyvae.analysis.validity import StructureChecks
+from polyvae.measures.validity import StructureChecks
 
 FAST = dict(n_starts=8, steps=200, n_candidates=2048)
 
@@ -285,7 +285,7 @@ def test_neighbour_list_penalty_equals_the_all_pairs_penalty(small_model):
 
 
 def test_large_molecules_never_form_all_pairs(small_model, monkeypatch):
-    from polyvae.analysis import validity
+    from polyvae.measures import validity
 
     model, _ = small_model
     monkeypatch.setattr(validity, "ALL_PAIRS_LIMIT", 0)  # this molecule counts as large

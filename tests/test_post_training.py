@@ -12,7 +12,7 @@ from helpers import random_chain
 import polyvae
 import polyvae.training
 from polyvae import geometry
-from polyvae.analysis.marginals import MAX_ALL_PAIRS, SAMPLED_PAIRS, distance_marginals
+from polyvae.measures.marginals import MAX_ALL_PAIRS, SAMPLED_PAIRS, distance_marginals
 from polyvae.analysis.structure import compare_structures
 from polyvae.cli import main
 from polyvae.topology import unjoined_atom

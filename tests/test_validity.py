@@ -9,8 +9,8 @@ from helpers import random_chain
 
 import polyvae
 from polyvae import geometry
-from polyvae.analysis import validity
-from polyvae.analysis.validity import AtomLabels, Offender, StructureChecks
+from polyvae.measures import validity
+from polyvae.measures.validity import AtomLabels, Offender, StructureChecks
 from polyvae.cli import main
 
 
@@ -147,7 +147,7 @@ def test_stored_bands_narrow_the_ranges_and_older_files_load():
 
 
 def test_held_out_margin_is_the_largest_extreme_gap_in_standard_deviations():
-    from polyvae.analysis.validity import held_out_margin
+    from polyvae.measures.validity import held_out_margin
 
     v = np.array([[0.0, 5.0, 1.0], [1.0, 5.0, 1.1], [2.0, 5.0, 1.2], [10.0, 5.0, 1.3]])
     # column 0: the highest value lies 8 above the second highest; column 1 is constant

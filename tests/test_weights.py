@@ -8,7 +8,7 @@ import pytest
 
 import polyvae
 from polyvae import geometry
-from polyvae.analysis.marginals import distance_marginals
+from polyvae.measures.marginals import distance_marginals
 from polyvae.cli import main
 from polyvae.model import VAEConfig, init_params, loss
 from polyvae.weights import (

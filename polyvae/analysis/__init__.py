@@ -2,7 +2,6 @@
 free-energy surfaces of CVs and latent-space optimization."""
 
 from polyvae.analysis.fes import FreeEnergySurface, free_energy_surface
-from polyvae.analysis.marginals import STD_REL_TOL, Marginals, distance_marginals
 from polyvae.analysis.optimize import OptimizationResult, optimize_latent
 from polyvae.analysis.structure import (
     StructureReport,
@@ -15,6 +14,7 @@ from polyvae.analysis.structure import (
     pairwise_distances,
     radius_of_gyration,
 )
+from polyvae.measures.marginals import STD_REL_TOL, Marginals, distance_marginals
 
 __all__ = [
     # structure

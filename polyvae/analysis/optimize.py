@@ -2,7 +2,7 @@
 
 Any differentiable function of a decoded structure is minimized over z with optax,
 from several starts at once (vmapped, one compiled scan per round). The structure
-must stay valid by the model's :class:`~polyvae.analysis.validity.StructureChecks`:
+must stay valid by the model's :class:`~polyvae.measures.validity.StructureChecks`:
 every bond and bond angle inside its training range (or a narrower stored percentile
 band) and no pair beyond the excluded ones closer than the training minimum. A decoder
 extrapolating away from its data readily offers a lower objective with stretched bonds
@@ -27,7 +27,7 @@ them and is lower than where its rounds end is kept instead (``kept_start``): a 
 first round can carry a start out of a small valid basin.
 
 Large molecules (more contact pairs than
-:data:`~polyvae.analysis.validity.ALL_PAIRS_LIMIT`) never form all atom pairs: the contact
+:data:`~polyvae.measures.validity.ALL_PAIRS_LIMIT`) never form all atom pairs: the contact
 penalty goes through a neighbour list per start (a k-d tree on the host, pairs within
 :data:`NEIGHBOUR_REACH` times the contact bound), found anew every
 :data:`NEIGHBOUR_STEPS` steps; the starts are screened without contacts and the best few
@@ -61,6 +61,8 @@ import optax
 
 from polyvae import geometry
 from polyvae._checks import ensure_int, ensure_number
+from polyvae.measures import validity
+from polyvae.measures.validity import StructureChecks, ValidityReport
 
 __all__ = ["OptimizationResult", "optimize_latent", "OBJECTIVES", "NoValidStructureError"]
 
@@ -161,7 +163,6 @@ class OptimizationResult:
 
 
 def _resolve_checks(model, checks, percentiles):
-    from polyvae.analysis.validity import StructureChecks
 
     if checks is None:
         if percentiles is not None:
@@ -190,7 +191,6 @@ def _resolve_checks(model, checks, percentiles):
 
 def _uses_neighbour_lists(checks) -> bool:
     """Whether the contact pairs of ``checks`` are too many to form at once."""
-    from polyvae.analysis import validity
 
     n = checks.n_atoms
     return n * (n - 1) // 2 - len(checks.excluded_codes) > validity.ALL_PAIRS_LIMIT
@@ -546,7 +546,6 @@ def _searched_structure(model, noise: bool, noise_rms: float):
 
 
 def _subset_report(report, order):
-    from polyvae.analysis.validity import ValidityReport
 
     return ValidityReport(
         report.bonds_ok[order], report.angles_ok[order], report.contacts_ok[order]

@@ -23,8 +23,8 @@ from polyvae._checks import (
     ensure_pairs,
     ensure_same_atoms,
 )
-from polyvae.analysis.marginals import wasserstein_columns
 from polyvae.frames import Frames
+from polyvae.measures.marginals import wasserstein_columns
 
 __all__ = ["all_pairs", "chain_bonds", "pairwise_distances", "bond_lengths", "nonbonded_pairs"]
 __all__ += ["min_nonbonded_distance", "radius_of_gyration", "StructureReport", "compare_structures"]

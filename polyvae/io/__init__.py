@@ -10,6 +10,7 @@ MDAnalysis and mdtraj are imported only when a function that needs them is calle
 so ``import polyvae`` works without them.
 """
 
+from polyvae.io.colvar import read_colvar
 from polyvae.io.mda import (
     SELF_CONTAINED_SUFFIXES,
     TruncatedTrajectoryError,
@@ -36,6 +37,7 @@ from polyvae.io.writers import write_structures
 from polyvae.io.xtc import check_xtc
 
 __all__ = [
+    "read_colvar",
     "read_frames",
     "iter_frames",
     "read_npz",

@@ -21,6 +21,14 @@ import numpy as np
 from polyvae._checks import ensure_frames_selected
 from polyvae._outputs import atomic_output, check_suffix, savez
 from polyvae.frames import Frames
+from polyvae.io.mda import (
+    SELF_CONTAINED_SUFFIXES,
+    TruncatedTrajectoryError,
+    iter_chunks,
+    make_universe,
+)
+from polyvae.io.npz import read_npz
+from polyvae.io.writers import write_structures
 
 __all__ = [
     "read_frames",
@@ -44,7 +52,6 @@ POSITION_SUFFIXES = (".npz", ".pdb", ".dcd", ".xtc")
 
 
 def _self_contained() -> tuple[str, ...]:
-    from polyvae.io.mda import SELF_CONTAINED_SUFFIXES
 
     return SELF_CONTAINED_SUFFIXES
 
@@ -172,7 +179,6 @@ def check_atom_names(
 
 
 def _npz(paths: list[Path], start, stop, step) -> Frames:
-    from polyvae.io.npz import read_npz
 
     frames = Frames.concat([read_npz(p) for p in paths], labels=[repr(str(p)) for p in paths])
     ensure_frames_selected(frames.n_frames, start, stop, step)
@@ -181,7 +187,6 @@ def _npz(paths: list[Path], start, stop, step) -> Frames:
 
 def _md_source(paths: list[Path], topology, select: str, atoms: dict | None):
     """The Universe and selection to read, or the model's atoms (checked) and "all"."""
-    from polyvae.io.mda import make_universe
 
     top = paths[0] if topology is None else topology
     universe = make_universe(top, paths)
@@ -269,7 +274,6 @@ def iter_frames(
         for i in range(0, frames.n_frames, chunk_size):
             yield frames[i : i + chunk_size]
         return
-    from polyvae.io.mda import TruncatedTrajectoryError, iter_chunks
 
     source, select = _md_source(files, topology, select, atoms)
     try:
@@ -304,7 +308,6 @@ def read_frames(paths: Any, **kwargs: Any) -> Frames:
     Frames
         ``metadata["source"]`` names the files.
     """
-    from polyvae.io.mda import TruncatedTrajectoryError
 
     files = _as_paths(paths, kwargs.get("topology"))
     label = ", ".join(map(str, files))
@@ -348,7 +351,6 @@ def write_positions(
     if path.suffix.lower() == _NPZ:
         path.parent.mkdir(parents=True, exist_ok=True)
         return savez(path, positions=positions, unit=np.array(unit), **(extra or {}))
-    from polyvae.io.writers import write_structures
 
     return write_structures(path, positions, atoms=atoms, unit=unit)
 

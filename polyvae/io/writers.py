@@ -19,6 +19,7 @@ import numpy as np
 
 from polyvae._outputs import atomic_path, check_suffix
 from polyvae.frames import Frames, as_positions
+from polyvae.io.npz import write_npz
 
 __all__ = ["write_structures", "WRITER_SUFFIXES"]
 
@@ -129,8 +130,6 @@ def write_structures(
     fields = _atom_fields(atoms, n)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
-        from polyvae.io.npz import write_npz
-
         return write_npz(path, Frames(x, fields.get("masses"), fields["names"], times, unit))
     if unit != "Å":
         logger.warning(

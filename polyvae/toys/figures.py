@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from polyvae._outputs import savefig
+from polyvae.plotting import plot_history
 from polyvae.toys.data import mixture_density
 from polyvae.toys.metrics import class_probabilities
 from polyvae.vae import VAEModel
@@ -23,8 +24,6 @@ def _save(fig, path: Path) -> str:
 
 def _save_loss_figure(model: VAEModel, out: Path) -> str:
     import matplotlib.pyplot as plt
-
-    from polyvae.plotting import plot_history
 
     fig, ax = plt.subplots(figsize=(6, 4))
     plot_history(model.history, ax=ax)
