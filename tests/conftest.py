@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import random_chain
+from helpers import engine_output, random_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_DATA = ROOT.parent / "shared" / "data" / "dmol"
@@ -77,7 +77,7 @@ def peptide():
 
 
 @pytest.fixture(scope="session")
-def peptide_md(tmp_path_factory):
+def peptide_md():
     """Alanine dipeptide (ACE-ALA-NME, 22 atoms) simulated with OpenMM by
     ``tools/peptide.py``: 1 ns in vacuum (Amber ff14SB, 300 K, HBonds constraints),
     2000 frames 0.5 ps apart, seed 0; bonds from the topology (about 10 s)."""
@@ -86,8 +86,10 @@ def peptide_md(tmp_path_factory):
 
     from polyvae.io import read_npz
 
-    path = simulate_alanine_dipeptide(tmp_path_factory.mktemp("peptide_md") / "ala2.npz")
-    return read_npz(path)
+    def make(folder):
+        simulate_alanine_dipeptide(folder / "ala2.npz")
+
+    return read_npz(engine_output("peptide_md", make) / "ala2.npz")
 
 
 @pytest.fixture(scope="session")

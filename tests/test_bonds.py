@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+from helpers import engine_output
 
 import polyvae
 from polyvae.cli import main
@@ -34,7 +35,7 @@ def _pairs(bonds) -> set[tuple[int, int]]:
 
 
 @pytest.fixture(scope="session")
-def openmm_ala2(tmp_path_factory):
+def openmm_ala2():
     """Alanine dipeptide as OpenMM writes it (tools/peptide.py): ala2.pdb, traj.dcd (200
     frames), and the 21 bonds OpenMM's own topology knows (standard residue templates)."""
     pytest.importorskip("openmm")
@@ -42,7 +43,8 @@ def openmm_ala2(tmp_path_factory):
     from openmm import app
     from peptide import write_openmm_files
 
-    pdb, dcd = write_openmm_files(tmp_path_factory.mktemp("openmm_ala2"), n_frames=200)
+    folder = engine_output("openmm_ala2", write_openmm_files, n_frames=200)
+    pdb, dcd = folder / "ala2.pdb", folder / "traj.dcd"
     topology = app.PDBFile(str(pdb)).topology  # reads CONECT, adds the standard bonds
     topology.createStandardBonds()
     bonds = _pairs([(b.atom1.index, b.atom2.index) for b in topology.bonds()])

@@ -12,9 +12,9 @@ from helpers import random_chain
 import polyvae
 import polyvae.training
 from polyvae import geometry
-from polyvae.measures.marginals import MAX_ALL_PAIRS, SAMPLED_PAIRS, distance_marginals
 from polyvae.analysis.structure import compare_structures
 from polyvae.cli import main
+from polyvae.measures.marginals import MAX_ALL_PAIRS, SAMPLED_PAIRS, distance_marginals
 from polyvae.topology import unjoined_atom
 from polyvae.training import PostTrainingError, training_stats
 

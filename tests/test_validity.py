@@ -9,9 +9,9 @@ from helpers import random_chain
 
 import polyvae
 from polyvae import geometry
+from polyvae.cli import main
 from polyvae.measures import validity
 from polyvae.measures.validity import AtomLabels, Offender, StructureChecks
-from polyvae.cli import main
 
 
 def _zigzag(n=8, dim=2, rng=None):

@@ -8,8 +8,8 @@ import pytest
 
 import polyvae
 from polyvae import geometry
-from polyvae.measures.marginals import distance_marginals
 from polyvae.cli import main
+from polyvae.measures.marginals import distance_marginals
 from polyvae.model import VAEConfig, init_params, loss
 from polyvae.weights import (
     KB_KJ_PER_MOL_K,
