@@ -23,9 +23,9 @@ import numpy as np
 
 from polyvae import geometry
 from polyvae.analysis.optimize import NoValidStructureError, optimize_latent
-from polyvae.measures.validity import StructureChecks
 from polyvae.io import read_frames
 from polyvae.job import DEFAULT_DATA
+from polyvae.measures.validity import StructureChecks
 from polyvae.training import train
 
 CHAPTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "dmol" / "long_paths.npz"

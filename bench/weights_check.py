@@ -21,8 +21,8 @@ import numpy as np
 
 import polyvae
 from polyvae import geometry
-from polyvae.measures.marginals import distance_marginals
 from polyvae.job import DEFAULT_DATA
+from polyvae.measures.marginals import distance_marginals
 from polyvae.weights import effective_sample_size
 
 
