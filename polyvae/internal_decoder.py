@@ -35,6 +35,7 @@ import functools
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -556,28 +557,22 @@ class InternalLayout:
         # the rebuilt structure, and the Cartesian expert gives up those atoms
         start, free_atoms = self._grafted(start, rebuilt, self._mirrored(handed, start))
         free_atoms = jax.lax.stop_gradient(free_atoms)
-        args = (
-            anchor,
-            internal_features,
-            cartesian_sigma,
-            internal_sigma,
-            weight,
-            1.0 - free_atoms,
-            handed,
+        experts = _Experts(
+            anchor, internal_features, cartesian_sigma, internal_sigma, weight, 1.0 - free_atoms
         )
         n_steps = REFINE_STEPS if steps is None else int(steps)
         if n_steps == 0:
-            e_start = self._energy(*args, *self._near_pairs(start))(start)
-            e_rebuilt = self._energy(*args, *self._near_pairs(rebuilt))(rebuilt)
+            e_start = self._energy(experts, handed, *self._near_pairs(start))(start)
+            e_rebuilt = self._energy(experts, handed, *self._near_pairs(rebuilt))(rebuilt)
             return jnp.where((e_rebuilt < e_start)[..., None, None], rebuilt, start)
         first = min(n_steps, REFINE_ROUND)
         both = jnp.stack([start, rebuilt])
-        both, energy = self._minimize(both, *args, first)
+        both, energy = self._minimize(both, experts, handed, first)
         x = jnp.where((energy[1] < energy[0])[..., None, None], both[1], both[0])
         done = first
-        free = args[:-1] + (jnp.zeros_like(handed),)  # later rounds: the energy alone
+        free = jnp.zeros_like(handed)  # later rounds: the experts' energy alone
         while done < n_steps:
-            x, _ = self._minimize(x, *free, min(REFINE_ROUND, n_steps - done))
+            x, _ = self._minimize(x, experts, free, min(REFINE_ROUND, n_steps - done))
             done += REFINE_ROUND
         return x
 
@@ -598,24 +593,12 @@ class InternalLayout:
         pairs, kind = jax.pure_callback(self._near_pair_kinds, shapes, x, reach)
         return pairs, self._kind_minimum(jnp, contact_min, kind)
 
-    def _energy(
-        self,
-        anchor,
-        internal_features,
-        cartesian_sigma,
-        internal_sigma,
-        weight,
-        kept,
-        handed,
-        pairs,
-        mins,
-    ):
+    def _energy(self, experts, handed, pairs, mins):
         """The energy (...,) of structures x (..., N, D), as a function of x.
 
-        ``kept`` (..., N) weighs each atom's term of the Cartesian expert (0 near a
-        centre the experts disagree on, see :meth:`_cartesian_free`).
-
-        The two experts' energies, the contact pairs' repulsion, and a restraint that
+        The two experts' energies (:class:`_Experts`; ``experts.kept`` weighs each atom's
+        term of the Cartesian one, 0 near a centre the experts disagree on, see
+        :meth:`_grafted`), the contact pairs' repulsion, and a restraint that
         keeps each branched atom (:attr:`_chiral_quads`) at least half as chiral as
         ``handed`` (..., C) says (:func:`_handedness` of the rebuilt structure), on the
         same side: a start whose Cartesian mean has mirrored a stereocentre is pushed
@@ -624,6 +607,7 @@ class InternalLayout:
         import jax
         import jax.numpy as jnp
 
+        anchor, internal_features, cartesian_sigma, internal_sigma, weight, kept = experts
         dtype = anchor.dtype
         target = self.values(jnp.asarray(internal_features, dtype))
         circ = jnp.asarray(self.circular)
@@ -650,18 +634,7 @@ class InternalLayout:
 
         return energy
 
-    def _minimize(
-        self,
-        x0,
-        anchor,
-        internal_features,
-        cartesian_sigma,
-        internal_sigma,
-        weight,
-        kept,
-        handed,
-        steps,
-    ):
+    def _minimize(self, x0, experts, handed, steps):
         """``steps`` L-BFGS iterations on each structure of ``x0`` (..., N, D) alone,
         repelling the contact pairs of ``x0``; returns the structures and their energies
         (...,).
@@ -679,6 +652,7 @@ class InternalLayout:
         import optax
 
         x0 = jnp.asarray(x0)
+        anchor, internal_features, _, _, _, kept = experts
         lead, shape = x0.shape[:-2], x0.shape[-2:]
         pairs, mins = self._near_pairs(x0)
         b = math.prod(lead)  # explicit: a molecule without contact pairs has K = 0
@@ -698,9 +672,8 @@ class InternalLayout:
         opt = optax.scale_by_lbfgs()
 
         def one(x, anchor, features, kept, handed, pairs, mins):
-            energy = self._energy(
-                anchor, features, cartesian_sigma, internal_sigma, weight, kept, handed, pairs, mins
-            )
+            own = experts._replace(anchor=anchor, internal_features=features, kept=kept)
+            energy = self._energy(own, handed, pairs, mins)
             value_and_grad = jax.value_and_grad(energy)
 
             def step(carry, _):
@@ -841,6 +814,20 @@ class InternalLayout:
                 [values[m].min() if m.any() else np.inf for m in (is14, ~is14)]
             )
         return replace(layout, contact_min=contact_min)
+
+
+class _Experts(NamedTuple):
+    """What :meth:`InternalLayout.refine` weighs a structure against: the Cartesian
+    expert (``anchor`` (..., N, D), its scale ``cartesian_sigma`` (N * D,), its ``weight``
+    and the per-atom factor ``kept`` (..., N)) and the internal one
+    (``internal_features`` (..., Q), their scale ``internal_sigma`` (Q,))."""
+
+    anchor: Any
+    internal_features: Any
+    cartesian_sigma: Any
+    internal_sigma: Any
+    weight: Any
+    kept: Any
 
 
 def _handedness(x, quads):
