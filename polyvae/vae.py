@@ -452,8 +452,10 @@ class VAEModel:
         sample = positions[pick]
         if isinstance(frames, Frames):
             sample = frames[pick]
-        got = float(np.median(self.reconstruction_rmsd(sample)))
         limit = float(ref["p99"])
+        if not limit > 0:  # a model that reconstructs its frames exactly has no scale
+            return
+        got = float(np.median(self.reconstruction_rmsd(sample)))
         if got > RESEMBLANCE_FACTOR * limit:
             logger.warning(
                 "these frames reconstruct %.1fx worse than the training frames (RMSD %.3g %s, "
