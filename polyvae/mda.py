@@ -36,9 +36,10 @@ from MDAnalysis.transformations.base import TransformationBase
 from polyvae import geometry
 from polyvae._checks import ensure_array, ensure_int, ensure_masses
 from polyvae.encoder_numpy import encode_numpy
+from polyvae.frames import Frames
 from polyvae.io.pbc import Unwrapper, resolve_unwrap
 from polyvae.io.trajectories import check_atom_names, model_atoms
-from polyvae.vae import VAEModel, load_model
+from polyvae.vae import RESEMBLANCE_FRAMES, VAEModel, load_model
 
 __all__ = [
     "LatentCV",
@@ -199,6 +200,8 @@ class LatentCV(AnalysisBase):
         self.unwrap = resolve_unwrap(atomgroup.dimensions, unwrap)
         # built here so that a missing-bonds error comes at once; it pickles (NumPy only)
         self._unwrapper = Unwrapper(atomgroup, False, "the trajectory") if self.unwrap else None
+        if model_atoms(model) is None:  # nothing to compare by name: by reconstruction
+            model.check_resemblance(self._sample_frames())
         # NumPy only from here on: this object travels to worker processes
         self._pipeline = model.pipeline
         self._params = model.encoder_params()
@@ -206,6 +209,18 @@ class LatentCV(AnalysisBase):
         self.latent_dim = model.latent_dim
         self._chunk_size = int(chunk_size)
         self._buffer: np.ndarray | None = None
+
+    def _sample_frames(self) -> Frames:
+        """Up to :data:`~polyvae.vae.RESEMBLANCE_FRAMES` evenly spaced frames of the
+        trajectory as the encoder will see them (Å); the current frame is kept."""
+        trajectory = self._ag.universe.trajectory
+        current, n = trajectory.frame, len(trajectory)
+        pick = np.unique(np.linspace(0, n - 1, min(n, RESEMBLANCE_FRAMES)).round().astype(int))
+        try:
+            sample = np.stack([self._positions().copy() for _ in trajectory[pick]])
+        finally:
+            trajectory[current]
+        return Frames(sample.astype(np.float32), unit="Å")
 
     def _positions(self) -> np.ndarray:
         """Current positions of the group (N, 3), Å, unwrapped if requested."""

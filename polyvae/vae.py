@@ -432,11 +432,13 @@ class VAEModel:
         back = np.asarray(_chunked(jax.jit(self.structure_fn()), mean)[0], np.float64)
         return np.sqrt(np.mean(np.sum((back - aligned) ** 2, axis=-1), axis=-1))
 
-    def _check_resemblance(self, frames: Any) -> None:
+    def check_resemblance(self, frames: Any) -> None:
         """Warn when frames whose atoms cannot be checked by name (no names on one side)
         reconstruct far worse than the training frames (:meth:`reconstruction_rmsd` of up
         to :data:`RESEMBLANCE_FRAMES` of them, median above :data:`RESEMBLANCE_FACTOR`
-        times the training frames' 99th percentile)."""
+        times the training frames' 99th percentile). :meth:`encode` and
+        :class:`polyvae.mda.LatentCV` call it; models without the stored figure (older
+        files) are not checked."""
         ref = self.metadata.get("reconstruction_rmsd")
         if ref is None or self.pipeline is None:
             return
@@ -526,7 +528,7 @@ class VAEModel:
         mean : ndarray (T, L)
         std : ndarray (T, L)
         """
-        self._check_resemblance(frames)
+        self.check_resemblance(frames)
         x = self.inputs(frames)
         return _chunked(partial(_encode, self.config, self.params), x)
 
@@ -551,7 +553,7 @@ class VAEModel:
         pending = None
         for chunk in prefetch(chunks):
             if not times:
-                self._check_resemblance(chunk)
+                self.check_resemblance(chunk)
             x = self.inputs(chunk)  # NumPy alignment runs while the last chunk encodes
             size = min(_CHUNK, 1 << max(x.shape[0] - 1, 0).bit_length())
             for start in range(0, x.shape[0], size):

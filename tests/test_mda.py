@@ -341,3 +341,19 @@ def test_atom_names_are_checked_against_the_model(mda, adk, model):
     ):
         LatentCV(ag[order], named)
     LatentCV(shifted, model)  # a model without stored atoms checks only the count
+
+
+def test_without_names_the_atoms_are_checked_by_reconstruction(adk, model, caplog):
+    """A model trained on bare positions has no names to compare: LatentCV compares how
+    well the model reconstructs a sample of the trajectory with the training frames."""
+    from polyvae.mda import LatentCV
+
+    u, ag, _ = adk
+    caplog.set_level("WARNING", logger="polyvae")
+    u.trajectory[5]
+    LatentCV(ag, model)
+    assert "reconstruct" not in caplog.text
+    assert u.trajectory.frame == 5  # the sample leaves the trajectory where it was
+    cv = LatentCV(ag[::-1], model)  # the chain backwards: same names, same count
+    assert "frames reconstruct" in caplog.text and "model's atoms in its order" in caplog.text
+    assert cv.run(stop=3).results.latent.shape == (3, model.latent_dim)
