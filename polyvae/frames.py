@@ -230,3 +230,8 @@ class Frames:
             f"Frames(n_frames={self.n_frames}, n_atoms={self.n_atoms}, dim={self.dim}, "
             f"unit={self.unit!r})"
         )
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """Indices of up to ``k`` of ``n`` frames, evenly spread from the first to the last."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))

@@ -36,7 +36,7 @@ from MDAnalysis.transformations.base import TransformationBase
 from polyvae import geometry
 from polyvae._checks import ensure_array, ensure_int, ensure_masses
 from polyvae.encoder_numpy import encode_numpy
-from polyvae.frames import Frames
+from polyvae.frames import Frames, evenly_spaced
 from polyvae.io.pbc import Unwrapper, resolve_unwrap
 from polyvae.io.trajectories import check_atom_names, model_atoms
 from polyvae.vae import RESEMBLANCE_FRAMES, VAEModel, load_model
@@ -215,7 +215,7 @@ class LatentCV(AnalysisBase):
         trajectory as the encoder will see them (Å); the current frame is kept."""
         trajectory = self._ag.universe.trajectory
         current, n = trajectory.frame, len(trajectory)
-        pick = np.unique(np.linspace(0, n - 1, min(n, RESEMBLANCE_FRAMES)).round().astype(int))
+        pick = evenly_spaced(n, RESEMBLANCE_FRAMES)
         try:
             sample = np.stack([self._positions().copy() for _ in trajectory[pick]])
         finally:

@@ -46,7 +46,7 @@ from polyvae._checks import (
 )
 from polyvae._outputs import check_output
 from polyvae.config import DECODERS, DEFAULT_PATIENCE, TrainConfig, VAEConfig
-from polyvae.frames import Frames
+from polyvae.frames import Frames, evenly_spaced
 from polyvae.internal_decoder import CARTESIAN_WEIGHTS
 from polyvae.latent_codes import LatentCodes
 from polyvae.measures.marginals import distance_marginals
@@ -1248,8 +1248,7 @@ def _finished_model(
             try:
                 result.latent_codes = LatentCodes.of(result, aligned, weights)
                 if config.likelihood == "gaussian":
-                    pick = np.linspace(0, len(aligned) - 1, min(len(aligned), 256))
-                    rmsd = result.reconstruction_rmsd(aligned[np.unique(pick.round().astype(int))])
+                    rmsd = result.reconstruction_rmsd(aligned[evenly_spaced(len(aligned), 256)])
                     result.metadata["reconstruction_rmsd"] = {
                         "median": round(float(np.median(rmsd)), 6),
                         "p99": round(float(np.percentile(rmsd, 99)), 6),

@@ -34,7 +34,7 @@ from polyvae.checkpoint import (
 )
 from polyvae.config import TrainConfig
 from polyvae.encoder_numpy import numpy_params
-from polyvae.frames import Frames
+from polyvae.frames import Frames, evenly_spaced
 from polyvae.latent_codes import LATENT_SOURCES, LatentCodes
 from polyvae.measures.validity import AtomLabels, StructureChecks
 from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
@@ -449,8 +449,7 @@ class VAEModel:
         positions = frames.positions if isinstance(frames, Frames) else np.asarray(frames)
         if positions.ndim != 3 or len(positions) == 0:
             return
-        k = min(len(positions), RESEMBLANCE_FRAMES)
-        pick = np.unique(np.linspace(0, len(positions) - 1, k).round().astype(np.int64))
+        pick = evenly_spaced(len(positions), RESEMBLANCE_FRAMES)
         sample = positions[pick]
         if isinstance(frames, Frames):
             sample = frames[pick]
