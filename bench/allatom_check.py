@@ -26,7 +26,7 @@ import numpy as np
 
 import polyvae
 from polyvae import geometry
-from polyvae.topology import backbone_dihedrals
+from polyvae.features.topology import backbone_dihedrals
 
 
 def _seeds(text: str) -> list[int]:

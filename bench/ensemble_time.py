@@ -5,7 +5,7 @@ On the bundled polymer (4096 frames, default settings: internal decoder, hidden
 everything:
 
 - ``polyvae.train(seed=0)`` for ``--epochs`` epochs;
-- ``polyvae.ensemble.train_many(seeds=0..M-1)`` for the same epochs, for each M of
+- ``polyvae.training.ensemble.train_many(seeds=0..M-1)`` for the same epochs, for each M of
   ``--members`` (the members train together, vmapped, in one compiled epoch);
 
 each as the whole call (preparation, training, model assembly, and for the ensemble the
@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import polyvae
-from polyvae.ensemble import train_many
 from polyvae.job import DEFAULT_DATA
-from polyvae.model import init_params
-from polyvae.steps import epoch_plan, make_ensemble_steps, make_steps
-from polyvae.training import _prepare_training
+from polyvae.nn.model import init_params
+from polyvae.nn.steps import epoch_plan, make_ensemble_steps, make_steps
+from polyvae.training.ensemble import train_many
+from polyvae.training.trainer import _prepare_training
 
 
 def matmul_rate(repeats: int = 5) -> float:

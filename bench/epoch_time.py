@@ -25,8 +25,8 @@ import numpy as np
 import optax
 
 import polyvae
-from polyvae.model import VAEConfig, init_params, loss, loss_terms
-from polyvae.steps import epoch_plan, make_steps
+from polyvae.nn.model import VAEConfig, init_params, loss, loss_terms
+from polyvae.nn.steps import epoch_plan, make_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT.parent / "shared" / "data" / "dmol" / "long_paths.npz"
@@ -39,7 +39,7 @@ def load_features(n_frames: int) -> tuple[np.ndarray, str]:
 
 
 def polyvae_epoch(x, config, batch_size):
-    """One epoch as ``polyvae.training.fit`` runs it: the host-side plan, then the compiled steps."""
+    """One epoch as ``polyvae.training.trainer.fit`` runs it: the host-side plan, then the compiled steps."""
     _, steps = make_steps(config, 1e-3)
     opt = optax.adam(1e-3)
     state = {"params": init_params(config, key=jax.random.PRNGKey(0))}

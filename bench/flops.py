@@ -11,7 +11,7 @@ sigma, relu, 2048 frames, Adam) at several batch sizes this script
   chain of (1024 x 1024) @ (1024 x 1024) products (the peak), and the three products
   of a 256-wide layer at the step's own shapes, (B x 256) @ (256 x 256) forward,
   ``dY W^T`` and the weight gradient ``X^T dY``;
-- times polyvae's epoch (``polyvae.steps.epoch_plan`` + ``make_steps``) and, to see where the
+- times polyvae's epoch (``polyvae.nn.steps.epoch_plan`` + ``make_steps``) and, to see where the
   time goes, the same scanned epoch with parts of the step removed: the Adam update
   replaced by plain SGD (``p - lr * g``), and the loss alone without the backward pass.
   Rates and epochs are timed in the same rounds, taking turns (min of repeats after a
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from epoch_time import interleaved_times, load_features, polyvae_epoch  # noqa: E402
 
-from polyvae.model import VAEConfig, init_params, loss  # noqa: E402
-from polyvae.steps import epoch_plan  # noqa: E402
+from polyvae.nn.model import VAEConfig, init_params, loss  # noqa: E402
+from polyvae.nn.steps import epoch_plan  # noqa: E402
 
 ADAM_FLOPS_PER_PARAM = (
     14  # two moment updates (7), bias corrections (2), sqrt/add/div (3), scale + apply (2)
@@ -202,11 +202,11 @@ def layer_products(batch: int, width: int, n: int) -> dict:
 
 
 def variant_epoch(x, config: VAEConfig, batch_size: int, mode: str):
-    """The epoch of ``polyvae.steps.make_steps`` with parts of the step removed.
+    """The epoch of ``polyvae.nn.steps.make_steps`` with parts of the step removed.
 
     ``mode="sgd"``: forward + backward, parameters updated by ``p - lr * g`` (no Adam);
     ``mode="forward"``: the loss alone, summed over the batches (no backward pass).
-    The batch order and noise come from ``polyvae.steps.epoch_plan``, as in training.
+    The batch order and noise come from ``polyvae.nn.steps.epoch_plan``, as in training.
     """
     grad_fn = jax.value_and_grad(partial(loss, config=config), has_aux=True)
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from epoch_time import load_features, polyvae_epoch  # noqa: E402
 
-from polyvae.model import VAEConfig  # noqa: E402
+from polyvae.nn.model import VAEConfig  # noqa: E402
 
 TORCH_VERSION = "2.13.0"
 

@@ -26,7 +26,7 @@ from polyvae.analysis.optimize import NoValidStructureError, optimize_latent
 from polyvae.io import read_frames
 from polyvae.job import DEFAULT_DATA
 from polyvae.measures.validity import StructureChecks
-from polyvae.training import train
+from polyvae.training.trainer import train
 
 CHAPTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "dmol" / "long_paths.npz"
 BAND = (0.5, 99.5)

@@ -1,7 +1,7 @@
 """Where an epoch's time goes, read from JAX's profiler rather than guessed.
 
 Traces ``--epochs`` epochs of polyvae's training (chapter architecture, 2048 frames, the
-compiled steps of ``polyvae.steps.make_steps``) at each batch size, then attributes the
+compiled steps of ``polyvae.nn.steps.make_steps``) at each batch size, then attributes the
 time of every XLA kernel (a thunk: one fused loop, one matrix product, ...) to
 
 - a phase, from the kernel's HLO metadata: ``forward`` (under ``jvp``), ``backward``
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from epoch_time import load_features  # noqa: E402
 
-from polyvae.model import VAEConfig, init_params  # noqa: E402
-from polyvae.steps import epoch_plan, make_steps  # noqa: E402
+from polyvae.nn.model import VAEConfig, init_params  # noqa: E402
+from polyvae.nn.steps import epoch_plan, make_steps  # noqa: E402
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", re.M)
 

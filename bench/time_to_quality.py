@@ -40,7 +40,7 @@ Measured, in one run:
    loss on 100 frames per batch; every frame trained, no validation), 250 epochs timed
    as one wall (compilation included); W1 every 10 epochs outside the timed region,
    generated as the decoder mean plus its learned Gaussian noise
-   (``polyvae.model.sample``).
+   (``polyvae.nn.model.sample``).
 4. ``mlcolvar``: ``VariationalAutoEncoderCV`` with the same sizes, trained 250 epochs by
    one ``lightning.Trainer.fit`` as ``mlcolvar_compare.lightning_runner`` sets it up
    (batch 32, Adam 1e-3, no validation split), in a subprocess of ``--mlcolvar-python``
@@ -283,7 +283,7 @@ def chapter_loop(frames, pipeline, epochs: int, step: int) -> dict:
     import jax
     from epoch_time import chapter_loop_epoch, load_features
 
-    from polyvae.model import VAEConfig, sample
+    from polyvae.nn.model import VAEConfig, sample
 
     x, _ = load_features(frames.n_frames)
     if not np.allclose(x, pipeline.transform(frames), atol=1e-5):
@@ -310,7 +310,7 @@ def chapter_loop(frames, pipeline, epochs: int, step: int) -> dict:
     return {
         "settings": f"epoch_time.chapter_loop_epoch: {x.shape[1]}-256-256-256-2, decoder "
         "mirrored, learned per-feature sigma, relu, batch 32, Adam 1e-3, all 2048 frames",
-        "generated_as": "decoder mean + learned per-feature Gaussian noise (polyvae.model.sample)",
+        "generated_as": "decoder mean + learned per-feature Gaussian noise (polyvae.nn.model.sample)",
         "epochs": epochs,
         "wall_s": points[-1][1],
         "w1": points[-1][2],

@@ -6,8 +6,8 @@ Gaussian mixture, plus noise, standardized per feature) to a float32 ``np.memmap
 in a temporary folder, chunk by chunk, so that the host never holds the array in
 anonymous memory. Then, each in a fresh process (so that each peak is its own):
 
-- ``polyvae.training.fit(..., stream=True)`` on the memmap (blocks of ``--block-frames``);
-- unless ``--no-fit``: ``polyvae.training.fit`` on the same memmap (the whole training
+- ``polyvae.training.trainer.fit(..., stream=True)`` on the memmap (blocks of ``--block-frames``);
+- unless ``--no-fit``: ``polyvae.training.trainer.fit`` on the same memmap (the whole training
   array copied to the host heap and to the device), for comparison.
 
 Both train encoder 36-256-256-256-2 (decoder mirrored), batch ``--batch-size``,
@@ -89,8 +89,8 @@ def train_once(mode: str, path: Path, n_frames: int, args) -> dict:
     """Train once on the memmap at ``path`` in this process; figures as a dict."""
     import jax
 
-    from polyvae.model import VAEConfig
-    from polyvae.training import TrainConfig, fit
+    from polyvae.nn.model import VAEConfig
+    from polyvae.training.trainer import TrainConfig, fit
 
     x = np.memmap(path, dtype=np.float32, mode="r", shape=(n_frames, 3 * N_BEADS))
     config = VAEConfig(n_features=x.shape[1], hidden=tuple(args.hidden))

@@ -23,7 +23,7 @@ import polyvae
 from polyvae import geometry
 from polyvae.job import DEFAULT_DATA
 from polyvae.measures.marginals import distance_marginals
-from polyvae.weights import effective_sample_size
+from polyvae.measures.weights import effective_sample_size
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ import polyvae  # noqa: E402
 from polyvae.analysis import distance_marginals  # noqa: E402
 from polyvae.export import write_colvars  # noqa: E402
 from polyvae.geometry import dihedrals  # noqa: E402
-from polyvae.weights import effective_sample_size  # noqa: E402
+from polyvae.measures.weights import effective_sample_size  # noqa: E402
 
 # the LAMMPS harness is a tool of the repository, not part of the installed package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

@@ -7,12 +7,12 @@ marginals and structures optimized in latent space.
 
 from polyvae._version import __version__
 from polyvae.config import TrainConfig, VAEConfig
-from polyvae.ensemble import Ensemble, train_many
+from polyvae.features.pipeline import Pipeline
 from polyvae.frames import Frames
 from polyvae.io import read_frames, read_npz, write_npz
 from polyvae.metadata import AtomInfo, TrainingStats
-from polyvae.training import PostTrainingError, TrainingDivergedError, fit, train
-from polyvae.transforms import Pipeline
+from polyvae.training.ensemble import Ensemble, train_many
+from polyvae.training.trainer import PostTrainingError, TrainingDivergedError, fit, train
 from polyvae.vae import VAEModel, load_model
 
 __all__ = [

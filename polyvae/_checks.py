@@ -1,7 +1,7 @@
 """One family of validators for the public boundary.
 
 Every public function that takes user data checks it here, once, and hands trusted
-arrays to the kernels (:mod:`polyvae.geometry`, :mod:`polyvae.model`), which check
+arrays to the kernels (:mod:`polyvae.geometry`, :mod:`polyvae.nn.model`), which check
 nothing. Each error names the argument, says what was expected and what came.
 
 - :func:`ensure_array`: dtype kind, ndim, shape (``None`` entries are free), finiteness,

@@ -2,7 +2,7 @@
 
 Reading a trajectory chunk or gathering a block of training rows (NumPy, I/O) then
 overlaps with the JAX work on the previous one: :meth:`polyvae.VAEModel.encode_chunks`
-and the streamed trainer in :mod:`polyvae.training` use it.
+and the streamed trainer in :mod:`polyvae.training.trainer` use it.
 """
 
 from __future__ import annotations

@@ -24,14 +24,14 @@ __all__ = [
 ]
 
 ACTIVATION_NAMES = ("relu", "tanh", "elu", "softplus")
-"""Activations of the hidden layers (:data:`polyvae.model.ACTIVATIONS` holds the functions)."""
+"""Activations of the hidden layers (:data:`polyvae.nn.model.ACTIVATIONS` holds the functions)."""
 
 LIKELIHOODS = ("gaussian", "categorical")
 """Decoder likelihoods: normal features, or one-hot classes."""
 
 DECODERS = ("cartesian", "internal")
 """What a Gaussian decoder's features are: aligned coordinates, or those and internal
-coordinates (:mod:`polyvae.internal_decoder`)."""
+coordinates (:mod:`polyvae.features.layout`)."""
 
 DEFAULT_PATIENCE = 50
 """Epochs without a better validation loss after which training stops by default. Generous:
@@ -168,7 +168,7 @@ class TrainConfig:
         all ``epochs`` and returns the last parameters.
     split_seed : int or None
         Seeds the validation split instead of ``seed`` (the members of
-        :func:`polyvae.ensemble.train_many` share one split); None: ``seed``.
+        :func:`polyvae.training.ensemble.train_many` share one split); None: ``seed``.
     """
 
     epochs: int = 250

@@ -4,7 +4,7 @@ Every formula polyvae uses on coordinates lives here once: atom pairs and the bo
 graph, pair distances, centre of mass, centring, rotation, principal axes, Kabsch
 superposition, radius of gyration, bond angles, dihedrals, and the chiral centres of
 the bond graph with their handedness. The public, validating
-functions (:mod:`polyvae.transforms`, :mod:`polyvae.analysis.structure`) check their
+functions (:mod:`polyvae.features.pipeline`, :mod:`polyvae.analysis.structure`) check their
 arguments and call these; the model, the optimizer and the exports call them directly.
 
 Kernels trust their arguments: positions ``x`` of shape (..., N, D) (D = 2 or 3; any

@@ -31,9 +31,9 @@ from polyvae.analysis.optimize import optimize_latent
 from polyvae.analysis.structure import compare_structures, radius_of_gyration
 from polyvae.frames import Frames
 from polyvae.measures.marginals import distance_marginals
-from polyvae.training import train, training_summary
+from polyvae.measures.weights import effective_sample_size
+from polyvae.training.trainer import train, training_summary
 from polyvae.vae import VAEModel
-from polyvae.weights import effective_sample_size
 
 __all__ = ["run_job", "write_marginals", "DEFAULT_DATA", "OPTIMIZE_PERCENTILES"]
 

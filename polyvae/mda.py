@@ -9,9 +9,9 @@ that runs serially or in parallel (``backend="multiprocessing"`` or ``"dask"``):
     cv.results.latent      # (T, L) encoder means
     cv.results.latent_std  # (T, L) encoder standard deviations
 
-Its per-frame work is NumPy only (:mod:`polyvae.encoder_numpy`): JAX does not survive
+Its per-frame work is NumPy only (:mod:`polyvae.nn.encoder_numpy`): JAX does not survive
 ``fork()``. :class:`CenterOfMass`, :class:`PrincipalAxesAlign` and
-:class:`ReferenceAlign` apply :mod:`polyvae.transforms`' kernels on the fly::
+:class:`ReferenceAlign` apply :mod:`polyvae.features.pipeline`' kernels on the fly::
 
     u.trajectory.add_transformations(PrincipalAxesAlign(u.select_atoms("name CA")))
 
@@ -35,10 +35,10 @@ from MDAnalysis.transformations.base import TransformationBase
 
 from polyvae import geometry
 from polyvae._checks import ensure_array, ensure_int, ensure_masses
-from polyvae.encoder_numpy import encode_numpy
 from polyvae.frames import Frames, evenly_spaced
 from polyvae.io.pbc import Unwrapper, resolve_unwrap
 from polyvae.io.trajectories import check_atom_names, model_atoms
+from polyvae.nn.encoder_numpy import encode_numpy
 from polyvae.vae import RESEMBLANCE_FRAMES, VAEModel, load_model
 
 __all__ = [
@@ -356,7 +356,7 @@ class CenterOfMass(_GroupTransformation):
 class PrincipalAxesAlign(_GroupTransformation):
     """Center on the group and rotate its principal axes onto x, y, z.
 
-    Same as :func:`polyvae.transforms.align_principal` on the group's positions,
+    Same as :func:`polyvae.features.pipeline.align_principal` on the group's positions,
     including the sign rule (axes oriented along the group's atom order); the
     rotation is applied to all atoms of the frame.
 
@@ -379,7 +379,7 @@ class PrincipalAxesAlign(_GroupTransformation):
 class ReferenceAlign(_GroupTransformation):
     """Center on the group and superimpose it on a reference structure (Kabsch).
 
-    Same as :func:`polyvae.transforms.align_to_reference` on the group's positions:
+    Same as :func:`polyvae.features.pipeline.align_to_reference` on the group's positions:
     the group ends up centred at the origin in the reference's orientation. The
     rotation is applied to all atoms of the frame.
 

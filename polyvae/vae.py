@@ -22,24 +22,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyvae import geometry
-from polyvae import model as vae
 from polyvae._checks import ensure_array, ensure_choice, ensure_int, ensure_onehot
 from polyvae._prefetch import prefetch
-from polyvae.checkpoint import (
+from polyvae.config import TrainConfig
+from polyvae.features.pipeline import Pipeline
+from polyvae.frames import Frames, evenly_spaced
+from polyvae.measures.validity import AtomLabels, StructureChecks
+from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
+from polyvae.nn import model as vae
+from polyvae.nn.checkpoint import (
     flatten_tree,
     load_archive,
     save_archive,
     tree_structure,
     unflatten_tree,
 )
-from polyvae.config import TrainConfig
-from polyvae.encoder_numpy import numpy_params
-from polyvae.frames import Frames, evenly_spaced
-from polyvae.latent_codes import LATENT_SOURCES, LatentCodes
-from polyvae.measures.validity import AtomLabels, StructureChecks
-from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
-from polyvae.resume import TrainState
-from polyvae.transforms import Pipeline
+from polyvae.nn.encoder_numpy import numpy_params
+from polyvae.nn.latent_codes import LATENT_SOURCES, LatentCodes
+from polyvae.nn.train_state import TrainState
 
 __all__ = ["VAEModel", "load_model"]
 
@@ -145,11 +145,11 @@ class VAEModel:
     metadata : dict
         JSON-ready facts about the training data: unit, atom names, masses, source.
     train_state : TrainState or None
-        What continuing the training needs (:mod:`polyvae.resume`); saved with the model.
+        What continuing the training needs (:mod:`polyvae.nn.train_state`); saved with the model.
     latent_codes : LatentCodes or None
         The encoder distributions of (up to 4096) training frames, where
         :meth:`generate` draws latent points by default
-        (:mod:`polyvae.latent_codes`); None for models without them (toys, files
+        (:mod:`polyvae.nn.latent_codes`); None for models without them (toys, files
         written before them), which draw from the prior.
     """
 
@@ -255,7 +255,7 @@ class VAEModel:
     def encoder_params(self) -> dict:
         """NumPy copies of the whole encoder (mean and std heads): ``{"encoder": [...]}``.
 
-        For :func:`polyvae.encoder_numpy.encode_numpy`, e.g. in worker processes
+        For :func:`polyvae.nn.encoder_numpy.encode_numpy`, e.g. in worker processes
         where JAX must not run.
         """
         return numpy_params({"encoder": self.params["encoder"]})
@@ -506,7 +506,7 @@ class VAEModel:
 
         ``start`` (T, F): for features drawn from the decoder, the decoder mean at the
         same latent points, where the internal decoder's refinement starts
-        (:meth:`polyvae.transforms.Pipeline.inverse_transform`).
+        (:meth:`polyvae.features.pipeline.Pipeline.inverse_transform`).
         """
         if self.pipeline is None:
             return np.asarray(features)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae.encoder_numpy import forward_numpy
+from polyvae.nn.encoder_numpy import forward_numpy
 
 
 def _hy36_decode(text: str, width: int = 5) -> int:

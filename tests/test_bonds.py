@@ -9,9 +9,9 @@ from helpers import engine_output
 
 import polyvae
 from polyvae.cli import main
-from polyvae.elements import atom_elements, guess_bonds
+from polyvae.features.elements import atom_elements, guess_bonds
+from polyvae.features.topology import model_bonds
 from polyvae.frames import Frames
-from polyvae.topology import model_bonds
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -88,7 +88,7 @@ def test_the_openmm_files_hold_the_run_of_the_npz_and_are_kept(
 
 # ---- model_bonds: the modes ----------------------------------------------------------------
 def test_auto_completes_the_topology_bonds_and_says_how_many(openmm_ala2, openmm_frames, caplog):
-    with caplog.at_level(logging.INFO, logger="polyvae.topology"):
+    with caplog.at_level(logging.INFO, logger="polyvae.features.topology"):
         bonds = model_bonds(openmm_frames)
     assert _pairs(bonds) == openmm_ala2[2] and len(bonds) == 21
     assert bonds[:12].tolist() == openmm_frames.bonds.tolist()  # the topology's come first
@@ -118,7 +118,7 @@ def test_topology_mode_names_the_atoms_left_apart(openmm_frames):
 def test_guess_finds_the_21_bonds_from_positions_alone(openmm_ala2, openmm_frames, caplog):
     names_only = Frames(openmm_frames.positions, names=openmm_frames.names)  # masses all 1
     masses_only = Frames(openmm_frames.positions, masses=openmm_frames.masses)  # names B0..
-    with caplog.at_level(logging.INFO, logger="polyvae.topology"):
+    with caplog.at_level(logging.INFO, logger="polyvae.features.topology"):
         for frames in (names_only, masses_only):
             assert _pairs(model_bonds(frames)) == openmm_ala2[2]  # auto: all-atom, so guessed
         assert _pairs(model_bonds(openmm_frames, bonds="guess")) == openmm_ala2[2]
@@ -183,7 +183,7 @@ def test_chain_stays_for_calpha_traces_and_beads(caplog):
 
     beads = Frames(random_chain(np.random.default_rng(0), 8, 6, 3, bond=1.0))
     ca = Frames(random_chain(np.random.default_rng(1), 8, 6, 3, bond=3.8), names=["CA"] * 6)
-    with caplog.at_level(logging.INFO, logger="polyvae.topology"):
+    with caplog.at_level(logging.INFO, logger="polyvae.features.topology"):
         for frames in (beads, ca):
             assert model_bonds(frames).tolist() == geometry.chain_bonds(6).tolist()
     assert caplog.text == ""

@@ -10,7 +10,7 @@ import pytest
 import polyvae
 from polyvae.analysis import distance_marginals, optimize_latent
 from polyvae.analysis.structure import radius_of_gyration
-from polyvae.transforms import align_principal, kabsch_rotation
+from polyvae.features.pipeline import align_principal, kabsch_rotation
 
 
 @pytest.fixture(scope="module")

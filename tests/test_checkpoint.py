@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from polyvae.checkpoint import (
+from polyvae.nn.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     flatten_tree,

@@ -142,7 +142,7 @@ def test_an_output_folder_where_no_file_can_be_made_is_refused_before_work(ws, c
     def no_training(*a, **k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr("polyvae.training.fit", no_training)
+    monkeypatch.setattr("polyvae.training.trainer.fit", no_training)
     # /proc: os.access says yes to root, yet no file can be made there
     _fail(
         capsys,
@@ -551,7 +551,7 @@ def test_frames_no_model_can_learn_are_refused_before_training(tmp_path, capsys,
     def no_training(*a, **k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr("polyvae.training.fit", no_training)
+    monkeypatch.setattr("polyvae.training.trainer.fit", no_training)
     x = random_chain(np.random.default_rng(3), 64, 6, 3)
     cases = {
         "constant": (np.repeat(x[:1], 64, axis=0), r"frames: all 64 frames show one structure "

@@ -3,7 +3,10 @@
 import pytest
 
 import polyvae
-from polyvae import config, model, training, transforms
+from polyvae import config
+from polyvae.features import pipeline as transforms
+from polyvae.nn import model
+from polyvae.training import trainer as training
 
 
 def test_the_choices_are_defined_once():

@@ -8,9 +8,9 @@ from scipy.spatial.transform import Rotation
 
 import polyvae
 from polyvae.cli import main
-from polyvae.model import VAEConfig
-from polyvae.training import TrainConfig, fit
-from polyvae.transforms import Pipeline
+from polyvae.features.pipeline import Pipeline
+from polyvae.nn.model import VAEConfig
+from polyvae.training.trainer import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import polyvae
-from polyvae import ensemble
 from polyvae.cli import main
-from polyvae.ensemble import train_many
-from polyvae.resume import TrainingInterrupted
+from polyvae.nn.train_state import TrainingInterrupted
+from polyvae.training import ensemble
+from polyvae.training.ensemble import train_many
 
 SMALL = dict(hidden=(16, 16), batch_size=16, progress=False)
 FAST = dict(SMALL, decoder="cartesian")  # compiles in a fraction of the internal decoder's time

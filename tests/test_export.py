@@ -29,7 +29,7 @@ from polyvae.export import (
     write_plumed,
 )
 from polyvae.export.colvars import COLVARS_ACTIVATIONS, SOFTPLUS_EXPRESSION
-from polyvae.model import init_params
+from polyvae.nn.model import init_params
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("POLYVAE_UPDATE_GOLDEN") == "1"

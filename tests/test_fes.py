@@ -11,7 +11,7 @@ import pytest
 matplotlib.use("Agg")
 
 from polyvae.analysis.fes import free_energy_surface  # noqa: E402
-from polyvae.weights import KB_KJ_PER_MOL_K  # noqa: E402
+from polyvae.measures.weights import KB_KJ_PER_MOL_K  # noqa: E402
 
 T = 300.0
 KT = KB_KJ_PER_MOL_K * T

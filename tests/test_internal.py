@@ -9,7 +9,7 @@ import pytest
 from helpers import random_chain
 
 from polyvae import geometry
-from polyvae.internal import ZMatrix, to_cartesian, to_internal, zmatrix
+from polyvae.features.internal import ZMatrix, to_cartesian, to_internal, zmatrix
 
 
 def _superposed_deviation(rebuilt, x) -> float:

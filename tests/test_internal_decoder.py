@@ -11,10 +11,10 @@ from helpers import random_chain
 
 import polyvae
 from polyvae import geometry
-from polyvae.internal_decoder import STIFF_TORSION, InternalLayout
+from polyvae.features.layout import STIFF_TORSION, InternalLayout
 from polyvae.io import read_frames
 from polyvae.job import DEFAULT_DATA
-from polyvae.model import VAEConfig
+from polyvae.nn.model import VAEConfig
 
 
 def _floppy_chain(rng, n_frames=400, n_atoms=8, dim=3):
@@ -194,7 +194,7 @@ def test_decoder_errors():
     x = random_chain(np.random.default_rng(0), 64, 6)
     with pytest.raises(ValueError, match="do not join all 6 atoms"):
         polyvae.train(x, decoder="internal", bonds=[[0, 1], [1, 2], [3, 4], [4, 5]], epochs=1)
-    from polyvae.transforms import Pipeline
+    from polyvae.features.pipeline import Pipeline
 
     pipe = Pipeline(decoder="internal")
     pipe.fit_transform(x)
@@ -301,8 +301,8 @@ def test_default_decoder_is_internal_where_a_zmatrix_fits(caplog):
 
 
 def test_models_of_one_molecule_share_compiled_code(polymer):
-    from polyvae.internal_decoder import _jitted_refine
-    from polyvae.steps import make_steps
+    from polyvae.features.layout import _jitted_refine
+    from polyvae.nn.steps import make_steps
 
     a = InternalLayout.fit(polymer.positions[:300])
     b = InternalLayout.fit(polymer.positions[300:600])

@@ -7,7 +7,7 @@ import polyvae
 from polyvae.cli import main
 from polyvae.io import read_npz
 from polyvae.job import DEFAULT_DATA
-from polyvae.latent_codes import KEPT_CODES, LatentCodes
+from polyvae.nn.latent_codes import KEPT_CODES, LatentCodes
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 import polyvae
-from polyvae import model as vae
-from polyvae import transforms
-from polyvae.encoder_numpy import ACTIVATIONS_NUMPY, encode_numpy, numpy_params
+from polyvae.features import pipeline as transforms
+from polyvae.nn import model as vae
+from polyvae.nn.encoder_numpy import ACTIVATIONS_NUMPY, encode_numpy, numpy_params
 
 # ---- NumPy encoder (needs no MDAnalysis) ------------------------------------------------
 
 
 def test_numpy_encoder_mirrors_model_constants():
     assert set(ACTIVATIONS_NUMPY) == set(vae.ACTIVATIONS)
-    from polyvae import encoder_numpy
+    from polyvae.nn import encoder_numpy
 
     assert encoder_numpy._STD_FLOOR == vae._STD_FLOOR
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from polyvae.model import (
+from polyvae.nn.model import (
     VAEConfig,
     decode,
     encode,

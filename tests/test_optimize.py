@@ -197,7 +197,7 @@ def test_sample_structure_is_the_internal_decoders_draw(small_model):
     x = jax.vmap(model.sample_structure_fn())(z, eps)
     layout, kinds = model.pipeline.layout, model.config.kinds
     nc = layout.n_cartesian
-    from polyvae import model as vae
+    from polyvae.nn import model as vae
 
     mean = vae.decode(model.params, z, model.config)["mean"]
     full = jnp.concatenate([jnp.zeros((5, nc)), eps], axis=1)

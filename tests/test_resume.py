@@ -13,7 +13,7 @@ from helpers import random_chain
 
 import polyvae
 from polyvae.cli import main
-from polyvae.resume import TrainingInterrupted
+from polyvae.nn.train_state import TrainingInterrupted
 
 SMALL = dict(latent_dim=2, hidden=(16, 16), batch_size=16, seed=4, progress=False)
 
@@ -125,8 +125,8 @@ def test_a_signal_saves_a_resumable_model(chain, tmp_path, sig, to_group):
 
 
 def test_an_interrupt_after_the_last_epoch_leaves_the_trained_model(chain, tmp_path, monkeypatch):
-    from polyvae import training
-    from polyvae.training import InterruptedAfterTraining
+    from polyvae.training import trainer as training
+    from polyvae.training.trainer import InterruptedAfterTraining
 
     def interrupted(*a, **k):  # Ctrl-C during the Cartesian weight scan
         raise KeyboardInterrupt
@@ -157,7 +157,7 @@ def test_an_interrupt_after_the_last_epoch_leaves_the_trained_model(chain, tmp_p
 
 
 def test_a_repeated_signal_within_half_a_second_is_the_same_request(monkeypatch):
-    from polyvae import training
+    from polyvae.training import trainer as training
 
     monkeypatch.setattr(training, "_LAST_SIGNAL", [-np.inf])
     assert not training.repeated_signal()
@@ -167,7 +167,7 @@ def test_a_repeated_signal_within_half_a_second_is_the_same_request(monkeypatch)
 
 
 def test_interrupt_without_output_says_nothing_was_saved(chain, monkeypatch):
-    from polyvae import training
+    from polyvae.training import trainer as training
 
     real = training.evaluate
 

@@ -11,9 +11,9 @@ import numpy as np
 SCRIPT = """
 import json, sys
 import jax, numpy as np
-from polyvae.model import VAEConfig
-from polyvae.steps import data_mesh
-from polyvae.training import TrainConfig, fit
+from polyvae.nn.model import VAEConfig
+from polyvae.nn.steps import data_mesh
+from polyvae.training.trainer import TrainConfig, fit
 x = np.random.default_rng(0).normal(size=(512, 24)).astype(np.float32)
 cfg = VAEConfig(n_features=24, hidden=(64, 64))
 params, history = fit(x, cfg, TrainConfig(epochs=5, batch_size=32, seed=3), progress=False)
@@ -52,7 +52,7 @@ def test_two_devices_match_one(tmp_path):
 def test_batch_not_divisible_falls_back_to_one_device(caplog):
     import jax
 
-    from polyvae.steps import data_mesh
+    from polyvae.nn.steps import data_mesh
 
     devices = [jax.devices()[0]] * 3  # stand-ins: only the count matters here
     assert data_mesh(32, devices).size == 1

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from polyvae.model import VAEConfig, init_params
-from polyvae.training import TrainConfig, TrainingDivergedError, fit
+from polyvae.nn.model import VAEConfig, init_params
+from polyvae.training.trainer import TrainConfig, TrainingDivergedError, fit
 
 fit_streaming = partial(fit, stream=True)
 
@@ -173,19 +173,19 @@ def test_train_streams_when_asked_or_above_the_size_limit(monkeypatch, caplog):
     from helpers import random_chain
 
     import polyvae
-    from polyvae import training
+    from polyvae.training import trainer as training
 
     frames = random_chain(np.random.default_rng(2), n_frames=200, n_atoms=6)
     kwargs = dict(hidden=(16,), epochs=2, batch_size=16, progress=False)
     in_memory = polyvae.train(frames, stream=False, **kwargs)
-    with caplog.at_level(logging.INFO, logger="polyvae.training"):
+    with caplog.at_level(logging.INFO, logger="polyvae.training.trainer"):
         streamed = polyvae.train(frames, stream=True, **kwargs)
     assert "streamed in blocks" in caplog.text
     for a, b in zip(_leaves(streamed.params), _leaves(in_memory.params), strict=True):
         np.testing.assert_array_equal(a, b)
     caplog.clear()
     monkeypatch.setattr(training, "STREAM_ABOVE_BYTES", 1000)  # 200 x 12 float32 > 1000 B
-    with caplog.at_level(logging.INFO, logger="polyvae.training"):
+    with caplog.at_level(logging.INFO, logger="polyvae.training.trainer"):
         polyvae.train(frames, **kwargs)
     assert "streamed in blocks" in caplog.text
     with pytest.raises(TypeError, match="stream must be True, False or None"):

@@ -7,10 +7,10 @@ import pytest
 
 import polyvae
 from polyvae import geometry
+from polyvae.features.topology import model_bonds
 from polyvae.frames import Frames
 from polyvae.io import read_npz, write_npz
 from polyvae.metadata import AtomInfo
-from polyvae.topology import model_bonds
 
 mda = pytest.importorskip("MDAnalysis")
 datafiles = pytest.importorskip("MDAnalysisTests.datafiles")
@@ -153,7 +153,7 @@ def test_model_bonds_refuses_topology_bonds_that_do_not_join_the_selection(pepti
 def test_model_bonds_chain_where_the_selection_has_no_bonds(caplog):
     ca = read_universe(datafiles.DCD, topology=datafiles.PSF, select="name CA", stop=1)
     gro = read_universe(datafiles.GRO, select="name CA", unwrap=False, stop=1)
-    with caplog.at_level(logging.INFO, logger="polyvae.topology"):
+    with caplog.at_level(logging.INFO, logger="polyvae.features.topology"):
         assert model_bonds(ca).tolist() == geometry.chain_bonds(214).tolist()
         assert "no bond of the topology joins two of the 214 selected atoms" in caplog.text
         assert model_bonds(gro).tolist() == geometry.chain_bonds(gro.n_atoms).tolist()
@@ -168,7 +168,7 @@ def test_model_bonds_guessed_for_an_all_atom_selection_without_bonds(caplog):
     """A GRO file has no bonds: the all-atom methionine of resid 1 gets them from distances."""
     gro = read_universe(datafiles.GRO, select="resid 1", unwrap=False)
     assert gro.bonds is None and gro.n_atoms == 19
-    with caplog.at_level(logging.INFO, logger="polyvae.topology"):
+    with caplog.at_level(logging.INFO, logger="polyvae.features.topology"):
         bonds = model_bonds(gro)
     assert caplog.records[-1].getMessage() == (
         "bonds: the topology has none, 18 guessed from distances (covalent radii) to join the "
@@ -223,7 +223,7 @@ def test_train_on_bare_coordinates_uses_a_chain_and_no_chirality():
     checks = model.structure_checks
     assert "chiral" not in checks.to_dict()
     assert "fraction_chirality_ok" not in checks.check(model.pipeline.align_frames(x)).to_dict()
-    stats = polyvae.training.training_stats(model.pipeline.align_frames(x), None)
+    stats = polyvae.training.trainer.training_stats(model.pipeline.align_frames(x), None)
     assert model.train_stats.bond_mean == pytest.approx(stats.bond_mean)
 
 

@@ -16,8 +16,8 @@ import jax.numpy as jnp  # noqa: E402
 import polyvae  # noqa: E402
 from polyvae.export import torchscript as ts  # noqa: E402
 from polyvae.export.spec import ExportError, encoder_spec  # noqa: E402
-from polyvae.model import encode  # noqa: E402
-from polyvae.transforms import align_to_reference  # noqa: E402
+from polyvae.features.pipeline import align_to_reference  # noqa: E402
+from polyvae.nn.model import encode  # noqa: E402
 
 # torch >= 2.10 deprecates TorchScript; PLUMED's LibTorch still reads only TorchScript
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit:DeprecationWarning")

@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 import polyvae
 from polyvae import geometry
 from polyvae.export import ExportError, encoder_spec, write_colvars, write_plumed
-from polyvae.topology import backbone_dihedrals
+from polyvae.features.topology import backbone_dihedrals
 
 
 def _basins(frames):

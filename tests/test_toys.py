@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from polyvae.model import VAEConfig  # noqa: E402
+from polyvae.nn.model import VAEConfig  # noqa: E402
 from polyvae.toys import (  # noqa: E402
     class_histogram_tv,
     discrete_toy,
@@ -27,7 +27,7 @@ from polyvae.toys import (  # noqa: E402
     train_discrete,
     train_regression,
 )
-from polyvae.training import TrainConfig, fit  # noqa: E402
+from polyvae.training.trainer import TrainConfig, fit  # noqa: E402
 from polyvae.vae import VAEModel  # noqa: E402
 
 SEED = 0

@@ -6,9 +6,9 @@ import pytest
 from helpers import random_chain
 
 import polyvae
-from polyvae.model import VAEConfig, init_params
-from polyvae.steps import epoch_plan
-from polyvae.training import TrainConfig, TrainingDivergedError, fit, split_indices
+from polyvae.nn.model import VAEConfig, init_params
+from polyvae.nn.steps import epoch_plan
+from polyvae.training.trainer import TrainConfig, TrainingDivergedError, fit, split_indices
 
 CFG = VAEConfig(n_features=8, hidden=(16, 16))
 
@@ -58,7 +58,7 @@ def _overfitting(patience):
 
 def _val_loss(params, x, cfg, tc):
     """The validation loss of params, evaluated as training does (same rows, same key)."""
-    from polyvae.steps import evaluate
+    from polyvae.nn.steps import evaluate
 
     _, val_idx = split_indices(len(x), tc.validation_fraction, tc.seed)
     k_val = jax.random.split(jax.random.PRNGKey(tc.seed), 3)[2]
@@ -67,7 +67,7 @@ def _val_loss(params, x, cfg, tc):
 
 
 def test_early_stopping_returns_the_best_validation_epoch(caplog):
-    with caplog.at_level("WARNING", logger="polyvae.training"):
+    with caplog.at_level("WARNING", logger="polyvae.training.trainer"):
         x, cfg, tc, params, h = _overfitting(patience=60)
     best, n = h["best_epoch"], len(h["train_loss"])
     assert n == best + 60 < 300  # stopped 60 epochs after the best one
@@ -81,7 +81,7 @@ def test_early_stopping_returns_the_best_validation_epoch(caplog):
 
 def test_early_stopping_is_on_by_default(tmp_path, capsys):
     from polyvae.cli import main
-    from polyvae.training import DEFAULT_PATIENCE, training_summary
+    from polyvae.training.trainer import DEFAULT_PATIENCE, training_summary
 
     assert TrainConfig().patience == DEFAULT_PATIENCE == 50
     x = np.random.default_rng(2).normal(size=(24, 5, 2)).astype(np.float32)  # noise: overfits
@@ -110,7 +110,7 @@ def test_early_stopping_is_on_by_default(tmp_path, capsys):
 
 
 def test_without_patience_all_epochs_run_and_the_last_is_returned(caplog):
-    with caplog.at_level("WARNING", logger="polyvae.training"):
+    with caplog.at_level("WARNING", logger="polyvae.training.trainer"):
         x, cfg, tc, params, h = _overfitting(patience=None)
     best = h["best_epoch"]
     assert (

@@ -5,7 +5,7 @@ import pytest
 from helpers import random_chain
 from scipy.spatial.transform import Rotation
 
-from polyvae.transforms import (
+from polyvae.features.pipeline import (
     Pipeline,
     align_principal,
     align_to_reference,

@@ -10,14 +10,14 @@ import polyvae
 from polyvae import geometry
 from polyvae.cli import main
 from polyvae.measures.marginals import distance_marginals
-from polyvae.model import VAEConfig, init_params, loss
-from polyvae.weights import (
+from polyvae.measures.weights import (
     KB_KJ_PER_MOL_K,
     bias_weights,
     check_weights,
     effective_sample_size,
     read_weights,
 )
+from polyvae.nn.model import VAEConfig, init_params, loss
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_weighted_marginals_of_the_biased_frames_match_the_reference(biased_run)
 
 
 def test_fit_refuses_weights_that_leave_no_validation_frame():
-    from polyvae.training import TrainConfig, fit, split_indices
+    from polyvae.training.trainer import TrainConfig, fit, split_indices
 
     x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
     _, val = split_indices(40, 0.25, 0)

@@ -15,7 +15,7 @@ import numpy as np
 from lammps_harness import run_polymer, zigzag_chain
 
 import polyvae
-from polyvae.model import encode
+from polyvae.nn.model import encode
 
 N_BEADS = 12
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from polyvae._checks import ensure_int
-from polyvae.weights import (
+from polyvae.measures.weights import (
     KB_KJ_PER_MOL_K,
     check_temperature,
     check_weights,
@@ -97,7 +97,7 @@ def free_energy_surface(
     temperature : float
         Kelvin (> 0).
     weights : array (T,), optional
-        Frame weights, e.g. ``exp(V/kT)`` of a biased run (:mod:`polyvae.weights`).
+        Frame weights, e.g. ``exp(V/kT)`` of a biased run (:mod:`polyvae.measures.weights`).
     bins : int, optional
         Bins per CV (>= 2). Default: about 10 frames of the effective sample size per
         bin of the grid, 10 to 100 bins per CV in 1D and 10 to 50 in 2D.

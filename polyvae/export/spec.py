@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyvae.encoder_numpy import forward_numpy
+from polyvae.nn.encoder_numpy import forward_numpy
 
 __all__ = ["EncoderSpec", "encoder_spec", "ExportError"]
 

@@ -136,7 +136,7 @@ def to_torch_module(spec_or_model: EncoderSpec | Any):
         holds the raw features in Å in the spec's order: the distances of
         ``spec.features`` for a distance model; for a position model the positions of
         the model's atoms superposed on ``spec.reference`` (mass-weighted Kabsch, as
-        :func:`polyvae.transforms.align_to_reference`), flattened ``x0, y0, z0, x1, ...``
+        :func:`polyvae.features.pipeline.align_to_reference`), flattened ``x0, y0, z0, x1, ...``
         (in PLUMED: ``FIT_TO_TEMPLATE`` with the reference first).
 
     Raises

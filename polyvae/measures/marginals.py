@@ -30,7 +30,7 @@ import numpy as np
 
 from polyvae import geometry
 from polyvae._checks import ensure_frames, ensure_int, ensure_pairs, ensure_same_atoms
-from polyvae.weights import check_weights
+from polyvae.measures.weights import check_weights
 
 __all__ = ["Marginals", "distance_marginals", "wasserstein_columns", "STD_REL_TOL"]
 __all__ += ["MAX_ALL_PAIRS", "SAMPLED_PAIRS", "PAIR_SEED", "sample_pairs"]
@@ -181,7 +181,7 @@ def distance_marginals(
         Length unit, recorded in the result.
     train_weights : array (T_train,), optional
         Per-frame weights of the training frames (e.g. from a biased run, see
-        :mod:`polyvae.weights`): their histograms, standard deviations and W1 are
+        :mod:`polyvae.measures.weights`): their histograms, standard deviations and W1 are
         weighted ones, i.e. those of the unbiased ensemble.
 
     Returns

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from polyvae._checks import ensure_int
 from polyvae._outputs import write_text
-from polyvae.model import VAEConfig
+from polyvae.nn.model import VAEConfig
 from polyvae.toys.data import (
     MIXTURE_MEANS,
     MIXTURE_STDS,

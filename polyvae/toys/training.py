@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from polyvae._checks import ensure_int
-from polyvae.model import VAEConfig
+from polyvae.nn.model import VAEConfig
 from polyvae.toys.data import (
     REGRESSION_SIGMA,
     _regression_data,
@@ -17,7 +17,7 @@ from polyvae.toys.data import (
     discrete_toy,
     regression_toy,
 )
-from polyvae.training import TrainConfig, fit
+from polyvae.training.trainer import TrainConfig, fit
 from polyvae.vae import VAEModel
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def train_discrete(
         Class count C of the generated toy (default 32); when ``onehot`` is given it
         must match its width.
     latent_dim, hidden, activation
-        Architecture, see :class:`polyvae.model.VAEConfig`.
+        Architecture, see :class:`polyvae.nn.model.VAEConfig`.
     epochs, batch_size, learning_rate, validation_fraction
         See :class:`polyvae.train.TrainConfig`.
     progress : bool
@@ -148,7 +148,7 @@ def train_regression(
     beta : float
         Weight of the KL term (>= 0).
     latent_dim, hidden, activation
-        Architecture, see :class:`polyvae.model.VAEConfig`.
+        Architecture, see :class:`polyvae.nn.model.VAEConfig`.
     epochs, batch_size, learning_rate, validation_fraction
         See :class:`polyvae.train.TrainConfig`.
     progress : bool

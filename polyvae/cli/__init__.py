@@ -20,17 +20,17 @@ from polyvae._checks import ensure_pairs
 from polyvae._outputs import check_output, savefig, savez
 from polyvae.analysis.fes import free_energy_surface
 from polyvae.analysis.optimize import optimize_latent
-from polyvae.ensemble import train_many
+from polyvae.features.topology import BOND_MODES
 from polyvae.job import DEFAULT_DATA, run_job, write_marginals
-from polyvae.topology import BOND_MODES
-from polyvae.toys import run_toy
-from polyvae.training import DEFAULT_PATIENCE, repeated_signal, training_summary
-from polyvae.weights import (
+from polyvae.measures.weights import (
     check_temperature,
     effective_sample_size,
     read_weights,
     split_weights_spec,
 )
+from polyvae.toys import run_toy
+from polyvae.training.ensemble import train_many
+from polyvae.training.trainer import DEFAULT_PATIENCE, repeated_signal, training_summary
 
 __all__ = ["main", "build_parser"]
 
@@ -1222,7 +1222,7 @@ def _execute(args) -> int:
 
 def _interrupt_once(signum, frame):
     """The child's SIGINT handler: KeyboardInterrupt, once for signals that arrive within
-    :data:`polyvae.training.REPEAT_SIGNAL_S` of each other."""
+    :data:`polyvae.training.trainer.REPEAT_SIGNAL_S` of each other."""
     if not repeated_signal():
         raise KeyboardInterrupt
 

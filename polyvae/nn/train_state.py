@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyvae.checkpoint import flatten_tree, tree_structure, unflatten_tree
+from polyvae.nn.checkpoint import flatten_tree, tree_structure, unflatten_tree
 
 __all__ = ["STATE_VERSION", "TrainState", "TrainingInterrupted"]
 

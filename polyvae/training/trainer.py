@@ -1,10 +1,10 @@
 """Training: one trainer for frames in memory or streamed from host memory.
 
-:func:`train` is what users call: it fits the :class:`~polyvae.transforms.Pipeline`
+:func:`train` is what users call: it fits the :class:`~polyvae.features.pipeline.Pipeline`
 on the frames (aligning them once), builds the model's configuration, and runs
 :func:`fit`, which trains the VAE on the feature matrix with optax Adam. An epoch's
-random draws come from :func:`polyvae.steps.epoch_plan` and its optimizer steps run
-inside one compiled scan (:func:`polyvae.steps.make_steps`); the same seed gives
+random draws come from :func:`polyvae.nn.steps.epoch_plan` and its optimizer steps run
+inside one compiled scan (:func:`polyvae.nn.steps.make_steps`); the same seed gives
 bit-identical parameters.
 
 Frames in memory are copied to the device once. Larger feature matrices (above
@@ -46,15 +46,18 @@ from polyvae._checks import (
 )
 from polyvae._outputs import check_output
 from polyvae.config import DECODERS, DEFAULT_PATIENCE, TrainConfig, VAEConfig
+from polyvae.features.layout import CARTESIAN_WEIGHTS
+from polyvae.features.pipeline import Pipeline
+from polyvae.features.topology import backbone_dihedrals
+from polyvae.features.topology import model_bonds as resolve_bonds
 from polyvae.frames import Frames, evenly_spaced
-from polyvae.internal_decoder import CARTESIAN_WEIGHTS
-from polyvae.latent_codes import LatentCodes
 from polyvae.measures.marginals import distance_marginals
 from polyvae.measures.validity import StructureChecks
+from polyvae.measures.weights import check_weights, effective_sample_size
 from polyvae.metadata import TrainingStats
-from polyvae.model import init_params, sample
-from polyvae.resume import TrainingInterrupted, TrainState
-from polyvae.steps import (
+from polyvae.nn.latent_codes import LatentCodes
+from polyvae.nn.model import init_params, sample
+from polyvae.nn.steps import (
     HostRows,
     data_mesh,
     epoch_plan,
@@ -62,11 +65,8 @@ from polyvae.steps import (
     make_steps,
     streamed_epoch,
 )
-from polyvae.topology import backbone_dihedrals
-from polyvae.topology import model_bonds as resolve_bonds
-from polyvae.transforms import Pipeline
+from polyvae.nn.train_state import TrainingInterrupted, TrainState
 from polyvae.vae import VAEModel
-from polyvae.weights import check_weights, effective_sample_size
 
 __all__ = [
     "STREAM_ABOVE_BYTES",
@@ -524,7 +524,7 @@ def fit(
         least ``batch_size``). Peak device memory is then about
         ``2 * block_frames * (F + n_inputs) * 4`` bytes plus the model and optimizer.
     weights : array (T,), optional
-        Per-frame weights (e.g. from a biased run, :mod:`polyvae.weights`): each frame's
+        Per-frame weights (e.g. from a biased run, :mod:`polyvae.measures.weights`): each frame's
         loss counts in proportion, in training and in the validation loss.
     progress : bool
         Show a tqdm progress bar.
@@ -649,7 +649,7 @@ def training_stats(
 ) -> TrainingStats:
     """Structural statistics of aligned training frames (T, N, D), kept in the model file.
 
-    ``bonds`` (B, 2) are the molecule's bonds (:func:`polyvae.topology.model_bonds`);
+    ``bonds`` (B, 2) are the molecule's bonds (:func:`polyvae.features.topology.model_bonds`);
     default a linear chain in atom order. The closest non-bonded contact of each frame
     (pairs that are not bonds) comes from a neighbour list
     (:func:`polyvae.geometry.closest_contact`): memory grows with N, not N².
@@ -692,7 +692,7 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     :data:`SCAN_ATOMS` atoms in all, at least 32; 59 for all-atom AdK's 3341 atoms,
     where each refined structure costs about a second on 2 cores) are turned into
     structures with each
-    weight of :data:`polyvae.internal_decoder.CARTESIAN_WEIGHTS`, and their pair-distance
+    weight of :data:`polyvae.features.layout.CARTESIAN_WEIGHTS`, and their pair-distance
     marginals compared with the frames ``aligned`` (mean W1/σ over all pairs); the
     lowest wins. The figures are kept in ``metadata["cartesian_weight_scan"]``.
 
@@ -828,7 +828,7 @@ def train(
     frames : Frames or array (T, N, D)
         Training trajectory, lengths in Å (or the Frames' unit).
     latent_dim, hidden, activation, sigma, beta
-        Architecture and objective, see :class:`polyvae.model.VAEConfig`. ``sigma=None``
+        Architecture and objective, see :class:`polyvae.nn.model.VAEConfig`. ``sigma=None``
         learns the decoder's per-feature noise (recommended); a number fixes it, in
         units of each feature's training standard deviation.
     epochs, batch_size, learning_rate, seed, validation_fraction, patience
@@ -842,7 +842,7 @@ def train(
         Encoder input: aligned coordinates; interatomic distances (``pairs``: (P, 2)
         atom pairs, or k for every k-th pair; default all); or the sine and cosine of
         dihedrals, by default the backbone φ/ψ that the atom names and bonds define
-        (:func:`polyvae.topology.backbone_dihedrals`). MD engines compute the last two
+        (:func:`polyvae.features.topology.backbone_dihedrals`). MD engines compute the last two
         without alignment.
     angles : array (A, 3) of int, optional
         Bond angles (0-based atom indices into the frames) the encoder also reads, with
@@ -854,12 +854,12 @@ def train(
         What the decoder reconstructs: aligned Cartesian coordinates with internal
         coordinates (bond lengths, angles, dihedrals) along a Z-matrix of ``bonds``, so
         generated bonds, angles and chiral centres stay physical (see
-        :mod:`polyvae.internal_decoder`); or aligned Cartesian coordinates alone.
+        :mod:`polyvae.features.layout`); or aligned Cartesian coordinates alone.
         Default: ``"internal"``, or ``"cartesian"`` for molecules too small for a
         Z-matrix (fewer than 3 atoms in 2D, 4 in 3D).
     bonds : array (B, 2) of int, or {"auto", "topology", "guess"}, optional
         The molecule's bonds (0-based, in the frames' atom order), or how to find them
-        (:func:`polyvae.topology.model_bonds`). ``"auto"`` (the default): the topology's
+        (:func:`polyvae.features.topology.model_bonds`). ``"auto"`` (the default): the topology's
         bonds (``frames.bonds``) where they join the atoms; completed from distances and
         covalent radii where they do not (a PDB with ``CONECT`` records for some
         residues only); guessed from distances for an all-atom molecule without any;
@@ -872,7 +872,7 @@ def train(
         :data:`STREAM_ABOVE_BYTES`.
     weights : array (T,), optional
         Per-frame weights, e.g. ``exp(V/kT)`` of a biased run's bias
-        (:func:`polyvae.weights.bias_weights`): each frame's loss counts in proportion,
+        (:func:`polyvae.measures.weights.bias_weights`): each frame's loss counts in proportion,
         in training and validation. Their effective sample size is logged and kept in
         ``metadata["weights"]``.
     output : path, optional
@@ -883,7 +883,7 @@ def train(
         was; the last finite parameters go to ``NAME.diverged.SUFFIX`` next to it and
         the error names that file. SIGINT, SIGTERM or SIGHUP stops training after the current
         epoch and saves the model with its training state here, then raises
-        :class:`polyvae.resume.TrainingInterrupted` naming the file.
+        :class:`polyvae.nn.train_state.TrainingInterrupted` naming the file.
     progress : bool
         Show a progress bar.
     resume : path or VAEModel, optional

@@ -2,10 +2,10 @@
 
 JAX does not survive ``fork()``: analysis workers started by MDAnalysis'
 multiprocessing backend or by dask must not call into it. This module evaluates
-the encoder of :func:`polyvae.model.encode` with NumPy only, on parameters
+the encoder of :func:`polyvae.nn.model.encode` with NumPy only, on parameters
 converted once by :func:`numpy_params`. It imports neither JAX nor
-:mod:`polyvae.model`, so it is cheap to import in a worker; its constants mirror
-those of :mod:`polyvae.model` (the tests check that they agree).
+:mod:`polyvae.nn.model`, so it is cheap to import in a worker; its constants mirror
+those of :mod:`polyvae.nn.model` (the tests check that they agree).
 
 Results match the JAX encoder (float32) to about 1e-6 relative.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["ACTIVATIONS_NUMPY", "numpy_params", "forward_numpy", "encode_numpy"]
 
-_STD_FLOOR = 1e-6  # polyvae.model._STD_FLOOR
+_STD_FLOOR = 1e-6  # polyvae.nn.model._STD_FLOOR
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -79,7 +79,7 @@ def _activation_name(config: Any) -> str:
 def encode_numpy(params: dict, x: Any, config: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of q(z|x), computed with NumPy.
 
-    Same function as :func:`polyvae.model.encode`: an MLP whose last layer's
+    Same function as :func:`polyvae.nn.model.encode`: an MLP whose last layer's
     output is split into the mean and a raw value, ``std = softplus(raw) + 1e-6``.
 
     Parameters

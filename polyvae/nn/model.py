@@ -21,7 +21,7 @@ Decoders
 ``"cartesian"``: the Gaussian features are the standardized aligned coordinates.
 ``"internal"``: the features are the standardized aligned coordinates followed by the
 internal coordinates along a Z-matrix described by ``config.layout``
-(:class:`polyvae.internal_decoder.InternalLayout`): normal on Cartesian coordinates,
+(:class:`polyvae.features.layout.InternalLayout`): normal on Cartesian coordinates,
 bond lengths and angles, wrapped normal on dihedrals, all with learned scales. Two
 decoder networks give them (``params["decoder"]`` the internal coordinates,
 ``params["decoder_cartesian"]`` the Cartesian ones); the internal network sees the
@@ -268,7 +268,7 @@ def sample(
     ----------
     z : array (n, L), optional
         Latent points to decode instead of prior draws (e.g. the training frames'
-        codes, :class:`polyvae.latent_codes.LatentCodes`).
+        codes, :class:`polyvae.nn.latent_codes.LatentCodes`).
     mean_only : bool
         Return the decoder's mean (gaussian) or class probabilities (categorical)
         for each prior z instead of a sample from p(x|z).

@@ -4,7 +4,7 @@
 host; :func:`make_steps` compiles the optimizer steps of a whole sequence of batches
 into one ``jax.lax.scan``, so Python is entered once per epoch (or per streamed
 block), not once per batch; :func:`evaluate` gives the validation loss.
-:func:`polyvae.training.fit` drives them.
+:func:`polyvae.training.trainer.fit` drives them.
 
 With several devices (GPUs, or CPU devices from
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) the same code trains data
@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from polyvae._prefetch import prefetch
-from polyvae.model import VAEConfig, loss, loss_terms
+from polyvae.nn.model import VAEConfig, loss, loss_terms
 
 __all__ = [
     "HostRows",
@@ -68,7 +68,7 @@ def epoch_plan(
 
     Both come from NumPy's generator seeded with the epoch key's bits, so they do not
     depend on the device or on JAX's random-number implementation. The trainer
-    (:func:`polyvae.training.fit`, in memory or streamed) takes every epoch from here,
+    (:func:`polyvae.training.trainer.fit`, in memory or streamed) takes every epoch from here,
     so the same seed gives the same batches and noise whatever the device or the
     block size.
 

@@ -2,7 +2,7 @@
 
 With ``decoder="internal"`` the VAE's decoder gives, for every latent point, two
 descriptions of the molecule: its aligned Cartesian coordinates (which fix its global
-shape) and its internal coordinates along a Z-matrix (:mod:`polyvae.internal`): bond
+shape) and its internal coordinates along a Z-matrix (:mod:`polyvae.features.internal`): bond
 lengths, bond angles and, in 3D, dihedrals; in 2D the angles are signed turning
 angles. Each has its own learned noise scales and both enter the likelihood, a product
 of two experts on the same frame:
@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from polyvae import geometry
-from polyvae.internal import ZMatrix, to_cartesian, to_internal, zmatrix
+from polyvae.features.internal import ZMatrix, to_cartesian, to_internal, zmatrix
 
 __all__ = [
     "InternalLayout",
@@ -205,7 +205,7 @@ class InternalLayout:
         phases of the N-H and C=O) would add up their noise.
     cartesian_weight : float
         Weight of the Cartesian expert in :meth:`refine` (0: the structure is rebuilt
-        from the internal coordinates alone). :func:`polyvae.training.train` chooses it
+        from the internal coordinates alone). :func:`polyvae.training.trainer.train` chooses it
         after training, as the one of :data:`CARTESIAN_WEIGHTS` whose generated
         structures match the held-out frames' pair distances best.
 
@@ -250,7 +250,7 @@ class InternalLayout:
     # ---- fitting and features ----------------------------------------------------------
     @classmethod
     def fit(cls, positions: np.ndarray, bonds=None) -> InternalLayout:
-        """Fit on training frames (T, N, D); ``bonds`` as :func:`polyvae.internal.zmatrix`."""
+        """Fit on training frames (T, N, D); ``bonds`` as :func:`polyvae.features.internal.zmatrix`."""
         x = np.asarray(positions, dtype=np.float64)
         zm = zmatrix(x.shape[1], bonds, dim=x.shape[2])
         extra = _extra_angles(zm) if zm.dim == 3 else np.zeros((0, 3), np.int64)

@@ -3,7 +3,7 @@
 :func:`train_many` prepares the frames once (one pipeline, and one validation split for
 every member, so that their scores compare) and trains the members of each latent size
 together: their parameters and Adam states carry a leading model axis, and one compiled
-epoch (:func:`polyvae.steps.make_ensemble_steps`, a ``jax.vmap`` of the single model's
+epoch (:func:`polyvae.nn.steps.make_ensemble_steps`, a ``jax.vmap`` of the single model's
 steps) advances all of them, each with its own initialization, batch order, noise and
 β. Members of different latent sizes train in groups, one after the other.
 
@@ -36,10 +36,10 @@ from polyvae._checks import ensure_int, ensure_number
 from polyvae._outputs import check_output, write_text
 from polyvae.frames import Frames
 from polyvae.measures.marginals import distance_marginals
-from polyvae.model import VAEConfig, init_params
-from polyvae.resume import TrainingInterrupted, TrainState
-from polyvae.steps import _eval_terms, epoch_plan, make_ensemble_steps
-from polyvae.training import (
+from polyvae.nn.model import VAEConfig, init_params
+from polyvae.nn.steps import _eval_terms, epoch_plan, make_ensemble_steps
+from polyvae.nn.train_state import TrainingInterrupted, TrainState
+from polyvae.training.trainer import (
     DEFAULT_PATIENCE,
     TrainConfig,
     _finished_model,
@@ -430,7 +430,7 @@ def train_many(
         Write each member's model (``seed{S}_beta{B}_latent{L}.npz``), ``ranking.json``
         and ``ranking.txt`` here. SIGINT, SIGTERM or SIGHUP during training saves every member
         with its training state here, then raises
-        :class:`polyvae.resume.TrainingInterrupted`.
+        :class:`polyvae.nn.train_state.TrainingInterrupted`.
     progress : bool
     **model_options
         ``hidden``, ``activation``, ``sigma``, ``align``, ``reference``, ``features``,

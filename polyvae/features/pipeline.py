@@ -24,8 +24,8 @@ from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_masses, ensure_pairs
 from polyvae._checks import ensure_positions as _positions
 from polyvae.config import DECODERS
+from polyvae.features.layout import InternalLayout
 from polyvae.frames import Frames
-from polyvae.internal_decoder import InternalLayout
 
 __all__ = [
     "center_of_mass",
@@ -244,7 +244,7 @@ class Pipeline:
     decoder : {"cartesian", "internal"}
         What the decoder reconstructs: the standardized aligned coordinates, or the
         internal coordinates along a Z-matrix of ``bonds``
-        (:class:`~polyvae.internal_decoder.InternalLayout`, fitted here).
+        (:class:`~polyvae.features.layout.InternalLayout`, fitted here).
     bonds : array (B, 2) of int, optional
         The molecule's bonds for the internal decoder; default a chain in atom order.
 
@@ -503,9 +503,9 @@ class Pipeline:
         Works on NumPy arrays and on JAX arrays (inside jit and grad), so decoded
         structures stay differentiable. For the internal decoder the structure is the
         most probable one under its Cartesian and internal parts
-        (:meth:`~polyvae.internal_decoder.InternalLayout.refine`), which weighs them by
+        (:meth:`~polyvae.features.layout.InternalLayout.refine`), which weighs them by
         the decoder's noise scales ``sigma`` (F,), in feature units (required then),
-        with :data:`~polyvae.internal_decoder.REFINE_STEPS` minimization steps.
+        with :data:`~polyvae.features.layout.REFINE_STEPS` minimization steps.
         ``cartesian_only``: the
         features are the N*D Cartesian ones alone, mapped back without refinement.
         ``cartesian_weight`` overrides the layout's weight of the Cartesian part.

@@ -2,7 +2,7 @@
 
 :func:`atom_elements` reads each atom's element from its mass and name;
 :func:`guess_bonds` finds the bonds of a molecule from its coordinates alone.
-:func:`polyvae.topology.model_bonds` uses both where a topology lacks bonds.
+:func:`polyvae.features.topology.model_bonds` uses both where a topology lacks bonds.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import numpy as np
 
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_pairs
-from polyvae.elements import COVALENT_RADII, atom_elements, guess_bonds
+from polyvae.features.elements import COVALENT_RADII, atom_elements, guess_bonds
 from polyvae.frames import Frames
 from polyvae.metadata import AtomInfo
 
