@@ -33,7 +33,7 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/lint-imports setup.cfg --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 # warnings are errors; pages generated from README.md and the docstrings are rebuilt each time
 docs: $(DOCS_STAMP)

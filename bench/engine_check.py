@@ -1,6 +1,6 @@
 """The exported CV inside LAMMPS + Colvars, as figures (the tests assert the same bounds).
 
-Trains the distance-feature model of ``tests/test_engine_cv.py`` on a LAMMPS run of the
+Trains the distance-feature model of ``tests/engines/test_engine_cv.py`` on a LAMMPS run of the
 12-bead chain (``tools/engine_cv.py``), exports it with ``write_colvars`` and prints, as
 JSON:
 

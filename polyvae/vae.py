@@ -28,18 +28,11 @@ from polyvae.config import TrainConfig
 from polyvae.features.pipeline import Pipeline
 from polyvae.frames import Frames, evenly_spaced
 from polyvae.measures.validity import AtomLabels, StructureChecks
-from polyvae.metadata import AtomInfo, TrainingStats, check_model_metadata
+from polyvae.metadata import AtomInfo, TrainingStats
+from polyvae.model_file import ModelParts, read_model_file, write_model_file
 from polyvae.nn import model as vae
-from polyvae.nn.checkpoint import (
-    flatten_tree,
-    load_archive,
-    save_archive,
-    tree_structure,
-    unflatten_tree,
-)
 from polyvae.nn.encoder_numpy import numpy_params
 from polyvae.nn.latent_codes import LATENT_SOURCES, LatentCodes
-from polyvae.nn.train_state import TrainState
 
 __all__ = ["VAEModel", "load_model"]
 
@@ -687,68 +680,23 @@ class VAEModel:
     # ---- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model to one file (zip of config.json + params.npz)."""
-        arrays = {f"params/{k}": v for k, v in flatten_tree(jax.device_get(self.params)).items()}
-        config = {
-            "model": self.config.to_dict(),
-            "params_structure": tree_structure(self.params),
-            "train": None if self.train_config is None else self.train_config.to_dict(),
-            "history": self.history,
-            "metadata": self.metadata,
-            "pipeline": None,
-        }
-        if self.pipeline is not None:
-            pcfg, parrays = self.pipeline.to_config()
-            config["pipeline"] = pcfg
-            arrays.update({f"pipeline/{k}": v for k, v in parrays.items()})
-        if self.train_state is not None:
-            config["resume"], sarrays = self.train_state.to_archive(self.params)
-            arrays.update(sarrays)
-        if self.latent_codes is not None:
-            arrays.update({f"latent/{k}": v for k, v in self.latent_codes.to_arrays().items()})
-        return save_archive(path, config, arrays)
+        parts = ModelParts(
+            self.config,
+            self.params,
+            self.pipeline,
+            self.train_config,
+            self.history,
+            self.metadata,
+            self.train_state,
+            self.latent_codes,
+        )
+        return write_model_file(path, parts)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> VAEModel:
-        """Read a model file written by :meth:`save` (never executes code)."""
-        config, arrays = load_archive(path)
-        try:
-            flat = {k[7:]: v for k, v in arrays.items() if k.startswith("params/")}
-            params = jax.tree.map(jnp.asarray, unflatten_tree(flat, config["params_structure"]))
-            pipeline = None
-            if config.get("pipeline") is not None:
-                parr = {k[9:]: v for k, v in arrays.items() if k.startswith("pipeline/")}
-                pipeline = Pipeline.from_config(config["pipeline"], parr)
-            layout = None if pipeline is None else pipeline.layout
-            vcfg = vae.VAEConfig.from_dict(config["model"], layout=layout)
-            tcfg = None if config.get("train") is None else TrainConfig(**config["train"])
-            metadata = check_model_metadata(config.get("metadata"))
-            state = None
-            if config.get("resume") is not None:
-                state = TrainState.from_archive(config["resume"], arrays, params)
-            latent = {k[7:]: v for k, v in arrays.items() if k.startswith("latent/")}
-        except KeyError as exc:
-            raise ValueError(
-                f"model file {str(path)!r} is incomplete: it lacks {exc.args[0]!r}, which every "
-                "model file polyvae writes has; the file is damaged or not written by polyvae"
-            ) from exc
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"model file {str(path)!r} is incomplete or inconsistent: {exc}"
-            ) from exc
-        template = jax.eval_shape(partial(vae.init_params, vcfg), key=jax.random.PRNGKey(0))
-        expected = jax.tree.map(lambda a: a.shape, template)
-        if jax.tree.map(lambda a: a.shape, params) != expected:
-            raise ValueError(f"model file {str(path)!r}: parameter shapes do not match its config")
-        try:
-            codes = LatentCodes.from_arrays(latent, vcfg.latent_dim) if latent else None
-        except (KeyError, ValueError) as exc:
-            raise ValueError(
-                f"model file {str(path)!r}: its latent codes are incomplete or inconsistent: {exc}"
-            ) from exc
-        history = config.get("history") or {}
-        if not isinstance(history, dict):
-            raise ValueError(f"model file {str(path)!r}: 'history' must be a JSON object")
-        return cls(vcfg, params, pipeline, tcfg, history, metadata, state, codes)
+        """Read a model file written by :meth:`save` (never executes code); an error names
+        the part of the file that is wrong (see :mod:`polyvae.model_file`)."""
+        return cls(*read_model_file(path))
 
 
 def load_model(path: str | os.PathLike) -> VAEModel:

@@ -13,7 +13,7 @@ CHAPTER_DATA = ROOT.parent / "shared" / "data" / "dmol"
 # compiled XLA code is kept on disk and shared by every test and every CLI subprocess
 # (they inherit the environment): the same models compile once per run, not per process
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 # Every compiled XLA executable keeps a few memory mappings; one process that trains models of
@@ -48,6 +48,29 @@ def chapter_dir() -> Path:
     if not (CHAPTER_DATA / "long_paths.npz").exists():
         pytest.skip(f"the chapter's polymer data is not available at {CHAPTER_DATA}")
     return CHAPTER_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_models(tmp_path_factory):
+    """``get(name, make)``: the path of a model file that ``make(path)`` writes, made once
+    per run. Under pytest-xdist the workers share one folder: the first to ask trains
+    (holding a lock), the others wait and load the same file."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above every worker's own
+    folder = base / "shared-models"
+    folder.mkdir(exist_ok=True)
+
+    def get(name: str, make) -> Path:
+        path = folder / f"{name}.polyvae"
+        with FileLock(f"{path}.lock"):
+            if not path.exists():
+                make(path)
+        return path
+
+    return get
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_bad_model_files(small_model, tmp_path):
         tmp_path / "nomodel.polyvae",
         json.dumps({k: v for k, v in cfg.items() if k != "model"}),
     )
-    with pytest.raises(ValueError, match=r"is incomplete: it lacks 'model', which every model file "
+    with pytest.raises(ValueError, match=r"lacks its part 'model' \(config.json 'model'\), which every model file "
                        r"polyvae writes has; the file is damaged or not written by polyvae$"):  # fmt: skip
         polyvae.load_model(no_model)
     broken = _rewrite(good, tmp_path / "json.polyvae", b"{not json")

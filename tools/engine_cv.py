@@ -1,6 +1,6 @@
 """The polyvae CV of the 12-bead chain inside LAMMPS + Colvars: shared set-up.
 
-Used by ``tests/test_engine_cv.py`` (which asserts the bounds) and
+Used by ``tests/engines/test_engine_cv.py`` (which asserts the bounds) and
 ``bench/engine_check.py`` (which prints the figures): a distance-feature model trained
 on a LAMMPS run of the chain, the same CV in JAX, and a run in which only a harmonic
 restraint on the CV acts.

@@ -115,7 +115,8 @@ def test_a_model_file_with_broken_codes_is_refused(model, tmp_path):
             np.savez(fh, **arrays)
     with pytest.raises(
         ValueError,
-        match=r"^model file '.*bad.polyvae': its latent codes are incomplete or inconsistent: "
+        match=r"^model file '.*bad.polyvae': part 'latent' \(params.npz 'latent/\*'\) is "
+        r"incomplete or inconsistent: "
         r"latent codes must hold at least one frame, std > 0, weights summing to 1$",
     ):
         polyvae.load_model(bad)

@@ -13,7 +13,7 @@ from lammps_harness import run_polymer, zigzag_chain
 
 from polyvae.geometry import dihedrals
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dihedral_term_energy_is_the_double_well(lammps_ok, tmp_path):

@@ -1,7 +1,7 @@
 """Exports of the latent CV: COLVAR files, PLUMED (ANN) and Colvars (NeuralNetwork) inputs.
 
-Golden files live in tests/golden/; after a deliberate change of the output format,
-rewrite them with ``POLYVAE_UPDATE_GOLDEN=1 pytest tests/test_export.py`` and check the
+Golden files live in tests/export/golden/; after a deliberate change of the output format,
+rewrite them with ``POLYVAE_UPDATE_GOLDEN=1 pytest tests/export/test_export.py`` and check the
 diff by eye. The golden models use dyadic numbers (multiples of powers of two) so that
 folding the standardization is exact and the files do not depend on BLAS rounding.
 """
