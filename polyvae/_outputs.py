@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 __all__ = [
     "atomic_output",
     "atomic_path",
@@ -90,7 +92,6 @@ def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> P
 
 def savez(path: str | os.PathLike, compressed: bool = False, **arrays: Any) -> Path:
     """``numpy.savez`` (or ``savez_compressed``) to exactly ``path``, atomically."""
-    import numpy as np
 
     with atomic_output(path) as fh:
         (np.savez_compressed if compressed else np.savez)(fh, **arrays)

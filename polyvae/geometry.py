@@ -20,6 +20,9 @@ import sys
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix, identity
+from scipy.sparse.csgraph import shortest_path
+from scipy.spatial import cKDTree
 
 __all__ = [
     "array_namespace",
@@ -84,8 +87,6 @@ def bond_graph_distances(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
     0 on the diagonal, ``inf`` between atoms that no path of bonds joins. Pairs at
     distance 1, 2, 3 are the 1-2, 1-3 and 1-4 pairs of a force field.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import shortest_path
 
     n = int(n_atoms)
     b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
@@ -369,7 +370,6 @@ def bonded_within(n_atoms: int, bonds: np.ndarray, depth: int) -> tuple[np.ndarr
     hops : ndarray (E,) of int64
         Bonds on the shortest path, 1..depth.
     """
-    from scipy.sparse import coo_matrix, identity
 
     n = int(n_atoms)
     b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
@@ -419,7 +419,6 @@ def close_pairs(
     pairs : ndarray (P, 2) of int64
     distances : ndarray (P,)
     """
-    from scipy.spatial import cKDTree
 
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]

@@ -123,6 +123,7 @@ def _validity(model: VAEModel, positions: np.ndarray, what: str | None = None) -
 
 
 def _savefig(ax, path: Path) -> None:
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     fig = np.ravel(ax)[0].figure
@@ -132,6 +133,7 @@ def _savefig(ax, path: Path) -> None:
 
 
 def _figure(ncols: int = 1, size=(5.0, 4.0)):
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, ncols, figsize=(size[0] * ncols, size[1]), squeeze=False)
@@ -172,6 +174,7 @@ def write_marginals(
     write_text(out / "marginals.json", json.dumps(result, indent=2))
     fig = plotting.plot_marginals_overview(marg, bonds=model.bonds)
     savefig(fig, out / "marginals.png", dpi=110)
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -104,6 +104,7 @@ class DaskClientBackend(BackendBase):
         super().__init__(n_workers=n_workers)
 
     def apply(self, func, computations: list) -> list:
+        # optional, the dask extra
         import distributed
 
         futures = self.client.map(func, computations, pure=False)

@@ -161,7 +161,9 @@ def _read_v1(path: str, config: dict, arrays: dict[str, np.ndarray]) -> ModelPar
             pipeline = Pipeline.from_config(config["pipeline"], _under(arrays, "pipeline/"))
     model = _required(path, config, "model", "model")
     with _part(path, "model", "config.json 'model'"):
-        vae_config = VAEConfig.from_dict(model, layout=None if pipeline is None else pipeline.layout)
+        vae_config = VAEConfig.from_dict(
+            model, layout=None if pipeline is None else pipeline.layout
+        )
     _check_shapes(path, params, vae_config)
     train_config = None
     if config.get("train") is not None:

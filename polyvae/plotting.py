@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     return plt.subplots(nrows, ncols, squeeze=False, **kwargs)
@@ -395,6 +396,7 @@ def plot_marginals_overview(
     -------
     matplotlib Figure
     """
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     if not isinstance(marginals, Marginals):

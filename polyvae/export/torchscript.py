@@ -58,7 +58,7 @@ _INSTALL = "pip install torch==2.13.0"
 
 def _import_torch():
     try:
-        import torch
+        import torch  # optional, the torch extra: loaded only by this export
     except ImportError as err:
         raise ImportError(
             f"the TorchScript export needs PyTorch, which is not installed: {_INSTALL} "

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from polyvae import geometry
 from polyvae._checks import ensure_number
@@ -114,7 +115,6 @@ def guess_bonds(positions, elements, tolerance: float = GUESS_TOLERANCE) -> np.n
     ValueError
         An element has no covalent radius, or ``positions`` are not 3D.
     """
-    from scipy.spatial import cKDTree
 
     x = np.asarray(positions)
     x = x[None] if x.ndim == 2 else x

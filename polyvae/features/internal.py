@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from polyvae import geometry
@@ -289,8 +291,6 @@ def to_cartesian(internal: dict, zm: ZMatrix):
     jax.Array (..., N, D)
         Differentiable in every internal coordinate; the first atom at the origin.
     """
-    import jax
-    import jax.numpy as jnp
 
     bonds = jnp.asarray(internal["bonds"])
     angles = jnp.asarray(internal["angles"])

@@ -37,7 +37,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.scipy.special import logsumexp
 
 from polyvae import geometry
 from polyvae.features.internal import ZMatrix, to_cartesian, to_internal, zmatrix
@@ -129,7 +133,6 @@ class FeatureKinds:
         return self.n_cartesian + len(self.circular)
 
     def _masks(self):
-        import jax.numpy as jnp
 
         pad = (False,) * self.n_cartesian
         return jnp.asarray(pad + self.circular, bool), jnp.asarray(pad + self.rigid, bool)
@@ -141,8 +144,6 @@ class FeatureKinds:
         windings, exact to float32 precision for sigma below about 1.5 rad); rigid
         features add nothing.
         """
-        import jax.numpy as jnp
-        from jax.scipy.special import logsumexp
 
         circ, rigid = self._masks()
         resid = jnp.where(circ, _wrap(jnp, x - mean), x - mean)
@@ -155,7 +156,6 @@ class FeatureKinds:
 
     def sample(self, mean, log_sigma, eps):
         """A draw of every decoder feature from standard-normal ``eps`` (..., F)."""
-        import jax.numpy as jnp
 
         circ, rigid = self._masks()
         draw = mean + jnp.where(rigid, 0.0, jnp.exp(log_sigma) * eps)
@@ -398,7 +398,6 @@ class InternalLayout:
     def _mirrored(self, handed, x):
         """(..., C) bool: the tetrahedral centres of :attr:`_chiral_quads` that ``x``
         has on the other side than ``handed`` (the internal expert's) says."""
-        import jax.numpy as jnp
 
         have = _handedness(x, self._chiral_quads)
         chiral = (jnp.abs(handed) > CHIRAL_HANDEDNESS) & jnp.asarray(self._tetrahedral)
@@ -410,7 +409,6 @@ class InternalLayout:
         (a proper rotation, so the rebuilt handedness stays), and a (..., N) mask of
         the replaced atoms. Atoms near several such centres take the mean. Memory
         linear in the atom count (gathers and scatters of the neighbourhoods)."""
-        import jax.numpy as jnp
 
         n, reach = self.n_atoms, self._chiral_reach
         lead = x.shape[:-2]
@@ -544,8 +542,6 @@ class InternalLayout:
         -------
         jax.Array (..., N, D)
         """
-        import jax
-        import jax.numpy as jnp
 
         anchor = jnp.asarray(anchor)
         start = anchor if start is None else jnp.asarray(start, anchor.dtype)
@@ -579,8 +575,6 @@ class InternalLayout:
     def _near_pairs(self, x):
         """:meth:`near_pairs` of JAX positions, also inside ``jit`` (a host callback);
         constant for the gradient."""
-        import jax
-        import jax.numpy as jnp
 
         x = jax.lax.stop_gradient(jnp.asarray(x))
         k, lead = self.n_contacts, x.shape[:-2]
@@ -604,8 +598,6 @@ class InternalLayout:
         same side: a start whose Cartesian mean has mirrored a stereocentre is pushed
         through the plane, where the experts' own terms would hold it.
         """
-        import jax
-        import jax.numpy as jnp
 
         anchor, internal_features, cartesian_sigma, internal_sigma, weight, kept = experts
         dtype = anchor.dtype
@@ -647,9 +639,6 @@ class InternalLayout:
         instead, and a step that raises the energy is not taken: the next one tries the
         same direction half as far (a trust radius, doubled again after each success).
         """
-        import jax
-        import jax.numpy as jnp
-        import optax
 
         x0 = jnp.asarray(x0)
         anchor, internal_features, _, _, _, kept = experts
@@ -705,7 +694,6 @@ class InternalLayout:
 
     def _superposed_rebuild(self, internal_features, anchor):
         """NeRF rebuild of the internal features, superposed on ``anchor`` (Kabsch)."""
-        import jax.numpy as jnp
 
         dtype = anchor.dtype
         w = jnp.ones(self.n_atoms, dtype) / self.n_atoms
@@ -834,7 +822,6 @@ def _handedness(x, quads):
     """Signed volume of the three bond vectors of each ``(centre, a, b, c)`` quad over
     the product of their lengths (..., C): about ±0.5 at a tetrahedral centre, 0 at a
     planar one. In JAX."""
-    import jax.numpy as jnp
 
     if len(quads) == 0:
         return jnp.zeros(x.shape[:-2] + (0,), x.dtype)
@@ -847,7 +834,6 @@ def _handedness(x, quads):
 
 def _gathered_distances(x, pairs):
     """Distances (..., K) of per-structure atom pairs (..., K, 2) in x (..., N, D)."""
-    import jax.numpy as jnp
 
     a = jnp.take_along_axis(x, pairs[..., 0:1], axis=-2)
     b = jnp.take_along_axis(x, pairs[..., 1:2], axis=-2)
@@ -876,7 +862,6 @@ class _StructureKey:
 
 @lru_cache(maxsize=8)
 def _jitted_refine(key: _StructureKey, steps: int | None):
-    import jax
 
     template = key.layout
 

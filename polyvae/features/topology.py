@@ -33,6 +33,8 @@ import logging
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_pairs
@@ -101,8 +103,6 @@ def _describe(source: Any):
 
 def _groups(n: int, bonds: np.ndarray) -> np.ndarray:
     """The bonded group (connected component of the bond graph) of each atom: (N,) int."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
     graph = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n))

@@ -117,6 +117,7 @@ def _quiet_collection():
 
 
 def _n_atoms_in(path: Path, topology: bool) -> int | None:
+    # optional, the md extra
     import MDAnalysis as mda
     from MDAnalysis.coordinates.core import get_reader_for
 
@@ -146,6 +147,7 @@ def make_universe(topology: str | os.PathLike, trajectories: Any = None, **kwarg
     -------
     MDAnalysis.Universe
     """
+    # optional, the md extra
     import MDAnalysis as mda
 
     if not isinstance(topology, (str, os.PathLike)):
@@ -204,6 +206,7 @@ def select_atoms(source: Any, select: str = "all"):
     -------
     MDAnalysis.AtomGroup
     """
+    # optional, the md extra
     import MDAnalysis as mda
 
     if not isinstance(select, str):
@@ -330,6 +333,7 @@ def _file_of(traj: Any, frame: int) -> str:
 
 
 def _source_group(source: Any, topology: Any, select: str):
+    # optional, the md extra
     import MDAnalysis as mda
 
     if isinstance(source, (mda.Universe, mda.AtomGroup)):

@@ -125,6 +125,7 @@ def read_mdtraj(
         elements, times (T,) in ps, metadata ``{"atoms": ...}`` (atom_info schema);
         ``bonds`` from the topology's bonds within the selection, None if it has none.
     """
+    # optional, the md extra
     import mdtraj as md
 
     if stride is not None and (isinstance(stride, bool) or int(stride) != stride or stride < 1):
@@ -175,6 +176,7 @@ def read_mdtraj(
 
 def _element(name: str, mass: float | None):
     """Element guessed from an atom name, using the mass to choose 1 or 2 letters."""
+    # optional, the md extra
     import mdtraj as md
 
     letters = re.sub(r"[^A-Za-z]", "", name)
@@ -192,6 +194,7 @@ def _element(name: str, mass: float | None):
 
 
 def _topology(atoms: dict, n_atoms: int):
+    # optional, the md extra
     import mdtraj as md
 
     if not isinstance(atoms, dict):
@@ -247,6 +250,7 @@ def to_mdtraj(positions: Any, atoms: Any, time: Any = None):
     md.Trajectory
         xyz = positions / 10 (nm).
     """
+    # optional, the md extra
     import mdtraj as md
 
     x = as_positions(positions, "positions", min_atoms=1)

@@ -16,6 +16,8 @@ import logging
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 __all__ = ["Unwrapper", "has_box", "resolve_unwrap"]
 
@@ -46,9 +48,6 @@ class Unwrapper:
     """
 
     def __init__(self, group: Any, guess_bonds: bool, label: str) -> None:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import breadth_first_order, connected_components
-
         u = group.universe
         try:
             bonds = u.atoms.bonds.to_indices().astype(np.int64)
@@ -97,6 +96,7 @@ class Unwrapper:
     @staticmethod
     def _guess(group: Any) -> np.ndarray:
         """Guess bonds among the residues of ``group`` and add them to its Universe."""
+        # optional, the md extra
         from MDAnalysis.guesser.default_guesser import DefaultGuesser
 
         atoms = group.residues.atoms
@@ -110,6 +110,7 @@ class Unwrapper:
 
     def __call__(self, positions: np.ndarray, box: np.ndarray) -> np.ndarray:
         """Whole-molecule positions (N_selected, 3) from wrapped ``positions`` of ``atoms``."""
+        # optional, the md extra
         from MDAnalysis.lib.distances import minimize_vectors
 
         x = positions.astype(np.float64)

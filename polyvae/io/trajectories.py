@@ -52,7 +52,6 @@ POSITION_SUFFIXES = (".npz", ".pdb", ".dcd", ".xtc")
 
 
 def _self_contained() -> tuple[str, ...]:
-
     return SELF_CONTAINED_SUFFIXES
 
 
@@ -84,6 +83,7 @@ def _as_paths(paths: Any, topology: Any) -> list[Path]:
 
 def _check_md_formats(paths: list[Path], topology: Any) -> None:
     """Refuse a suffix MDAnalysis does not read before handing the file over."""
+    # optional, the md extra
     from MDAnalysis.coordinates.base import _READERS
     from MDAnalysis.lib.util import guess_format
     from MDAnalysis.topology.base import _PARSERS
@@ -179,7 +179,6 @@ def check_atom_names(
 
 
 def _npz(paths: list[Path], start, stop, step) -> Frames:
-
     frames = Frames.concat([read_npz(p) for p in paths], labels=[repr(str(p)) for p in paths])
     ensure_frames_selected(frames.n_frames, start, stop, step)
     return frames[slice(start, stop, step)]

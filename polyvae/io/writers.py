@@ -57,6 +57,7 @@ def _atom_fields(atoms: dict | None, n: int) -> dict[str, list]:
 
 
 def _universe(fields: dict[str, list], n: int):
+    # optional, the md extra
     import MDAnalysis as mda
 
     resindex, previous, residues = np.empty(n, dtype=np.int64), None, []
@@ -146,6 +147,7 @@ def write_structures(
 
 
 def _write_mda(path: Path, suffix: str, x: np.ndarray, fields: dict, times: Any) -> None:
+    # optional, the md extra
     import MDAnalysis as mda
 
     u = _universe(fields, x.shape[1])

@@ -14,6 +14,7 @@ from polyvae.vae import VAEModel
 
 
 def _save(fig, path: Path) -> str:
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -23,6 +24,7 @@ def _save(fig, path: Path) -> str:
 
 
 def _save_loss_figure(model: VAEModel, out: Path) -> str:
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -47,6 +49,7 @@ def _save_loss_figure(model: VAEModel, out: Path) -> str:
 def _discrete_figures(
     model: VAEModel, onehot: np.ndarray, edges: np.ndarray, metrics: dict, out: Path, seed: int
 ) -> list[str]:
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     n, n_classes = onehot.shape
@@ -87,6 +90,7 @@ def _discrete_figures(
 def _regression_figures(
     model: VAEModel, x: np.ndarray, metrics: dict, out: Path, seed: int
 ) -> list[str]:
+    # heavy: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     values = x[:, 0]
