@@ -85,7 +85,7 @@ def test_refine_weighs_the_two_experts(rng):
     anchor = jnp.asarray(x[4:8])  # other structures: the experts disagree
     sig_c = jnp.full(layout.n_cartesian, 0.1)
     sig_q = jnp.full(layout.n_internal, 0.01)
-    internal_only = layout.refine(anchor, feats, sig_c, sig_q)
+    internal_only = jax.jit(layout.refine)(anchor, feats, sig_c, sig_q)
     target = layout.measure(jnp.asarray(x[:4], jnp.float32))
     n = layout.n_atoms
     # weight 1 with tight internal scales: bonds and angles follow the internal expert
@@ -94,7 +94,7 @@ def test_refine_weighs_the_two_experts(rng):
     from dataclasses import replace
 
     stiff = replace(layout, cartesian_weight=1.0)
-    cart = stiff.refine(
+    cart = jax.jit(stiff.refine)(
         anchor, feats, jnp.full(layout.n_cartesian, 1e-3), jnp.full(layout.n_internal, 10.0)
     )
     assert np.abs(np.asarray(cart - anchor)).max() < 0.05  # tight Cartesian scales: the anchor
@@ -117,7 +117,7 @@ def test_refine_is_differentiable_and_jit_matches_eager(rng):
         jnp.asarray(x[:3]), feats, sig_c, sig_q, steps=0
     )
     assert np.allclose(eager, jitted, atol=1e-4)
-    grad = jax.grad(rg)(feats)
+    grad = jax.jit(jax.grad(rg))(feats)  # compiled: one program, not one per operation
     assert np.all(np.isfinite(np.asarray(grad))) and np.abs(np.asarray(grad)).max() > 0
 
 
@@ -373,7 +373,8 @@ def test_refine_brings_a_mirrored_start_back_to_the_internal_handedness(peptide_
     feats = jnp.asarray(layout.features(x[:4]))
     sig_c = jnp.full(layout.n_cartesian, 1.0)  # a loose Cartesian expert
     sig_q = jnp.full(layout.n_internal, 0.3)
-    got = np.asarray(layout.refine(jnp.asarray(x[:4]), feats, sig_c, sig_q, start=mirrored))
+    got = jax.jit(layout.refine)(jnp.asarray(x[:4]), feats, sig_c, sig_q, start=mirrored)
+    got = np.asarray(got)
     assert (np.sign(geometry.chirality(got.astype(np.float64), centre)) == sign).all()
     lengths = geometry.pair_distances(got.astype(np.float64), layout.bonds)
     ref = geometry.pair_distances(x[:4], layout.bonds)
@@ -409,7 +410,9 @@ def test_refine_leaves_a_centre_that_both_cartesian_structures_mirror_to_the_int
     feats = jnp.asarray(layout.features(x[:4]))
     sig_c = jnp.full(layout.n_cartesian, 0.05)  # a tight Cartesian expert, mirrored
     sig_q = jnp.full(layout.n_internal, 0.3)
-    got = layout.refine(jnp.asarray(mirrored), feats, sig_c, sig_q, start=jnp.asarray(mirrored))
+    got = jax.jit(layout.refine)(
+        jnp.asarray(mirrored), feats, sig_c, sig_q, start=jnp.asarray(mirrored)
+    )
     got = np.asarray(got, np.float64)
     assert (np.sign(geometry.chirality(got, centre)) == sign).all()
     ca = int(centre[0, 0])
