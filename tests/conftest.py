@@ -79,12 +79,26 @@ def rng():
 
 
 @pytest.fixture(scope="session")
-def small_model():
-    """A small model trained for a few epochs on random chains (fast)."""
+def small_model_file(shared_models):
+    """The file of a small model trained for a few epochs on random chains (8 beads in
+    2D, 256 frames), written once per run, and those frames."""
     import polyvae
 
     x = random_chain(np.random.default_rng(7), n_frames=256, n_atoms=8)
-    return polyvae.train(x, hidden=(32, 32), epochs=20, progress=False), x
+
+    def make(path):
+        polyvae.train(x, hidden=(32, 32), epochs=20, progress=False, output=path)
+
+    return shared_models("small", make), x
+
+
+@pytest.fixture(scope="session")
+def small_model(small_model_file):
+    """The small model (loaded from its file) and its frames."""
+    import polyvae
+
+    path, x = small_model_file
+    return polyvae.load_model(path), x
 
 
 @pytest.fixture(scope="session")

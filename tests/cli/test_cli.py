@@ -1,6 +1,7 @@
 """The polyvae command line: every subcommand, and errors as one line with exit code 2."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -15,11 +16,12 @@ FAST = ["--epochs", "3", "--hidden", "16,16", "--batch-size", "16"]
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, small_model_file):
+    """A folder holding the small model's file (m.polyvae) and its frames (traj.npz)."""
     d = tmp_path_factory.mktemp("cli")
-    x = random_chain(np.random.default_rng(3), 96, 6, 2)
+    path, x = small_model_file
     np.savez(d / "traj.npz", arr=x)
-    assert main(["-q", "train", str(d / "traj.npz"), "-o", str(d / "m.polyvae"), *FAST]) == 0
+    shutil.copy(path, d / "m.polyvae")
     return d
 
 
@@ -71,7 +73,7 @@ def test_encode(workspace):
     out = np.load(d / "cv.npz")
     model = polyvae.load_model(d / "m.polyvae")
     np.testing.assert_array_equal(out["latent"], model.encode(np.load(d / "traj.npz")["arr"])[0])
-    assert out["latent_std"].shape == (96, 2)
+    assert out["latent_std"].shape == (256, 2)
 
 
 def test_generate_with_and_without_noise(workspace):
@@ -110,7 +112,7 @@ def test_generate_with_and_without_noise(workspace):
         == 0
     )
     g, gm = np.load(d / "g.npz")["positions"], np.load(d / "gm.npz")["positions"]
-    assert g.shape == gm.shape == (40, 6, 2) and not np.allclose(g, gm)
+    assert g.shape == gm.shape == (40, 8, 2) and not np.allclose(g, gm)
 
 
 def test_optimize(workspace):
@@ -135,7 +137,7 @@ def test_optimize(workspace):
         == 0
     )
     out = np.load(d / "opt.npz")
-    assert out["positions"].shape == (4, 6, 2) and np.all(np.diff(out["objective"]) >= 0)
+    assert out["positions"].shape == (4, 8, 2) and np.all(np.diff(out["objective"]) >= 0)
     # the internal decoder's samples: the noise of each structure comes with it, rms <= 1
     noise = out["noise"]
     assert noise.shape[0] == 4 and np.all(np.sqrt(np.mean(noise**2, axis=1)) <= 1 + 1e-5)
@@ -188,7 +190,7 @@ def test_marginals(workspace):
         == 0
     )
     res = json.loads((d / "marg" / "marginals.json").read_text())
-    assert len(res["pairs"]) == 15 and res["mean_w1_normalized"] > 0
+    assert len(res["pairs"]) == 8 * 7 // 2 and res["mean_w1_normalized"] > 0
     assert (d / "marg" / "marginals.png").stat().st_size > 1000
 
 
@@ -196,7 +198,7 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["demo", "--data", str(workspace / "traj.npz"), "-o", str(out), *FAST]) == 0
     printed = capsys.readouterr()
-    assert json.loads(printed.out)["n_atoms"] == 6  # stdout holds the JSON and nothing else
+    assert json.loads(printed.out)["n_atoms"] == 8  # stdout holds the JSON and nothing else
     assert f"results written to {out}" in printed.err
     summary = json.loads((out / "summary.json").read_text())
     for name in (
@@ -212,7 +214,7 @@ def test_demo_on_given_data(workspace, tmp_path, capsys):
         "optimization.png",
     ):
         assert (out / name).exists(), name
-    assert summary["n_atoms"] == 6 and 0 < summary["mean_w1_normalized"] < 10
+    assert summary["n_atoms"] == 8 and 0 < summary["mean_w1_normalized"] < 10
     unit = summary["unit"]
     assert summary["rg_optimized"]["unit"] == summary["rg_training_min"]["unit"] == unit
     opt = np.load(out / "optimized.npz")

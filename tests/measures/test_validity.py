@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-from helpers import random_chain
 
 import polyvae
 from polyvae import geometry
@@ -43,14 +42,9 @@ def _bend(x, atom, degrees):
 
 
 @pytest.fixture(scope="module")
-def cli_model(tmp_path_factory):
-    """A model trained for 3 epochs by the command line on random 8-bead chains (2D)."""
-    d = tmp_path_factory.mktemp("validity")
-    x = random_chain(np.random.default_rng(4), n_frames=128, n_atoms=8)
-    np.savez(d / "traj.npz", arr=x)
-    args = ["-q", "train", str(d / "traj.npz"), "--epochs", "3", "--hidden", "16"]
-    assert main([*args, "-o", str(d / "m.polyvae")]) == 0
-    return d / "m.polyvae", x
+def cli_model(small_model_file):
+    """The small model's file (8-bead chains in 2D) and its frames."""
+    return small_model_file
 
 
 def test_training_frames_pass_and_each_defect_is_caught():
