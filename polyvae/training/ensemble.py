@@ -34,23 +34,16 @@ from tqdm.auto import tqdm
 
 from polyvae._checks import ensure_int, ensure_number
 from polyvae._outputs import check_output, write_text
+from polyvae.config import DEFAULT_PATIENCE, TrainConfig
 from polyvae.frames import Frames
 from polyvae.measures.marginals import distance_marginals
 from polyvae.nn.model import VAEConfig, init_params
 from polyvae.nn.steps import _eval_terms, epoch_plan, make_ensemble_steps
 from polyvae.nn.train_state import TrainingInterrupted, TrainState
-from polyvae.training.trainer import (
-    DEFAULT_PATIENCE,
-    TrainConfig,
-    _finished_model,
-    _interrupt_flag,
-    _prepare_training,
-    _record,
-    _report_overfitting,
-    _split_weights,
-    _weights_record,
-    split_indices,
-)
+from polyvae.training.data import prepare_training, split_indices, split_weights, weights_record
+from polyvae.training.finishing import finished_model
+from polyvae.training.history import record, report_overfitting
+from polyvae.training.loop import interrupt_flag
 from polyvae.vae import VAEModel
 
 __all__ = ["ACTIVE_VARIANCE", "IW_SAMPLES", "Ensemble", "Member", "train_many"]
@@ -303,7 +296,7 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
         history = histories[m]
         history["best_epoch"] = int(best_epoch[m])
         history["kept_epoch"] = int(best_epoch[m]) if tc.patience is not None else epoch
-        _report_overfitting(history, int(best_epoch[m]), tc.patience)
+        report_overfitting(history, int(best_epoch[m]), tc.patience)
         p = _take(params, m)
         st = state(m, epoch, p, _take(opt_state, m), epoch_keys[m])
         kept = _take(best_params, m) if tc.patience is not None else p
@@ -317,7 +310,7 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
         mininterval=1.0,
     )
     epoch = 0
-    with _interrupt_flag() as flag:
+    with interrupt_flag() as flag:
         for epoch in bar:
             t0 = time.perf_counter()
             previous_keys = list(epoch_keys)
@@ -354,8 +347,8 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
                     done[m] = last
                     epoch_keys[m] = previous_keys[m]
                     continue
-                _record(histories[m], "train", *map(float, metrics[m]), b)
-                _record(histories[m], "val", *map(float, val[m]), b)
+                record(histories[m], "train", *map(float, metrics[m]), b)
+                record(histories[m], "val", *map(float, val[m]), b)
                 histories[m].setdefault("epoch_time_s", []).append(seconds / m_count)
                 if histories[m]["val_loss"][-1] < best_loss[m]:
                     best_loss[m], best_epoch[m], improved[m] = (
@@ -472,7 +465,7 @@ def train_many(
         out = check_output(output_dir, name="output_dir", kind="dir")
     if not isinstance(frames, Frames):
         frames = Frames(frames)
-    base, pipeline, prepared, metadata = _prepare_training(
+    base, pipeline, prepared, metadata = prepare_training(
         frames, latent_dim=latent_dims[0], **model_options
     )
     train_idx, val_idx = split_indices(frames.n_frames, validation_fraction, seeds[0])
@@ -487,8 +480,8 @@ def train_many(
         arrays.append(np.asarray(prepared.inputs, np.float32))
     w_all = w_val = None
     if weights is not None:
-        w_all, w_val = _split_weights(weights, frames.n_frames, train_idx, val_idx)
-        metadata["weights"] = _weights_record(weights, frames.n_frames)
+        w_all, w_val = split_weights(weights, frames.n_frames, train_idx, val_idx)
+        metadata["weights"] = weights_record(weights, frames.n_frames)
     metadata["ensemble"] = {
         "seeds": seeds,
         "beta": betas,
@@ -507,7 +500,7 @@ def train_many(
                 yield (
                     (s, b),
                     diverged,
-                    _finished_model(
+                    finished_model(
                         cfg,
                         params,
                         pipeline,

@@ -10,7 +10,7 @@ import pytest
 from helpers import random_chain
 
 import polyvae
-import polyvae.training.trainer
+import polyvae.training.finishing
 from polyvae import geometry
 from polyvae.analysis.structure import compare_structures
 from polyvae.cli import main
@@ -106,7 +106,7 @@ def failing_weight(monkeypatch):
     def fail(model, aligned, **kwargs):
         raise MemoryError("out of memory in the Cartesian weight scan")
 
-    monkeypatch.setattr(polyvae.training.trainer, "choose_cartesian_weight", fail)
+    monkeypatch.setattr(polyvae.training.finishing, "choose_cartesian_weight", fail)
 
 
 def test_cli_train_keeps_the_model_when_a_step_after_training_fails(
@@ -133,7 +133,7 @@ def test_api_train_error_carries_the_model(tmp_path, monkeypatch):
     def fail(model, aligned, **kwargs):
         raise jax.errors.JaxRuntimeError(OOM + "\n\nsome more lines of XLA detail")
 
-    monkeypatch.setattr(polyvae.training.trainer, "choose_cartesian_weight", fail)
+    monkeypatch.setattr(polyvae.training.finishing, "choose_cartesian_weight", fail)
     x = random_chain(np.random.default_rng(4), 64, 5, 2)
     with pytest.raises(PostTrainingError) as info:
         polyvae.train(x, hidden=(16,), epochs=2, progress=False)
@@ -157,13 +157,13 @@ def test_api_train_error_carries_the_model(tmp_path, monkeypatch):
 def test_model_is_saved_before_and_after_the_weight_is_chosen(tmp_path, monkeypatch):
     out = tmp_path / "m.polyvae"
     seen = {}
-    chosen = polyvae.training.trainer.choose_cartesian_weight
+    chosen = polyvae.training.finishing.choose_cartesian_weight
 
     def spy(model, aligned, **kwargs):
         seen["before"] = polyvae.load_model(out).metadata
         return chosen(model, aligned, **kwargs)
 
-    monkeypatch.setattr(polyvae.training.trainer, "choose_cartesian_weight", spy)
+    monkeypatch.setattr(polyvae.training.finishing, "choose_cartesian_weight", spy)
     x = random_chain(np.random.default_rng(5), 64, 5, 2)
     model = polyvae.train(x, hidden=(16,), epochs=2, progress=False, output=out)
     assert "cartesian_weight_scan" not in seen["before"]

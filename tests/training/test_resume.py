@@ -125,8 +125,8 @@ def test_a_signal_saves_a_resumable_model(chain, tmp_path, sig, to_group):
 
 
 def test_an_interrupt_after_the_last_epoch_leaves_the_trained_model(chain, tmp_path, monkeypatch):
-    from polyvae.training import trainer as training
-    from polyvae.training.trainer import InterruptedAfterTraining
+    from polyvae.training import finishing as training
+    from polyvae.training.finishing import InterruptedAfterTraining
 
     def interrupted(*a, **k):  # Ctrl-C during the Cartesian weight scan
         raise KeyboardInterrupt
@@ -157,7 +157,7 @@ def test_an_interrupt_after_the_last_epoch_leaves_the_trained_model(chain, tmp_p
 
 
 def test_a_repeated_signal_within_half_a_second_is_the_same_request(monkeypatch):
-    from polyvae.training import trainer as training
+    from polyvae.training import loop as training
 
     monkeypatch.setattr(training, "_LAST_SIGNAL", [-np.inf])
     assert not training.repeated_signal()
@@ -167,7 +167,7 @@ def test_a_repeated_signal_within_half_a_second_is_the_same_request(monkeypatch)
 
 
 def test_interrupt_without_output_says_nothing_was_saved(chain, monkeypatch):
-    from polyvae.training import trainer as training
+    from polyvae.training import loop as training
 
     real = training.evaluate
 

@@ -173,7 +173,7 @@ def test_train_streams_when_asked_or_above_the_size_limit(monkeypatch, caplog):
     from helpers import random_chain
 
     import polyvae
-    from polyvae.training import trainer as training
+    from polyvae.training import data as training
 
     frames = random_chain(np.random.default_rng(2), n_frames=200, n_atoms=6)
     kwargs = dict(hidden=(16,), epochs=2, batch_size=16, progress=False)
