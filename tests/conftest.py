@@ -43,6 +43,21 @@ def _bounded_compiled_code():
         gc.collect()
 
 
+SCAN_ATOMS_IN_TESTS = 8192
+"""Atoms the Cartesian-weight scan after training refines per weight, in the tests: a
+Calpha trace of AdK (214 atoms) scans 38 structures instead of 256, molecules under 32
+atoms as many as users get. The scan's figures are measured at full size in bench/."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _smaller_weight_scan():
+    from polyvae.training import finishing
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(finishing, "SCAN_ATOMS", SCAN_ATOMS_IN_TESTS)
+        yield
+
+
 @pytest.fixture(scope="session")
 def chapter_dir() -> Path:
     if not (CHAPTER_DATA / "long_paths.npz").exists():
