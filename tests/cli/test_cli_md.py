@@ -28,7 +28,7 @@ def adk_model(tmp_path_factory):
             "--select",
             "name CA",
             "--epochs",
-            "30",
+            "5",
             "--hidden",
             "64,64",
             "-o",
