@@ -33,7 +33,7 @@ from polyvae.job import DEFAULT_DATA
 from polyvae.nn.model import init_params
 from polyvae.nn.steps import epoch_plan, make_ensemble_steps, make_steps
 from polyvae.training.ensemble import train_many
-from polyvae.training.trainer import _prepare_training
+from polyvae.training.data import prepare_training
 
 
 def matmul_rate(repeats: int = 5) -> float:
@@ -54,7 +54,7 @@ def _timed(fn) -> float:
 def epoch_flops(frames, m: int) -> float:
     """XLA's count of the floating-point operations of one epoch of m members: four steps
     compiled without a loop (one unrolled scan body), scaled to the epoch's steps."""
-    config, _, prepared, _ = _prepare_training(frames)
+    config, _, prepared, _ = prepare_training(frames)
     n_train = int(round(0.9 * frames.n_frames))
     data = (jnp.asarray(prepared.targets[:n_train]),)
     if config.n_inputs is not None:

@@ -5,7 +5,9 @@ every member, so that their scores compare) and trains the members of each laten
 together: their parameters and Adam states carry a leading model axis, and one compiled
 epoch (:func:`polyvae.nn.steps.make_ensemble_steps`, a ``jax.vmap`` of the single model's
 steps) advances all of them, each with its own initialization, batch order, noise and
-β. Members of different latent sizes train in groups, one after the other.
+β, in the epoch loop that trains a single model (:func:`polyvae.training.loop.run_epochs`:
+early stopping per member, divergence, interrupts). Members of different latent sizes
+train in groups, one after the other.
 
 The members are ranked by the importance-weighted log-likelihood of the validation
 frames, ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K samples z_k from the
@@ -30,20 +32,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from polyvae._checks import ensure_int, ensure_number
 from polyvae._outputs import check_output, write_text
 from polyvae.config import DEFAULT_PATIENCE, TrainConfig
 from polyvae.frames import Frames
 from polyvae.measures.marginals import distance_marginals
-from polyvae.nn.model import VAEConfig, init_params
-from polyvae.nn.steps import _eval_terms, epoch_plan, make_ensemble_steps
-from polyvae.nn.train_state import TrainingInterrupted, TrainState
+from polyvae.nn.model import VAEConfig, init_params, loss_terms
+from polyvae.nn.steps import epoch_plan, make_ensemble_steps
 from polyvae.training.data import prepare_training, split_indices, split_weights, weights_record
 from polyvae.training.finishing import finished_model
-from polyvae.training.history import record, report_overfitting
-from polyvae.training.loop import interrupt_flag
+from polyvae.training.loop import Members, run_epochs
 from polyvae.vae import VAEModel
 
 __all__ = ["ACTIVE_VARIANCE", "IW_SAMPLES", "Ensemble", "Member", "train_many"]
@@ -228,32 +227,12 @@ def _values(value: Any, name: str, kind: type) -> list:
     return values
 
 
-@jax.jit
-def _take(tree, m):
-    """Member ``m`` of stacked pytrees."""
-    return jax.tree.map(lambda a: a[m], tree)
-
-
-@jax.jit
-def _where_members(mask, new, old):
-    """Per member (leading axis): ``new`` where ``mask``, else ``old``."""
-    return jax.tree.map(
-        lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old
-    )
-
-
-@partial(jax.jit, static_argnums=0)
-def _init_members(config: VAEConfig, keys):
-    """Stacked initial parameters, member m's equal to ``init_params(config, key=keys[m])``."""
-    return jax.vmap(lambda k: init_params(config, key=k))(keys)
-
-
 @partial(jax.jit, static_argnums=0)
 def _evaluate_many(config: VAEConfig, params, data, keys, weights):
     """Validation (recon, kl) of every member, (M, 2): means, or weighted means."""
 
     def one(p, key):
-        recon, kl = _eval_terms(config, p, data, key)
+        recon, kl = loss_terms(p, data[0], config, key=key, x_in=data[1] if len(data) > 1 else None)
         if weights is None:
             return jnp.stack([jnp.mean(recon), jnp.mean(kl)])
         return jnp.stack([jnp.sum(weights * recon), jnp.sum(weights * kl)]) / jnp.sum(weights)
@@ -262,127 +241,53 @@ def _evaluate_many(config: VAEConfig, params, data, keys, weights):
 
 
 def _fit_group(config, tc, members, arrays, split, weights, progress, on_interrupt):
-    """Train the ``members`` ((seed, beta) pairs) of one latent size together.
+    """Train the ``members`` ((seed, beta) pairs) of one latent size together, through
+    the epoch loop of a single model (:func:`polyvae.training.loop.run_epochs`) with
+    stacked parameters and one vmapped step.
 
-    Returns, per member: (params, history, TrainState or None, diverged epoch or None).
+    Returns
+    -------
+    list of MemberRun
     """
     train_idx, val_idx = split
     w_train, w_val = weights
-    m_count = len(members)
     keys = [jax.random.split(jax.random.PRNGKey(seed), 3) for seed, _ in members]
     params = jax.tree.map(lambda *a: jnp.stack(a), *[init_params(config, key=k[1]) for k in keys])
     optimizer, steps = make_ensemble_steps(config, float(tc.learning_rate))
     opt_state = jax.vmap(optimizer.init)(params)
     train_data = tuple(jnp.asarray(a[train_idx], jnp.float32) for a in arrays)
     val_data = tuple(jnp.asarray(a[val_idx], jnp.float32) for a in arrays)
-    beta = jnp.asarray([b for _, b in members], jnp.float32)
+    betas = [b for _, b in members]
+    beta = jnp.asarray(betas, jnp.float32)
     # the key a single run's evaluate() draws its validation sample with
     val_keys = jnp.stack([jax.random.split(k[2])[1] for k in keys])
     w_train = None if w_train is None else jnp.asarray(w_train, jnp.float32)
     w_val = None if w_val is None else jnp.asarray(w_val, jnp.float32)
-    epoch_keys = [k[0] for k in keys]
 
-    histories = [{} for _ in members]
-    best_loss = np.full(m_count, math.inf)
-    best_epoch = np.zeros(m_count, dtype=int)
-    best_params = params
-    done: list[tuple | None] = [None] * m_count  # (params, history, state, diverged)
+    def run_epoch(params, opt_state, epoch_keys):
+        plans = [
+            epoch_plan(k, train_idx.size, tc.batch_size, config.latent_dim) for k in epoch_keys
+        ]
+        order = np.stack([p[0] for p in plans])
+        eps = np.stack([p[1] for p in plans])
+        return steps(params, opt_state, train_data, order, eps, w_train, beta)
 
-    def state(m, epoch, p, s, key):
-        kept = _take(best_params, m) if tc.patience is not None else None
-        return TrainState(epoch, p, s, key, float(best_loss[m]), int(best_epoch[m]), kept)
+    def validate(params):
+        return _evaluate_many(config, params, val_data, val_keys, w_val)
 
-    def finish(m, epoch):
-        history = histories[m]
-        history["best_epoch"] = int(best_epoch[m])
-        history["kept_epoch"] = int(best_epoch[m]) if tc.patience is not None else epoch
-        report_overfitting(history, int(best_epoch[m]), tc.patience)
-        p = _take(params, m)
-        st = state(m, epoch, p, _take(opt_state, m), epoch_keys[m])
-        kept = _take(best_params, m) if tc.patience is not None else p
-        done[m] = (kept, history, st, None)
-
-    bar = tqdm(
-        range(1, tc.epochs + 1),
-        desc=f"training {m_count} models",
-        unit="epoch",
-        disable=not progress,
-        mininterval=1.0,
+    return run_epochs(
+        run_epoch,
+        params,
+        opt_state,
+        [k[0] for k in keys],
+        tc,
+        betas,
+        members=Members.stacked(len(members)),
+        validate=validate,
+        on_interrupt=on_interrupt,
+        progress=progress,
+        names=[f"seed={s} beta={b:g}" for s, b in members],
     )
-    epoch = 0
-    with interrupt_flag() as flag:
-        for epoch in bar:
-            t0 = time.perf_counter()
-            previous_keys = list(epoch_keys)
-            plans = []
-            for m in range(m_count):
-                epoch_keys[m], k_epoch = jax.random.split(epoch_keys[m])
-                plans.append(epoch_plan(k_epoch, train_idx.size, tc.batch_size, config.latent_dim))
-            order = np.stack([p[0] for p in plans])
-            eps = np.stack([p[1] for p in plans])
-            new_params, new_state, metrics, finite = steps(
-                params, opt_state, train_data, order, eps, w_train, beta
-            )
-            metrics = np.asarray(metrics, dtype=np.float64)
-            finite = np.asarray(finite) & np.all(np.isfinite(metrics), axis=1)
-            val = np.asarray(
-                _evaluate_many(config, new_params, val_data, val_keys, w_val), np.float64
-            )
-            seconds = time.perf_counter() - t0
-            improved = np.zeros(m_count, dtype=bool)
-            for m, (_, b) in enumerate(members):
-                if done[m] is not None:
-                    continue
-                if not finite[m]:
-                    last = (_take(params, m), histories[m], None, epoch)
-                    logger.warning(
-                        "member seed=%d beta=%g diverged in epoch %d: its parameters of "
-                        "epoch %d are kept",
-                        members[m][0],
-                        b,
-                        epoch,
-                        epoch - 1,
-                    )
-                    histories[m]["best_epoch"] = int(best_epoch[m])
-                    done[m] = last
-                    epoch_keys[m] = previous_keys[m]
-                    continue
-                record(histories[m], "train", *map(float, metrics[m]), b)
-                record(histories[m], "val", *map(float, val[m]), b)
-                histories[m].setdefault("epoch_time_s", []).append(seconds / m_count)
-                if histories[m]["val_loss"][-1] < best_loss[m]:
-                    best_loss[m], best_epoch[m], improved[m] = (
-                        histories[m]["val_loss"][-1],
-                        epoch,
-                        True,
-                    )
-            best_params = _where_members(jnp.asarray(improved), new_params, best_params)
-            params, opt_state = new_params, new_state
-            if tc.patience is not None:
-                for m in range(m_count):
-                    if done[m] is None and epoch - best_epoch[m] >= tc.patience:
-                        logger.info(
-                            "member seed=%d beta=%g: early stop after epoch %d",
-                            *members[m],
-                            epoch,
-                        )
-                        finish(m, epoch)
-            if flag["signal"] is not None:
-                bar.close()
-                states = [done[m][2] if done[m] is not None else None for m in range(m_count)]
-                running = [m for m in range(m_count) if done[m] is None]
-                for m in running:
-                    states[m] = state(
-                        m, epoch, _take(params, m), _take(opt_state, m), epoch_keys[m]
-                    )
-                raise TrainingInterrupted(epoch, on_interrupt(states, histories), several=True)
-            if all(d is not None for d in done):
-                bar.close()
-                break
-    for m in range(m_count):
-        if done[m] is None:
-            finish(m, epoch)
-    return done
 
 
 def train_many(
@@ -494,21 +399,22 @@ def train_many(
         config = replace(base, latent_dim=n_latent)
         combos = [(s, b) for b in betas for s in seeds]
 
-        def models(results, config=config, combos=combos):
-            for (s, b), (params, history, state, diverged) in zip(combos, results, strict=True):
-                cfg = replace(config, beta=b)
+        def models(runs, config=config, combos=combos):
+            for (s, b), run in zip(combos, runs, strict=True):
+                if run.diverged is not None:
+                    run.history["best_epoch"] = run.best_epoch
                 yield (
                     (s, b),
-                    diverged,
+                    run.diverged,
                     finished_model(
-                        cfg,
-                        params,
+                        replace(config, beta=b),
+                        run.params,
                         pipeline,
                         replace(tc, seed=s),
-                        history,
+                        run.history,
                         dict(metadata),
                         prepared.aligned,
-                        state,
+                        run.state,
                         weights=w_all,
                     ),
                 )

@@ -29,17 +29,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from polyvae._checks import ensure_int
 from polyvae._outputs import check_output
 from polyvae.config import DEFAULT_PATIENCE, TrainConfig, VAEConfig
 from polyvae.frames import Frames
-from polyvae.nn.steps import HostRows, data_mesh, epoch_plan, make_steps, streamed_epoch
+from polyvae.nn.steps import data_mesh, make_steps
 from polyvae.nn.train_state import TrainState
 from polyvae.training.data import (
     STREAM_ABOVE_BYTES,
@@ -56,6 +52,7 @@ from polyvae.training.finishing import PostTrainingError, choose_cartesian_weigh
 from polyvae.training.history import training_summary
 from polyvae.training.loop import (
     TrainingDivergedError,
+    one_model_epochs,
     repeated_signal,  # noqa: F401 (the command line imports it from here)
     run_epochs,
 )
@@ -335,56 +332,41 @@ def fit(
         logger.info("data-parallel training on %d devices", mesh.size)
     optimizer, steps = make_steps(config, float(tc.learning_rate), mesh)
     per_block = block_frames // tc.batch_size
-    if streamed:
-        opt_state = optimizer.init(params) if resume is None else resume.bind(optimizer)
-        val_data = tuple(HostRows(a, val_idx) for a in arrays) if val_idx.size else None
+    run_epoch, validate, place = one_model_epochs(
+        steps,
+        config,
+        tc,
+        arrays,
+        (train_idx, val_idx),
+        (w_all, w_val),
+        k_val,
+        mesh=mesh,
+        per_block=per_block if streamed else None,
+    )
+    params = place(params)
+    opt_state = place(optimizer.init(params) if resume is None else resume.bind(optimizer))
 
-        def run_epoch(params, opt_state, key):
-            plan = epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim)
-            return streamed_epoch(
-                steps, params, opt_state, arrays, train_idx, plan, per_block, w_all
-            )
+    def on_interrupt(states, histories):
+        return on_state(states[0], histories[0], True) if on_state else None
 
-    else:
-        replicated = NamedSharding(mesh, P())
-        params = jax.device_put(params, replicated)
-        opt_state = jax.device_put(
-            optimizer.init(params) if resume is None else resume.bind(optimizer), replicated
-        )
-        train_data = tuple(jax.device_put(a[train_idx], replicated) for a in arrays)
-        val_data = (
-            tuple(jax.device_put(a[val_idx], replicated) for a in arrays) if val_idx.size else None
-        )
-
-        w_train = None
-        if w_all is not None:
-            w_train = jax.device_put(jnp.asarray(w_all[train_idx], jnp.float32), replicated)
-
-        def run_epoch(params, opt_state, key):
-            plan = jax.device_put(
-                epoch_plan(key, train_idx.size, tc.batch_size, config.latent_dim), replicated
-            )
-            new_params, new_state, metrics, finite = steps(
-                params, opt_state, train_data, *plan, w_train
-            )
-            recon, kl = (float(v) for v in np.asarray(metrics))
-            return new_params, new_state, recon, kl, bool(finite)
-
-    params, history = run_epochs(
+    [run] = run_epochs(
         run_epoch,
         params,
         opt_state,
-        config,
+        [key],
         tc,
-        key,
-        val_data,
-        k_val,
-        progress,
-        w_val,
-        start=resume,
-        history=history,
-        on_state=on_state,
+        [config.beta],
+        validate=validate,
+        starts=None if resume is None else [resume],
+        histories=None if history is None else [history],
+        on_interrupt=on_interrupt,
+        progress=progress,
     )
+    if run.diverged is not None:
+        raise TrainingDivergedError(run.diverged, run.params, run.history)
+    if on_state is not None:
+        on_state(run.state, run.history, False)
+    params, history = run.params, run.history
     how = f", streamed in blocks of {per_block * tc.batch_size} rows" if streamed else ""
     logger.info(
         "trained %d epochs on %d frames%s: train -ELBO %.4f%s",
