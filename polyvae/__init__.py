@@ -6,7 +6,7 @@ marginals and structures optimized in latent space.
 """
 
 from polyvae._version import __version__
-from polyvae.config import TrainConfig, VAEConfig
+from polyvae.config import TrainConfig, TrainSettings, VAEConfig
 from polyvae.features.pipeline import Pipeline
 from polyvae.frames import Frames
 from polyvae.io import read_frames, read_npz, write_npz
@@ -22,6 +22,7 @@ __all__ = [
     "Pipeline",
     "PostTrainingError",
     "TrainConfig",
+    "TrainSettings",
     "TrainingDivergedError",
     "TrainingStats",
     "VAEConfig",

@@ -1,12 +1,15 @@
 """The settings of a model and of its training, and the choices they take.
 
-Plain frozen dataclasses, checked when made and written to the model file as JSON
-(:meth:`VAEConfig.to_dict`, :meth:`TrainConfig.to_dict`). This module imports no JAX:
-every layer of polyvae may use it.
+Plain frozen dataclasses, checked when made: :class:`VAEConfig` (the network) and
+:class:`TrainConfig` (the optimizer's schedule) are written to the model file as JSON
+(:meth:`VAEConfig.to_dict`, :meth:`TrainConfig.to_dict`); :class:`TrainSettings` holds
+everything :func:`polyvae.train` is asked for (those two and how the frames become
+features) and gives both. This module imports no JAX: every layer of polyvae may use it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -17,9 +20,13 @@ from polyvae._checks import ensure_choice, ensure_int, ensure_number
 __all__ = [
     "VAEConfig",
     "TrainConfig",
+    "TrainSettings",
     "ACTIVATION_NAMES",
     "LIKELIHOODS",
     "DECODERS",
+    "ALIGN_METHODS",
+    "FEATURES",
+    "BOND_MODES",
     "DEFAULT_PATIENCE",
 ]
 
@@ -32,6 +39,16 @@ LIKELIHOODS = ("gaussian", "categorical")
 DECODERS = ("cartesian", "internal")
 """What a Gaussian decoder's features are: aligned coordinates, or those and internal
 coordinates (:mod:`polyvae.features.layout`)."""
+
+ALIGN_METHODS = ("principal", "kabsch", "none")
+"""How frames are aligned before they are flattened (:class:`polyvae.features.pipeline.Pipeline`)."""
+
+FEATURES = ("positions", "distances", "torsions")
+"""What the encoder reads: aligned coordinates, interatomic distances, or dihedrals."""
+
+BOND_MODES = ("auto", "topology", "guess")
+"""The names ``bonds`` may take instead of an array, how a model's bonds are found
+(:func:`polyvae.features.topology.model_bonds`)."""
 
 DEFAULT_PATIENCE = 50
 """Epochs without a better validation loss after which training stops by default. Generous:
@@ -198,3 +215,140 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal setting values; arrays (atom indices, a reference structure) by content."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and bool(np.all(np.asarray(a) == np.asarray(b)))
+    return a == b
+
+
+@dataclass(frozen=True, eq=False)
+class TrainSettings:
+    """What :func:`polyvae.train` is asked to train, checked when made.
+
+    The fields are :func:`polyvae.train`'s options, with its defaults; the frames, their
+    weights, the output path, the progress bar, ``stream`` (how rows reach the device,
+    which does not change the result) and ``resume`` are given per call instead.
+    :meth:`vae_config` and :meth:`train_config` give the network's and the optimizer's
+    settings; :meth:`replace` a copy with some fields changed.
+
+    Parameters
+    ----------
+    latent_dim, hidden, activation, sigma, beta
+        The network and its objective (:class:`VAEConfig`).
+    epochs, batch_size, learning_rate, seed, validation_fraction, patience
+        The optimizer's schedule (:class:`TrainConfig`).
+    align, reference, features, pairs, angles, dihedrals, decoder, bonds
+        How frames become features (:class:`polyvae.features.pipeline.Pipeline`):
+        ``align`` one of :data:`ALIGN_METHODS`, ``features`` one of :data:`FEATURES`,
+        ``decoder`` one of :data:`DECODERS` or None (chosen by the molecule's size),
+        ``bonds`` an array (B, 2) or one of :data:`BOND_MODES` (None: ``"auto"``). The
+        atom indices (``pairs``, ``angles``, ``dihedrals``, ``bonds``) and the
+        ``reference`` structure are checked against the frames they are used on.
+
+    Raises
+    ------
+    ValueError or TypeError
+        A setting out of its range or of the wrong type, named in a one-line message.
+    """
+
+    latent_dim: int = 2
+    hidden: tuple[int, ...] = (128, 128, 128)
+    activation: str = "relu"
+    sigma: float | None = None
+    beta: float = 1.0
+    epochs: int = 250
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.1
+    patience: int | None = DEFAULT_PATIENCE
+    align: str = "principal"
+    reference: Any = None
+    features: str = "positions"
+    pairs: Any = None
+    angles: Any = None
+    dihedrals: Any = None
+    decoder: str | None = None
+    bonds: Any = None
+
+    def __post_init__(self) -> None:
+        network = self.vae_config(1, decoder="cartesian")  # checks the network's settings
+        for name in ("hidden", "sigma", "beta"):
+            object.__setattr__(self, name, getattr(network, name))
+        self.train_config()  # checks the schedule
+        ensure_choice(self.align, "align", ALIGN_METHODS)
+        ensure_choice(self.features, "features", FEATURES)
+        if self.decoder is not None:
+            ensure_choice(self.decoder, "decoder", DECODERS)
+        if isinstance(self.bonds, str):
+            ensure_choice(self.bonds, "bonds", BOND_MODES)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TrainSettings):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+    __hash__ = None  # arrays among the fields: settings are not hashable
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        """A copy with ``changes`` (field names and values), checked again."""
+        known = {f.name for f in fields(self)}
+        for name in changes:
+            if name not in known:
+                raise TypeError(
+                    f"{name!r} is not a training setting; the settings are "
+                    f"{', '.join(f.name for f in fields(self))}"
+                )
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def vae_config(
+        self,
+        n_features: int,
+        *,
+        n_inputs: int | None = None,
+        decoder: str | None = None,
+        layout: Any = None,
+        likelihood: str = "gaussian",
+    ) -> VAEConfig:
+        """The network's :class:`VAEConfig` for ``n_features`` features; what the fitted
+        pipeline fixes (``n_inputs``, the ``decoder`` chosen and its ``layout``) or the
+        data (``likelihood``) is given. ``decoder`` defaults to this one's, or
+        ``"cartesian"``."""
+        return VAEConfig(
+            n_features=n_features,
+            latent_dim=self.latent_dim,
+            hidden=self.hidden,
+            activation=self.activation,
+            likelihood=likelihood,
+            sigma=self.sigma,
+            beta=self.beta,
+            n_inputs=n_inputs,
+            decoder=decoder or self.decoder or "cartesian",
+            layout=layout,
+        )
+
+    def train_config(self, **changes: Any) -> TrainConfig:
+        """The optimizer's :class:`TrainConfig`, with ``changes`` (e.g. ``split_seed``)."""
+        values = {
+            f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.name != "split_seed"
+        }
+        return TrainConfig(**{**values, **changes})
+
+    @classmethod
+    def from_configs(
+        cls, config: VAEConfig, train_config: TrainConfig, **rest: Any
+    ) -> TrainSettings:
+        """The settings that give ``config`` and ``train_config`` (its ``split_seed``
+        aside); ``rest`` are the feature settings (default: the defaults)."""
+        network = {
+            f: getattr(config, f) for f in ("latent_dim", "hidden", "activation", "sigma", "beta")
+        }
+        schedule = {
+            f.name: getattr(train_config, f.name)
+            for f in fields(TrainConfig)
+            if f.name != "split_seed"
+        }
+        return cls(**{**network, **schedule, "decoder": config.decoder, **rest})

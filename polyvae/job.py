@@ -29,6 +29,7 @@ from polyvae import geometry, plotting
 from polyvae._outputs import savefig, savez, write_text
 from polyvae.analysis.optimize import optimize_latent
 from polyvae.analysis.structure import compare_structures, radius_of_gyration
+from polyvae.config import TrainSettings
 from polyvae.frames import Frames
 from polyvae.measures.marginals import distance_marginals
 from polyvae.measures.weights import effective_sample_size
@@ -185,11 +186,12 @@ def write_marginals(
 def run_job(
     frames: Frames,
     out_dir: str | os.PathLike,
+    settings: TrainSettings | None = None,
     *,
     n_generate: int = 2048,
     generate_seed: int = 1,
     progress: bool = True,
-    **train_kwargs: Any,
+    **options: Any,
 ) -> dict:
     """Train a VAE on ``frames`` and write model, CVs, samples, marginals and plots.
 
@@ -198,25 +200,28 @@ def run_job(
     frames : Frames
     out_dir : path
         Results folder (created).
+    settings : TrainSettings, optional
+        What to train, as in :func:`polyvae.train` (default ``TrainSettings()``).
     n_generate : int
         Conformations to generate for the marginals.
     generate_seed : int
         Seed of the generated conformations.
     progress : bool
         Show progress bars.
-    **train_kwargs
-        Passed to :func:`polyvae.train` (latent_dim, epochs, seed, ...).
+    **options
+        Other keywords of :func:`polyvae.train`: fields of
+        :class:`~polyvae.config.TrainSettings` (latent_dim, epochs, seed, ...), which
+        replace those of ``settings``, and ``weights`` or ``stream``.
 
     Returns
     -------
     dict
         The summary written to ``summary.json``.
     """
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = train(frames, output=out / "model.polyvae", progress=progress, **train_kwargs)
+    model = train(frames, settings, output=out / "model.polyvae", progress=progress, **options)
     t_train = time.perf_counter() - t0
 
     latent, latent_std = model.encode(frames)

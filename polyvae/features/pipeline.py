@@ -23,7 +23,7 @@ import numpy as np
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_masses, ensure_pairs
 from polyvae._checks import ensure_positions as _positions
-from polyvae.config import DECODERS
+from polyvae.config import ALIGN_METHODS, DECODERS, FEATURES
 from polyvae.features.layout import InternalLayout
 from polyvae.frames import Frames
 
@@ -41,9 +41,6 @@ __all__ = [
     "ALIGN_METHODS",
     "FEATURES",
 ]
-
-ALIGN_METHODS = ("principal", "kabsch", "none")
-FEATURES = ("positions", "distances", "torsions")
 
 
 def _validated(positions: Any, masses: Any, name: str = "positions"):

@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_int, ensure_pairs
+from polyvae.config import BOND_MODES
 from polyvae.features.elements import COVALENT_RADII, atom_elements, guess_bonds
 from polyvae.frames import Frames
 from polyvae.metadata import AtomInfo
@@ -50,9 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-BOND_MODES = ("auto", "topology", "guess")
-"""The names ``bonds`` may take instead of an array (see :func:`model_bonds`)."""
 
 _SHOWN = 5  # atoms named in a message about atoms left apart
 

@@ -19,8 +19,9 @@ Regression case
     included) should follow the training distribution.
 
 :func:`run_toy` trains one case, computes its metrics and optionally writes figures
-and a ``summary.json``. Training goes through :func:`polyvae.train.fit`, the same
-code that trains models on trajectories.
+and a ``summary.json``. Training goes through :func:`polyvae.fit`, the same code that
+trains models on trajectories, with each case's :class:`~polyvae.config.TrainSettings`
+(:data:`polyvae.toys.training.DISCRETE`, :data:`polyvae.toys.training.REGRESSION`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from pathlib import Path
 
 from polyvae._checks import ensure_int
 from polyvae._outputs import write_text
-from polyvae.nn.model import VAEConfig
 from polyvae.toys.data import (
     MIXTURE_MEANS,
     MIXTURE_STDS,
@@ -53,7 +53,7 @@ from polyvae.toys.metrics import (
     reconstruction_accuracy,
     regression_metrics,
 )
-from polyvae.toys.training import train_discrete, train_regression
+from polyvae.toys.training import DISCRETE, REGRESSION, train_discrete, train_regression
 
 __all__ = [
     "MIXTURE_WEIGHTS",
@@ -122,10 +122,11 @@ def run_toy(
     if learn_sigma and name != "regression":
         raise ValueError(f"learn_sigma applies to the regression toy only; got name={name!r}")
     ensure_int(seed, "seed", 0)
-    VAEConfig(n_features=1, beta=beta)  # validates beta before any data or training
+    # checks beta before any data or training
+    settings = (DISCRETE if name == "discrete" else REGRESSION).replace(beta=beta, seed=seed)
     if name == "discrete":
         onehot, edges = discrete_toy(seed=seed)
-        model = train_discrete(beta, seed, onehot=onehot, progress=progress)
+        model = train_discrete(onehot=onehot, settings=settings, progress=progress)
         mean, std = encoder_moments(model, onehot)
         metrics = {
             "toy": name,
@@ -141,7 +142,7 @@ def run_toy(
     else:
         x = regression_toy(seed=seed)
         sigma = None if learn_sigma else REGRESSION_SIGMA
-        model = train_regression(sigma, seed, x=x, beta=beta, progress=progress)
+        model = train_regression(sigma, x=x, settings=settings, progress=progress)
         mean, std = encoder_moments(model, x)
         metrics = {
             "toy": name,

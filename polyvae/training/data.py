@@ -12,7 +12,7 @@ import numpy as np
 
 from polyvae import geometry
 from polyvae._checks import ensure_choice, ensure_finite_rows, ensure_onehot
-from polyvae.config import DECODERS, TrainConfig, VAEConfig
+from polyvae.config import DECODERS, TrainConfig, TrainSettings, VAEConfig
 from polyvae.features.pipeline import Pipeline
 from polyvae.features.topology import backbone_dihedrals
 from polyvae.features.topology import model_bonds as resolve_bonds
@@ -215,26 +215,11 @@ def _resolve_decoder(decoder: str | None, n_atoms: int, dim: int) -> str:
     return decoder
 
 
-def prepare_training(
-    frames: Frames,
-    *,
-    latent_dim: int = 2,
-    hidden: tuple[int, ...] = (128, 128, 128),
-    activation: str = "relu",
-    sigma: float | None = None,
-    beta: float = 1.0,
-    align: str = "principal",
-    reference: Any = None,
-    features: str = "positions",
-    pairs: Any = None,
-    angles: Any = None,
-    dihedrals: Any = None,
-    decoder: str | None = None,
-    bonds: Any = None,
-):
+def prepare_training(frames: Frames, settings: TrainSettings | None = None):
     """What :func:`~polyvae.train` sets up before fitting: the fitted pipeline and the model.
 
-    Arguments as in :func:`~polyvae.train`.
+    ``settings`` (default ``TrainSettings()``) say how the frames become features and
+    what the network is.
 
     Returns
     -------
@@ -246,18 +231,20 @@ def prepare_training(
     metadata : dict
         Units, atoms and bonds, training statistics and structure checks.
     """
+    s = TrainSettings() if settings is None else settings
     _check_trainable(frames)
-    if isinstance(latent_dim, int) and latent_dim > frames.n_atoms * frames.dim:
+    if isinstance(s.latent_dim, int) and s.latent_dim > frames.n_atoms * frames.dim:
         raise ValueError(
             f"latent_dim must be at most the {frames.n_atoms * frames.dim} coordinates of a "
-            f"frame; got {latent_dim}"
+            f"frame; got {s.latent_dim}"
         )
-    model_bonds = resolve_bonds(frames, bonds=bonds)
-    decoder = _resolve_decoder(decoder, frames.n_atoms, frames.dim)
-    if features == "torsions" and dihedrals is None:
+    model_bonds = resolve_bonds(frames, bonds=s.bonds)
+    decoder = _resolve_decoder(s.decoder, frames.n_atoms, frames.dim)
+    dihedrals = s.dihedrals
+    if s.features == "torsions" and dihedrals is None:
         dihedrals = backbone_dihedrals(frames.names, model_bonds)
         if len(dihedrals) == 0:
-            if angles is None:
+            if s.angles is None:
                 raise ValueError(
                     'features="torsions" found no backbone phi/psi: they need atoms named N, '
                     "CA and C, bonded (a peptide with its topology); pass dihedrals=[...] "
@@ -267,24 +254,19 @@ def prepare_training(
         else:
             logger.info("torsion features: %d backbone phi/psi dihedrals", len(dihedrals))
     pipeline = Pipeline(
-        align=align,
-        reference=reference,
-        features=features,
-        pairs=pairs,
-        angles=angles,
+        align=s.align,
+        reference=s.reference,
+        features=s.features,
+        pairs=s.pairs,
+        angles=s.angles,
         dihedrals=dihedrals,
         decoder=decoder,
         bonds=model_bonds if decoder == "internal" else None,
     )
     prepared = pipeline.fit_transform(frames)
     _check_varies(frames, prepared.aligned)
-    config = VAEConfig(
-        n_features=pipeline.n_features,
-        latent_dim=latent_dim,
-        hidden=hidden,
-        activation=activation,
-        sigma=sigma,
-        beta=beta,
+    config = s.vae_config(
+        pipeline.n_features,
         n_inputs=pipeline.n_inputs if pipeline.separate_inputs else None,
         decoder=decoder,
         layout=pipeline.layout,

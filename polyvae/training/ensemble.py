@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import numpy as np
 
 from polyvae._checks import ensure_int, ensure_number
 from polyvae._outputs import check_output, write_text
-from polyvae.config import DEFAULT_PATIENCE, TrainConfig
+from polyvae.config import TrainSettings
 from polyvae.frames import Frames
 from polyvae.measures.marginals import distance_marginals
 from polyvae.nn.model import VAEConfig, init_params, loss_terms
@@ -45,7 +45,7 @@ from polyvae.training.finishing import finished_model
 from polyvae.training.loop import Members, run_epochs
 from polyvae.vae import VAEModel
 
-__all__ = ["ACTIVE_VARIANCE", "IW_SAMPLES", "Ensemble", "Member", "train_many"]
+__all__ = ["ACTIVE_VARIANCE", "IW_SAMPLES", "SHARED_SETTINGS", "Ensemble", "Member", "train_many"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +56,11 @@ ACTIVE_VARIANCE = 0.01
 """A latent coordinate is active when its encoder mean varies more than this over the
 validation frames (the prior's variance is 1)."""
 
-_MODEL_OPTIONS = frozenset(
-    {
-        "hidden",
-        "activation",
-        "sigma",
-        "align",
-        "reference",
-        "features",
-        "pairs",
-        "angles",
-        "dihedrals",
-        "decoder",
-        "bonds",
-    }
+SHARED_SETTINGS = tuple(
+    f.name for f in fields(TrainSettings) if f.name not in ("seed", "beta", "latent_dim")
 )
+"""The fields of :class:`~polyvae.config.TrainSettings` every member shares; seeds, β and
+latent sizes set the members apart."""
 
 
 @dataclass(frozen=True)
@@ -292,34 +282,32 @@ def _fit_group(config, tc, members, arrays, split, weights, progress, on_interru
 
 def train_many(
     frames: Frames | Any,
+    settings: TrainSettings | None = None,
     *,
-    seeds: Any = (0,),
-    beta: Any = 1.0,
-    latent_dim: Any = 2,
-    epochs: int = 250,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    validation_fraction: float = 0.1,
-    patience: int | None = DEFAULT_PATIENCE,
+    seeds: Any = None,
+    beta: Any = None,
+    latent_dim: Any = None,
     weights: Any = None,
     iw_samples: int = IW_SAMPLES,
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    **model_options: Any,
+    **options: Any,
 ) -> Ensemble:
     """Train one model per combination of seed, β and latent size, and rank them.
 
     Parameters
     ----------
     frames : Frames or array (T, N, D)
+    settings : TrainSettings, optional
+        What every member shares (default ``TrainSettings()``), as in
+        :func:`polyvae.train`; early stopping is per member (the group stops when every
+        member has), and ``validation_fraction`` must be > 0: the ranking is on the
+        validation frames. Its ``seed``, ``beta`` and ``latent_dim`` are the defaults of
+        ``seeds``, ``beta`` and ``latent_dim``.
     seeds, beta, latent_dim : one value or a sequence of them
         Every combination is a member. Seeds set each member's initialization, batch
         order and noise; the validation split comes from the first seed for all.
         Members with one latent size train together in one compiled epoch.
-    epochs, batch_size, learning_rate, validation_fraction, patience
-        As in :func:`polyvae.train`, for every member (early stopping per member; the
-        group stops when every member has). ``validation_fraction`` must be > 0: the
-        ranking is on the validation frames.
     weights : array (T,), optional
         Per-frame weights, as in :func:`polyvae.train`; the ranking's mean is weighted.
     iw_samples : int
@@ -330,10 +318,10 @@ def train_many(
         with its training state here, then raises
         :class:`polyvae.nn.train_state.TrainingInterrupted`.
     progress : bool
-    **model_options
-        ``hidden``, ``activation``, ``sigma``, ``align``, ``reference``, ``features``,
-        ``pairs``, ``angles``, ``dihedrals``, ``decoder``, ``bonds``: as in
-        :func:`polyvae.train`, the same for every member.
+    **options
+        Fields of :class:`~polyvae.config.TrainSettings` other than those the members
+        vary (:data:`SHARED_SETTINGS`: ``epochs``, ``batch_size``, ``hidden``,
+        ``decoder``, ...), replacing the values of ``settings``.
 
     Returns
     -------
@@ -341,37 +329,37 @@ def train_many(
         Members ranked best first; ``ensemble.best.model`` is the top model.
     """
     t_start = time.perf_counter()
-    unknown = sorted(set(model_options) - _MODEL_OPTIONS)
+    unknown = sorted(set(options) - set(SHARED_SETTINGS))
     if unknown:
         raise TypeError(
-            f"train_many got an unexpected argument {unknown[0]!r}; model options are "
-            f"{', '.join(sorted(_MODEL_OPTIONS))}"
+            f"train_many got an unexpected argument {unknown[0]!r}; the settings members "
+            f"share are {', '.join(SHARED_SETTINGS)}"
         )
-    seeds = _values(seeds, "seeds", int)
-    betas = _values(beta, "beta", float)
-    latent_dims = _values(latent_dim, "latent_dim", int)
+    if settings is None:
+        settings = TrainSettings()
+    elif not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings; got {type(settings).__name__}")
+    settings = settings.replace(**options)
+    seeds = _values(settings.seed if seeds is None else seeds, "seeds", int)
+    betas = _values(settings.beta if beta is None else beta, "beta", float)
+    latent_dims = _values(
+        settings.latent_dim if latent_dim is None else latent_dim, "latent_dim", int
+    )
     ensure_int(iw_samples, "iw_samples", 1)
+    validation_fraction, batch_size = settings.validation_fraction, settings.batch_size
     if not validation_fraction or validation_fraction <= 0:
         raise ValueError(
             "validation_fraction must be > 0 for train_many: members are ranked on the "
             f"validation frames; got {validation_fraction}"
         )
-    tc = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seeds[0],
-        validation_fraction=validation_fraction,
-        patience=patience,
-        split_seed=seeds[0],
-    )
+    tc = settings.train_config(seed=seeds[0], split_seed=seeds[0])
     out = None
     if output_dir is not None:
         out = check_output(output_dir, name="output_dir", kind="dir")
     if not isinstance(frames, Frames):
         frames = Frames(frames)
     base, pipeline, prepared, metadata = prepare_training(
-        frames, latent_dim=latent_dims[0], **model_options
+        frames, settings.replace(latent_dim=latent_dims[0], beta=betas[0])
     )
     train_idx, val_idx = split_indices(frames.n_frames, validation_fraction, seeds[0])
     if train_idx.size < batch_size or val_idx.size == 0:

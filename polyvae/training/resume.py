@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from polyvae._checks import ensure_int
+from polyvae.config import TrainSettings
 from polyvae.frames import Frames
 from polyvae.vae import VAEModel
 
@@ -29,7 +29,9 @@ def data_fingerprint(frames: Frames) -> str:
     return h.hexdigest()[:16]
 
 
-# train()'s settings that a resumed run keeps, and where the model holds them
+# the settings that a resumed run keeps, and where the model holds them
+_DEFAULTS = TrainSettings()
+
 RESUMED_SETTINGS = {
     "latent_dim": lambda m: m.config.latent_dim,
     "hidden": lambda m: tuple(m.config.hidden),
@@ -45,31 +47,25 @@ RESUMED_SETTINGS = {
 }
 
 
-def _conflicting_settings(model, name: str, given: dict, defaults: dict) -> None:
-    """ValueError for the first setting given (not its default in ``defaults``) that
+def _conflicting_settings(model, name: str, settings: TrainSettings) -> None:
+    """ValueError for the first of :data:`RESUMED_SETTINGS` given (not its default) that
     differs from the resumed ``model``'s: a resumed run keeps its own."""
-    for key, value in given.items():
-        if key not in RESUMED_SETTINGS or value == defaults[key]:
+    for key, kept_by in RESUMED_SETTINGS.items():
+        value = getattr(settings, key)
+        if value == getattr(_DEFAULTS, key):
             continue
-        kept = RESUMED_SETTINGS[key](model)
-        if (tuple(value) if key == "hidden" else value) != kept:
+        kept = kept_by(model)
+        if value != kept:
             raise ValueError(
                 f"resume: {name} was trained with {key}={kept!r}; got {key}={value!r}: a "
                 f"resumed run keeps its settings; leave {key} out, or train anew"
             )
 
 
-def resumable(
-    resume: Any,
-    frames: Frames,
-    epochs: int,
-    weights: Any = None,
-    given: dict | None = None,
-    defaults: dict | None = None,
-):
-    """The model a run continues from, checked against the frames, ``epochs`` and the
-    other settings ``given`` (those that differ from their ``defaults`` must be the
-    model's)."""
+def resumable(resume: Any, frames: Frames, settings: TrainSettings, weights: Any = None):
+    """The model a run continues from, checked against the frames, their ``weights`` and
+    the ``settings`` (``epochs``, the total to reach; the others, where not their
+    defaults, must be the model's)."""
     model = resume if isinstance(resume, VAEModel) else VAEModel.load(resume)
     name = "the model" if isinstance(resume, VAEModel) else str(resume)
     state = model.train_state
@@ -78,7 +74,7 @@ def resumable(
             f"resume: {name} holds no training state (written by an earlier polyvae, or not by "
             "polyvae.train); train it anew"
         )
-    ensure_int(epochs, "epochs", 1)
+    epochs = settings.epochs
     if epochs <= state.epoch:
         raise ValueError(
             f"resume: {name} has trained {state.epoch} epochs already; epochs is the total to "
@@ -100,5 +96,5 @@ def resumable(
             f"resume: {name} was trained on other frames (as many, {n}, but other positions); "
             "continue on the same frames"
         )
-    _conflicting_settings(model, name, given or {}, defaults or {})
+    _conflicting_settings(model, name, settings)
     return model

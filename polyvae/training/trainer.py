@@ -22,7 +22,6 @@ epoch.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from dataclasses import replace
@@ -33,7 +32,12 @@ import numpy as np
 
 from polyvae._checks import ensure_int
 from polyvae._outputs import check_output
-from polyvae.config import DEFAULT_PATIENCE, TrainConfig, VAEConfig
+from polyvae.config import (
+    DEFAULT_PATIENCE,  # noqa: F401 (the command line imports it from here)
+    TrainConfig,
+    TrainSettings,
+    VAEConfig,
+)
 from polyvae.frames import Frames
 from polyvae.nn.steps import data_mesh, make_steps
 from polyvae.nn.train_state import TrainState
@@ -56,7 +60,7 @@ from polyvae.training.loop import (
     repeated_signal,  # noqa: F401 (the command line imports it from here)
     run_epochs,
 )
-from polyvae.training.resume import RESUMED_SETTINGS, resumable
+from polyvae.training.resume import resumable
 from polyvae.vae import VAEModel
 
 __all__ = [
@@ -76,31 +80,14 @@ logger = logging.getLogger(__name__)
 
 def train(
     frames: Frames | Any,
+    settings: TrainSettings | None = None,
     *,
-    latent_dim: int = 2,
-    hidden: tuple[int, ...] = (128, 128, 128),
-    activation: str = "relu",
-    sigma: float | None = None,
-    beta: float = 1.0,
-    epochs: int = 250,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-    validation_fraction: float = 0.1,
-    patience: int | None = DEFAULT_PATIENCE,
-    align: str = "principal",
-    reference: Any = None,
-    features: str = "positions",
-    pairs: Any = None,
-    angles: Any = None,
-    dihedrals: Any = None,
-    decoder: str | None = None,
-    bonds: Any = None,
     stream: bool | None = None,
     weights: Any = None,
     output: str | os.PathLike | None = None,
     progress: bool = True,
     resume: Any = None,
+    **options: Any,
 ):
     """Center, align and standardize frames, then train a VAE on them.
 
@@ -108,6 +95,10 @@ def train(
     ----------
     frames : Frames or array (T, N, D)
         Training trajectory, lengths in Å (or the Frames' unit).
+    settings : TrainSettings, optional
+        What to train (default ``TrainSettings()``, whose defaults are given below); the
+        keyword options that follow, each a field of
+        :class:`~polyvae.config.TrainSettings`, replace its values.
     latent_dim, hidden, activation, sigma, beta
         Architecture and objective, see :class:`polyvae.nn.model.VAEConfig`. ``sigma=None``
         learns the decoder's per-feature noise (recommended); a number fixes it, in
@@ -192,16 +183,19 @@ def train(
     if output is not None:  # before any work: a model that cannot be written is not trained
         check_output(output, name="output")
         _refuse_a_source(frames, output)
+    if settings is None:
+        settings = TrainSettings()
+    elif not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings; got {type(settings).__name__}")
+    settings = settings.replace(**options)
     if resume is not None:
-        given = {k: v for k, v in locals().items() if k in RESUMED_SETTINGS}
-        defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
-        previous = resumable(resume, frames, epochs, weights, given, defaults)
+        previous = resumable(resume, frames, settings, weights)
         metadata = {k: v for k, v in previous.metadata.items() if k != "cartesian_weight_scan"}
         return _train(
             frames,
             previous.config,
             previous.pipeline,
-            replace(previous.train_config, epochs=epochs),
+            replace(previous.train_config, epochs=settings.epochs),
             previous.pipeline.training_arrays(frames),
             metadata,
             weights,
@@ -210,32 +204,18 @@ def train(
             progress,
             previous,
         )
-    tconfig = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        validation_fraction=validation_fraction,
-        patience=patience,
-    )
-    config, pipeline, prepared, metadata = prepare_training(
-        frames,
-        latent_dim=latent_dim,
-        hidden=hidden,
-        activation=activation,
-        sigma=sigma,
-        beta=beta,
-        align=align,
-        reference=reference,
-        features=features,
-        pairs=pairs,
-        angles=angles,
-        dihedrals=dihedrals,
-        decoder=decoder,
-        bonds=bonds,
-    )
+    config, pipeline, prepared, metadata = prepare_training(frames, settings)
     return _train(
-        frames, config, pipeline, tconfig, prepared, metadata, weights, stream, output, progress
+        frames,
+        config,
+        pipeline,
+        settings.train_config(),
+        prepared,
+        metadata,
+        weights,
+        stream,
+        output,
+        progress,
     )
 
 
