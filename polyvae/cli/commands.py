@@ -17,6 +17,7 @@ from polyvae._outputs import check_output, savefig, savez
 from polyvae.analysis.fes import free_energy_surface
 from polyvae.analysis.optimize import optimize_latent
 from polyvae.cli.messages import _report
+from polyvae.config import TrainSettings
 from polyvae.features.topology import BOND_MODES
 from polyvae.job import DEFAULT_DATA, run_job, write_marginals
 from polyvae.measures.weights import (
@@ -27,7 +28,7 @@ from polyvae.measures.weights import (
 )
 from polyvae.toys import run_toy
 from polyvae.training.ensemble import train_many
-from polyvae.training.trainer import training_summary
+from polyvae.training.history import training_summary
 
 __all__ = ["MANY_ATOMS_WITHOUT_TOP"]
 
@@ -50,16 +51,18 @@ def _read_kwargs(a) -> dict:
     )
 
 
-def _train_kwargs(a) -> dict:
-    return dict(
-        latent_dim=a.latent_dim,
+def _train_settings(a) -> TrainSettings:
+    """The train and demo options as one checked :class:`TrainSettings` (of a list of
+    --latent-dim or --beta values, the first; several models take the lists)."""
+    return TrainSettings(
+        latent_dim=a.latent_dim[0] if isinstance(a.latent_dim, list) else a.latent_dim,
+        beta=a.beta[0] if isinstance(a.beta, list) else a.beta,
         epochs=a.epochs,
         seed=a.seed,
         hidden=a.hidden,
         activation=a.activation,
         batch_size=a.batch_size,
         learning_rate=a.lr,
-        beta=a.beta,
         sigma=a.sigma,
         align=a.align,
         validation_fraction=a.validation_fraction,
@@ -214,14 +217,11 @@ def _cmd_train(a) -> int:
                     "--latent-dim, train without it"
                 )
     _output(a, kind="dir" if several else "file")
-    kwargs = _train_kwargs(a)
-    if not several:
-        kwargs.update(latent_dim=a.latent_dim[0], beta=a.beta[0])
+    settings = _train_settings(a)
     bonds = _bonds_option(a.bonds)  # a bad file fails before the trajectory is read
     frames = io.read_frames(a.data, select=a.select, **_read_kwargs(a))
     if not isinstance(bonds, str):
         bonds = ensure_pairs(bonds, frames.n_atoms, f"--bonds file {a.bonds!r}")
-    kwargs["bonds"] = bonds
     if a.top is None and frames.n_atoms > MANY_ATOMS_WITHOUT_TOP:
         logging.getLogger("polyvae").warning(
             "%d atoms read without --top: their names, masses and bonds are unknown or only "
@@ -229,16 +229,20 @@ def _cmd_train(a) -> int:
             frames.n_atoms,
             a.data[0],
         )
-    if a.reference is not None:
-        kwargs["reference"] = io.load_reference(a.reference, frames)
-    if a.stream is not None:
-        kwargs["stream"] = a.stream
-    kwargs["weights"] = _frame_weights(a, frames.n_frames)
+    reference = None if a.reference is None else io.load_reference(a.reference, frames)
+    settings = settings.replace(bonds=bonds, reference=reference)
+    weights = _frame_weights(a, frames.n_frames)
     if several:
-        return _train_several(a, frames, kwargs)
-    if a.resume is not None:
-        kwargs["resume"] = a.resume
-    model = train(frames, output=a.output, progress=not a.quiet, **kwargs)
+        return _train_several(a, frames, settings, weights)
+    model = train(
+        frames,
+        settings,
+        stream=a.stream,
+        weights=weights,
+        resume=a.resume,
+        output=a.output,
+        progress=not a.quiet,
+    )
     run = training_summary(model.history, model.train_config.patience)
     n, kept = run["epochs_run"], run["kept_epoch"]
     if "best_epoch" not in run:
@@ -253,16 +257,17 @@ def _cmd_train(a) -> int:
     return 0
 
 
-def _train_several(a, frames, kwargs: dict) -> int:
+def _train_several(a, frames, settings: TrainSettings, weights) -> int:
     """polyvae train with --seeds or lists of --beta or --latent-dim: one model each."""
-
-    seed = kwargs.pop("seed")
     ensemble = train_many(
         frames,
-        seeds=a.seeds if a.seeds is not None else [seed],
+        settings,
+        seeds=a.seeds if a.seeds is not None else [settings.seed],
+        beta=a.beta,
+        latent_dim=a.latent_dim,
+        weights=weights,
         output_dir=a.output,
         progress=not a.quiet,
-        **kwargs,
     )
     _report(ensemble.table())
     _report(
@@ -465,7 +470,7 @@ def _cmd_demo(a) -> int:
     path = Path(a.data) if a.data else DEFAULT_DATA
     frames = io.read_frames(path)
     frames.metadata["source"] = str(path)
-    summary = run_job(frames, out, progress=not a.quiet, **_train_kwargs(a))
+    summary = run_job(frames, out, _train_settings(a), progress=not a.quiet)
     _report(
         json.dumps(
             {k: v for k, v in summary.items() if k not in ("model", "train", "files")}, indent=2

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from polyvae import __version__
-from polyvae.training.trainer import DEFAULT_PATIENCE
+from polyvae.config import DEFAULT_PATIENCE
 
 __all__ = ["build_parser"]
 

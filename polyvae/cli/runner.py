@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 
 from polyvae.cli.messages import _error, cli_message
-from polyvae.training.trainer import repeated_signal
+from polyvae.training.loop import repeated_signal
 
 __all__ = ["COMPILE_CACHE_ENV"]
 

@@ -33,7 +33,6 @@ import numpy as np
 from polyvae._checks import ensure_int
 from polyvae._outputs import check_output
 from polyvae.config import (
-    DEFAULT_PATIENCE,  # noqa: F401 (the command line imports it from here)
     TrainConfig,
     TrainSettings,
     VAEConfig,
@@ -57,7 +56,6 @@ from polyvae.training.history import training_summary
 from polyvae.training.loop import (
     TrainingDivergedError,
     one_model_epochs,
-    repeated_signal,  # noqa: F401 (the command line imports it from here)
     run_epochs,
 )
 from polyvae.training.resume import resumable

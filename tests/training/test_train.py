@@ -81,7 +81,8 @@ def test_early_stopping_returns_the_best_validation_epoch(caplog):
 
 def test_early_stopping_is_on_by_default(tmp_path, capsys):
     from polyvae.cli import main
-    from polyvae.training.trainer import DEFAULT_PATIENCE, training_summary
+    from polyvae.config import DEFAULT_PATIENCE
+    from polyvae.training import training_summary
 
     assert TrainConfig().patience == DEFAULT_PATIENCE == 50
     x = np.random.default_rng(2).normal(size=(24, 5, 2)).astype(np.float32)  # noise: overfits
