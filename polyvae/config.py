@@ -254,17 +254,18 @@ class TrainSettings:
         A setting out of its range or of the wrong type, named in a one-line message.
     """
 
-    latent_dim: int = 2
-    hidden: tuple[int, ...] = (128, 128, 128)
-    activation: str = "relu"
-    sigma: float | None = None
-    beta: float = 1.0
-    epochs: int = 250
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validation_fraction: float = 0.1
-    patience: int | None = DEFAULT_PATIENCE
+    # the network's and the schedule's defaults are those of VAEConfig and TrainConfig
+    latent_dim: int = VAEConfig.latent_dim
+    hidden: tuple[int, ...] = VAEConfig.hidden
+    activation: str = VAEConfig.activation
+    sigma: float | None = VAEConfig.sigma
+    beta: float = VAEConfig.beta
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    learning_rate: float = TrainConfig.learning_rate
+    seed: int = TrainConfig.seed
+    validation_fraction: float = TrainConfig.validation_fraction
+    patience: int | None = TrainConfig.patience
     align: str = "principal"
     reference: Any = None
     features: str = "positions"
