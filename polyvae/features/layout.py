@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.special import logsumexp
 
 from polyvae import geometry
 from polyvae.features.internal import ZMatrix, to_cartesian, to_internal, zmatrix
@@ -137,22 +136,41 @@ class FeatureKinds:
         pad = (False,) * self.n_cartesian
         return jnp.asarray(pad + self.circular, bool), jnp.asarray(pad + self.rigid, bool)
 
+    def _free(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the linear and of the circular features that are not rigid."""
+
+        circ = np.asarray((False,) * self.n_cartesian + self.circular, bool)
+        rigid = np.asarray((False,) * self.n_cartesian + self.rigid, bool)
+        return np.flatnonzero(~circ & ~rigid), np.flatnonzero(circ & ~rigid)
+
     def log_likelihood(self, x, mean, log_sigma):
         """log p(x | mean, sigma) of all decoder features, summed, shape (...,), in JAX.
 
         Normal for linear features; wrapped normal for circular ones (the three nearest
         windings, exact to float32 precision for sigma below about 1.5 rad); rigid
-        features add nothing.
+        features add nothing. The kinds are known when the function is traced, so each
+        feature computes only its own kind's terms.
         """
 
-        circ, rigid = self._masks()
-        resid = jnp.where(circ, _wrap(jnp, x - mean), x - mean)
-        shifts = jnp.where(circ, _TWO_PI, 0.0)
-        quad = -0.5 * (jnp.stack([resid - shifts, resid, resid + shifts]) / jnp.exp(log_sigma)) ** 2
-        # linear features: the three terms coincide; keep one of them
-        windings = jnp.where(circ, logsumexp(quad, axis=0), quad[1])
-        terms = windings - log_sigma - 0.5 * _LOG_2PI
-        return jnp.sum(jnp.where(rigid, 0.0, terms), axis=-1)
+        linear, circular = self._free()
+        log_sigma = jnp.broadcast_to(log_sigma, jnp.shape(mean)[-1:])
+        total = 0.0
+        if len(linear):
+            ls = log_sigma[..., linear]
+            r = (x[..., linear] - mean[..., linear]) * jnp.exp(-ls)
+            total = -0.5 * jnp.sum(r**2, axis=-1) - jnp.sum(ls, axis=-1)
+        if len(circular):
+            ls = log_sigma[..., circular]
+            d = x[..., circular] - mean[..., circular]
+            d = d - _TWO_PI * jnp.round(d / _TWO_PI)  # in [-pi, pi]: the nearest winding
+            inv_var = jnp.exp(-2.0 * ls)
+            # log of the three nearest windings' sum, relative to the nearest one
+            far = jnp.exp(-_TWO_PI * inv_var * (math.pi - d)) + jnp.exp(
+                -_TWO_PI * inv_var * (math.pi + d)
+            )
+            windings = -0.5 * d**2 * inv_var + jnp.log1p(far)
+            total = total + jnp.sum(windings - ls, axis=-1)
+        return total - 0.5 * _LOG_2PI * (len(linear) + len(circular))
 
     def sample(self, mean, log_sigma, eps):
         """A draw of every decoder feature from standard-normal ``eps`` (..., F)."""

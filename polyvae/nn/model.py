@@ -130,6 +130,21 @@ def _mlp(layers: list[dict], x: jax.Array, activation: str) -> jax.Array:
     return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
+def _twin_mlp(first: list[dict], second: list[dict], z: jax.Array, activation: str):
+    """Two networks of the same hidden sizes on ``z``, run as one: each hidden layer is a
+    single batched product over the pair (half the kernels of two separate networks).
+    The second network sees ``z`` through ``stop_gradient``. Returns both outputs,
+    concatenated on the last axis."""
+    act = ACTIVATIONS[activation]
+    lead = z.shape[:-1]
+    h = jnp.stack([z, jax.lax.stop_gradient(z)]).reshape(2, -1, z.shape[-1])
+    for a, b in zip(first[:-1], second[:-1], strict=True):
+        w, bias = jnp.stack([a["w"], b["w"]]), jnp.stack([a["b"], b["b"]])
+        h = act(jnp.einsum("kbi,kij->kbj", h, w) + bias[:, None, :])
+    out = [h[0] @ first[-1]["w"] + first[-1]["b"], h[1] @ second[-1]["w"] + second[-1]["b"]]
+    return jnp.concatenate(out, axis=-1).reshape(lead + (-1,))
+
+
 def encode(params: dict, x: jax.Array, config: VAEConfig) -> tuple[jax.Array, jax.Array]:
     """Parameters of q(z|x): mean and standard deviation (softplus), each (..., L)."""
     out = _mlp(params["encoder"], x, config.activation)
@@ -149,9 +164,9 @@ def decode(params: dict, z: jax.Array, config: VAEConfig) -> dict:
     if config.decoder == "internal":
         # the Cartesian part shapes the latent space (the CVs); the internal part learns
         # on it without changing it
-        internal = _mlp(params["decoder"], jax.lax.stop_gradient(z), config.activation)
-        cart = _mlp(params["decoder_cartesian"], z, config.activation)
-        out = jnp.concatenate([cart, internal], axis=-1)
+        out = _twin_mlp(
+            params["decoder_cartesian"], params["decoder"], z, config.activation
+        )
     else:
         out = _mlp(params["decoder"], z, config.activation)
     if config.likelihood == "categorical":
