@@ -658,10 +658,18 @@ class InternalLayout:
         same direction half as far (a trust radius, doubled again after each success).
         """
 
+        pairs, mins = self._near_pairs(x0)
+        return self._minimize_with(x0, experts, handed, pairs, mins, steps)
+
+    def _minimize_with(self, x0, experts, handed, pairs, mins, steps):
+        """:meth:`_minimize` repelling the given contact ``pairs`` (..., K, 2) below
+        ``mins`` (..., K) (:meth:`near_pairs` of ``x0``): no host callback, so the
+        compiled code can be kept on disk."""
+
         x0 = jnp.asarray(x0)
         anchor, internal_features, _, _, _, kept = experts
         lead, shape = x0.shape[:-2], x0.shape[-2:]
-        pairs, mins = self._near_pairs(x0)
+        pairs, mins = jnp.asarray(pairs), jnp.asarray(mins)
         b = math.prod(lead)  # explicit: a molecule without contact pairs has K = 0
         flat = (
             x0.reshape((b,) + shape),
@@ -721,16 +729,48 @@ class InternalLayout:
         return geometry.rotate(rebuilt, rot) + centre
 
     def refine_jit(self, steps: int | None = None):
-        """:meth:`refine` compiled, for NumPy callers: once per molecule and ``steps``.
+        """:meth:`refine` for NumPy callers, compiled once per molecule and round length.
 
-        The fitted values and the weight are arguments of the compiled function, and
-        structures go through it in blocks of up to 256 structures (fewer for large
-        molecules: about 65 000 atoms in a block, 16 structures of all-atom AdK), the last one
-        padded to a power of two, so a few compilations serve every model of the
-        molecule and every count, and a few structures do not cost a whole block.
+        The same minimization, driven from the host: the start (the rebuilt structure,
+        the handedness it keeps, the grafts) and each round of L-BFGS iterations are
+        compiled functions without host callbacks, so JAX's persistent cache keeps them
+        between processes; the contact pairs of each round are found in NumPy between
+        rounds. The fitted values and the weight are arguments of the compiled
+        functions, and structures go through them in blocks of up to 256 structures
+        (fewer for large molecules: about 65 000 atoms in a block, 16 structures of
+        all-atom AdK), the last one padded to a power of two, so a few compilations
+        serve every model of the molecule and every count, and a few structures do not
+        cost a whole block.
         """
-        fn = _jitted_refine(_StructureKey(self), steps)
+        n_steps = REFINE_STEPS if steps is None else int(steps)
+        key = _StructureKey(self)
         numeric = (self.center, self.scale, self.contact_min)
+        reach = self._reach(np)
+
+        def rounds(a, f, s, cartesian_sigma, internal_sigma, w):
+            s, rebuilt, handed, free = _jitted_start(key)(numeric, f, s)
+            kept = 1.0 - np.asarray(free)
+
+            def contacts(x):
+                pairs, kind = self._near_pair_kinds(x, reach)
+                return pairs, self._kind_minimum(np, self.contact_min, kind)
+
+            def minimized(x, handed, length, near):
+                fn = _jitted_round(key, length)
+                args = (a, f, cartesian_sigma, internal_sigma, w, kept, handed, *near)
+                x, energy = fn(numeric, x, *args)
+                return np.asarray(x), np.asarray(energy)
+
+            first = min(n_steps, REFINE_ROUND)
+            x_s, e_s = minimized(s, handed, first, contacts(np.asarray(s)))
+            x_r, e_r = minimized(rebuilt, handed, first, contacts(np.asarray(rebuilt)))
+            x = np.where((e_r < e_s)[:, None, None], x_r, x_s)
+            done, free = first, np.zeros_like(handed)  # later rounds: the experts alone
+            while done < n_steps:
+                length = min(REFINE_ROUND, n_steps - done)
+                x, _ = minimized(x, free, length, contacts(x))
+                done += length
+            return x
 
         def refine(
             anchor, internal_features, cartesian_sigma, internal_sigma, weight=None, start=None
@@ -741,6 +781,8 @@ class InternalLayout:
             anchor = anchor.reshape((-1,) + anchor.shape[-2:])
             start = anchor if start is None else np.asarray(start, np.float32).reshape(anchor.shape)
             feats = np.asarray(internal_features, np.float32).reshape(len(anchor), -1)
+            cartesian_sigma = np.asarray(cartesian_sigma, np.float32)
+            internal_sigma = np.asarray(internal_sigma, np.float32)
             n, out = len(anchor), []
             block = _REFINE_BLOCK
             while block > 1 and block * self.n_atoms > _REFINE_BLOCK_ATOMS:
@@ -754,8 +796,8 @@ class InternalLayout:
                     a, f, s = (
                         np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for v in (a, f, s)
                     )
-                x = fn(numeric, a, f, cartesian_sigma, internal_sigma, w, s)
-                out.append(np.asarray(x)[: size - pad])
+                x = rounds(a, f, s, cartesian_sigma, internal_sigma, w)
+                out.append(x[: size - pad])
             if not out:
                 return np.zeros(anchor.shape, np.float32).reshape(lead + anchor.shape[-2:])
             return np.concatenate(out).reshape(lead + anchor.shape[-2:])
@@ -878,23 +920,34 @@ class _StructureKey:
         return isinstance(other, _StructureKey) and self._key == other._key
 
 
+def _with_numeric(key: _StructureKey, numeric) -> InternalLayout:
+    center, scale, contact_min = numeric
+    return replace(key.layout, center=center, scale=scale, contact_min=contact_min)
+
+
 @lru_cache(maxsize=8)
-def _jitted_refine(key: _StructureKey, steps: int | None):
+def _jitted_start(key: _StructureKey):
+    """Compiled: the starts of :meth:`InternalLayout.refine_jit` (the start with its
+    grafts, the rebuilt structure), the handedness kept and the grafted atoms."""
 
-    template = key.layout
+    def run(numeric, internal_features, start):
+        layout = _with_numeric(key, numeric)
+        rebuilt = layout._superposed_rebuild(internal_features, start)
+        handed = _handedness(rebuilt, layout._chiral_quads)
+        start, free = layout._grafted(start, rebuilt, layout._mirrored(handed, start))
+        return start, rebuilt, handed, free
 
-    def run(numeric, anchor, internal_features, cartesian_sigma, internal_sigma, weight, start):
-        center, scale, contact_min = numeric
-        layout = replace(template, center=center, scale=scale, contact_min=contact_min)
-        return layout.refine(
-            anchor,
-            internal_features,
-            cartesian_sigma,
-            internal_sigma,
-            steps=steps,
-            weight=weight,
-            start=start,
-        )
+    return jax.jit(run)
+
+
+@lru_cache(maxsize=16)
+def _jitted_round(key: _StructureKey, steps: int):
+    """Compiled: ``steps`` L-BFGS iterations of :meth:`InternalLayout._minimize_with`."""
+
+    def run(numeric, x, anchor, features, c_sigma, i_sigma, weight, kept, handed, pairs, mins):
+        layout = _with_numeric(key, numeric)
+        experts = _Experts(anchor, features, c_sigma, i_sigma, weight, kept)
+        return layout._minimize_with(x, experts, handed, pairs, mins, steps)
 
     return jax.jit(run)
 

@@ -29,7 +29,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-SCAN_ATOMS = 200_000
+SCAN_ATOMS = 100_000
 """Atoms in all of the structures :func:`choose_cartesian_weight` refines per weight."""
 
 
@@ -85,10 +85,9 @@ class InterruptedAfterTraining(TrainingInterrupted):
 def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None, seed: int = 0):
     """The internal decoder's model with the Cartesian weight whose structures fit best.
 
-    ``n`` decoder draws (default 256, fewer for large molecules: about
-    :data:`SCAN_ATOMS` atoms in all, at least 32; 59 for all-atom AdK's 3341 atoms,
-    where each refined structure costs about a second on 2 cores) are turned into
-    structures with each
+    ``n`` decoder draws (default 128, fewer for large molecules: about
+    :data:`SCAN_ATOMS` atoms in all, at least 32, as for all-atom AdK's 3341 atoms)
+    are turned into structures with each
     weight of :data:`polyvae.features.layout.CARTESIAN_WEIGHTS`, and their pair-distance
     marginals compared with the frames ``aligned`` (mean W1/σ over all pairs); the
     lowest wins. The figures are kept in ``metadata["cartesian_weight_scan"]``.
@@ -99,7 +98,7 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
         A model sharing ``model``'s parameters, with the chosen weight.
     """
     if n is None:
-        n = int(min(256, max(32, SCAN_ATOMS // model.n_atoms)))
+        n = int(min(128, max(32, SCAN_ATOMS // model.n_atoms)))
     k_z, k_x = jax.random.split(jax.random.PRNGKey(seed))
     codes = model.latent_codes  # the latent points generate draws, where the model has them
     z = None if codes is None else codes.draw(n, k_z)

@@ -301,7 +301,7 @@ def test_default_decoder_is_internal_where_a_zmatrix_fits(caplog):
 
 
 def test_models_of_one_molecule_share_compiled_code(polymer):
-    from polyvae.features.layout import _jitted_refine
+    from polyvae.features.layout import _jitted_round, _jitted_start
     from polyvae.nn.steps import make_steps
 
     a = InternalLayout.fit(polymer.positions[:300])
@@ -311,12 +311,13 @@ def test_models_of_one_molecule_share_compiled_code(polymer):
     config_b = VAEConfig(n_features=b.n_features, decoder="internal", layout=b)
     assert config_a == config_b and hash(config_a) == hash(config_b)  # ... the kinds do not
     assert make_steps(config_a, 1e-3)[1] is make_steps(config_b, 1e-3)[1]
-    misses = _jitted_refine.cache_info().misses
+    misses = _jitted_start.cache_info().misses, _jitted_round.cache_info().misses
     n = a.n_atoms * a.dim
     args = (np.zeros((3, a.n_internal), np.float32), np.ones(n), np.ones(a.n_internal))
     x_a = a.refine_jit(steps=5)(polymer.positions[:3], *args)
     x_b = b.refine_jit(steps=5)(polymer.positions[:3], *args)
-    assert _jitted_refine.cache_info().misses == misses + 1
+    after = _jitted_start.cache_info().misses, _jitted_round.cache_info().misses
+    assert after == (misses[0] + 1, misses[1] + 1)  # one start, one round length (5 steps)
     # the shared code still uses each layout's own values: here, its bond lengths
     bonds = geometry.chain_bonds(a.n_atoms)
     d_a, d_b = geometry.pair_distances(x_a, bonds), geometry.pair_distances(x_b, bonds)
