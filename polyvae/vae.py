@@ -116,7 +116,7 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
             part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
         res = fn(part)
         res = res if isinstance(res, tuple) else (res,)
-        outs.append([np.array(r[: size - pad]) for r in res])
+        outs.append([np.asarray(r)[: size - pad] for r in res])  # cut on the host
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
 
 
