@@ -77,12 +77,15 @@ def _decode_mean(config, params, z):
 
 
 @partial(jax.jit, static_argnums=0)
-def _reconstruction(config, params, x):
-    """The decoder mean's Cartesian features at the encoder mean of inputs ``x``: what
-    :meth:`VAEModel.reconstruction_rmsd` maps back to positions."""
+def _reconstruction(config, params, scale, shift, x):
+    """The decoder mean's Cartesian features at the encoder mean of inputs ``x``, mapped
+    back to flat aligned coordinates ``features * scale + shift`` (as
+    :meth:`~polyvae.features.pipeline.Pipeline.inverse_transform` maps them): what
+    :meth:`VAEModel.reconstruction_rmsd` compares with the frames."""
     mean, _ = vae.encode(params, x, config)
     out = vae.decode(params, mean, config)["mean"]
-    return out if config.decoder != "internal" else out[..., : config.kinds.n_cartesian]
+    cartesian = out if config.decoder != "internal" else out[..., : config.kinds.n_cartesian]
+    return cartesian * scale + shift
 
 
 @partial(jax.jit, static_argnums=(0, 3))
@@ -433,11 +436,12 @@ class VAEModel:
             raise ValueError("reconstruction_rmsd needs a coordinate model (frames, not features)")
         frames = self.own_frames(frames)
         aligned = self.pipeline.align_frames(frames)
-        (cartesian,) = _chunked(
-            partial(_reconstruction, self.config, self.params), self.inputs(aligned)
-        )
-        back = self.pipeline.inverse_transform(cartesian, cartesian_only=True)
-        back = np.asarray(back, np.float64)
+        pipe = self.pipeline
+        scale, shift = (np.asarray(v, np.float32) for v in (pipe.scale, pipe.mean))
+        # compiled with the decoder: XLA's fused multiply-add, as structure_fn() computes it
+        reconstruct = partial(_reconstruction, self.config, self.params, scale, shift)
+        (flat,) = _chunked(reconstruct, self.inputs(aligned))
+        back = np.asarray(flat, np.float64).reshape(aligned.shape)
         return np.sqrt(np.mean(np.sum((back - aligned) ** 2, axis=-1), axis=-1))
 
     def check_resemblance(self, frames: Any) -> None:
