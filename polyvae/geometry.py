@@ -49,12 +49,19 @@ __all__ = [
     "chirality",
     "bonded_within",
     "pair_codes",
+    "pairs_not_excluded",
     "close_pairs",
     "closest_nonbonded",
     "closest_contact",
+    "ALL_PAIRS_LIMIT",
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # float64 elements per (t, P, D) temporary of NumPy pair distances
+
+ALL_PAIRS_LIMIT = 1 << 14
+"""Up to this many pairs to search, :func:`closest_nonbonded` measures every pair, a block
+of structures at a time (small molecules: no neighbour search per structure); beyond,
+a k-d tree per structure keeps memory linear in the atom count."""
 
 
 def array_namespace(*arrays: Any):
@@ -399,6 +406,17 @@ def pair_codes(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
     return np.minimum(p[:, 0], p[:, 1]) * int(n_atoms) + np.maximum(p[:, 0], p[:, 1])
 
 
+def pairs_not_excluded(n_atoms: int, excluded: np.ndarray) -> np.ndarray:
+    """All pairs ``i < j`` not ``excluded`` (sorted :func:`pair_codes`), row-major:
+    (P, 2) int64, O(N²)."""
+    pairs = all_pairs(n_atoms)
+    if len(excluded) == 0:
+        return pairs
+    code = pair_codes(pairs, n_atoms)
+    at = np.searchsorted(excluded, code).clip(max=len(excluded) - 1)
+    return pairs[excluded[at] != code]
+
+
 def close_pairs(
     x: np.ndarray, cutoff: float, excluded: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -438,8 +456,11 @@ def closest_nonbonded(
 ) -> np.ndarray:
     """The shortest distance of a pair not ``excluded``, per structure: (T,) for (T, N, D).
 
-    Searches pairs closer than ``start`` and doubles the cutoff until one is found, so
-    it never forms all N² pairs. ``inf`` for a structure whose every pair is excluded.
+    Up to :data:`ALL_PAIRS_LIMIT` pairs, measures them all, a block of finite structures
+    at a time; beyond, searches pairs closer than ``start`` and doubles the cutoff until
+    one is found, so it never forms all N² pairs. Both measure a distance alike (as
+    :func:`close_pairs` does) and give the same numbers. ``inf`` for a structure whose
+    every pair is excluded.
     """
     x = np.asarray(x, dtype=np.float64)
     lead = x.shape[:-2]
@@ -449,6 +470,8 @@ def closest_nonbonded(
     out = np.full(len(flat), np.inf)
     if total <= 0:
         return out.reshape(lead)
+    if total <= ALL_PAIRS_LIMIT and np.isfinite(flat).all():
+        return _closest_of_pairs(flat, pairs_not_excluded(n, excluded)).reshape(lead)
     span = float(np.ptp(flat, axis=1).max()) if len(flat) else 0.0
     for t, frame in enumerate(flat):
         cutoff = float(start)
@@ -459,6 +482,19 @@ def closest_nonbonded(
             cutoff *= 2.0
         out[t] = d[0] if len(d) else np.inf
     return out.reshape(lead)
+
+
+def _closest_of_pairs(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The shortest of the ``pairs``' distances in each structure: (T,) for ``x`` (T, N, D)
+    float64, a block of structures at a time."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    out = np.empty(len(x))
+    step = max(1, _CHUNK_ELEMENTS // max(1, len(pairs) * x.shape[2]))
+    for start in range(0, len(x), step):
+        block = x[start : start + step]
+        # measured as close_pairs measures a pair, so that both ways agree bit for bit
+        out[start : start + step] = np.linalg.norm(block[:, i] - block[:, j], axis=-1).min(axis=1)
+    return out
 
 
 def closest_contact(x: np.ndarray, bonds: np.ndarray, exclude: int = 1) -> np.ndarray:

@@ -76,6 +76,18 @@ def _decode_mean(config, params, z):
     return out["probs"] if config.likelihood == "categorical" else out["mean"]
 
 
+@partial(jax.jit, static_argnums=0)
+def _reconstruction(config, params, scale, shift, x):
+    """The decoder mean's Cartesian features at the encoder mean of inputs ``x``, mapped
+    back to flat aligned coordinates ``features * scale + shift`` (as
+    :meth:`~polyvae.features.pipeline.Pipeline.inverse_transform` maps them): what
+    :meth:`VAEModel.reconstruction_rmsd` compares with the frames."""
+    mean, _ = vae.encode(params, x, config)
+    out = vae.decode(params, mean, config)["mean"]
+    cartesian = out if config.decoder != "internal" else out[..., : config.kinds.n_cartesian]
+    return cartesian * scale + shift
+
+
 @partial(jax.jit, static_argnums=(0, 3))
 def _iwll(config, params, x, n_samples, key):
     """``x``: features, followed by the encoder inputs when they differ (n_inputs set)."""
@@ -93,7 +105,10 @@ def _chunked_sample(config, params, z, key, mean_only: bool):
 
 
 def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
-    """Apply ``fn`` to fixed-size, zero-padded chunks so each size compiles once."""
+    """Apply ``fn`` (compiled) to fixed-size, zero-padded chunks so each size compiles once.
+
+    The chunks go to ``fn`` as NumPy arrays: a compiled function copies them to the
+    device itself, where ``jnp.asarray`` would compile a program per chunk size."""
     n = x.shape[0]
     size = min(chunk, 1 << max(n - 1, 0).bit_length())
     outs = []
@@ -102,9 +117,9 @@ def _chunked(fn, x: np.ndarray, chunk: int = _CHUNK):
         pad = size - part.shape[0]
         if pad:
             part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
-        res = fn(jnp.asarray(part))
+        res = fn(part)
         res = res if isinstance(res, tuple) else (res,)
-        outs.append([np.array(r[: size - pad]) for r in res])
+        outs.append([np.asarray(r)[: size - pad] for r in res])  # cut on the host
     return tuple(np.concatenate(cols) for cols in zip(*outs, strict=True))
 
 
@@ -421,8 +436,12 @@ class VAEModel:
             raise ValueError("reconstruction_rmsd needs a coordinate model (frames, not features)")
         frames = self.own_frames(frames)
         aligned = self.pipeline.align_frames(frames)
-        mean, _ = _chunked(partial(_encode, self.config, self.params), self.inputs(aligned))
-        back = np.asarray(_chunked(jax.jit(self.structure_fn()), mean)[0], np.float64)
+        pipe = self.pipeline
+        scale, shift = (np.asarray(v, np.float32) for v in (pipe.scale, pipe.mean))
+        # compiled with the decoder: XLA's fused multiply-add, as structure_fn() computes it
+        reconstruct = partial(_reconstruction, self.config, self.params, scale, shift)
+        (flat,) = _chunked(reconstruct, self.inputs(aligned))
+        back = np.asarray(flat, np.float64).reshape(aligned.shape)
         return np.sqrt(np.mean(np.sum((back - aligned) ** 2, axis=-1), axis=-1))
 
     def check_resemblance(self, frames: Any) -> None:

@@ -48,3 +48,20 @@ def test_angles_and_dihedrals_match_mdanalysis_and_jax():
     r = g.kabsch_rotation(g.centered(x, w), g.centered(x[0], w), w)
     np.testing.assert_allclose(g.rotate(g.centered(x, w), r)[0], g.centered(x[0], w), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(r), 1.0)
+
+
+@pytest.mark.parametrize("n_atoms, dim, exclude", [(12, 2, 1), (9, 3, 2), (30, 3, 3)])
+def test_closest_nonbonded_gives_the_same_numbers_from_all_pairs_and_from_the_tree(
+    n_atoms, dim, exclude, monkeypatch
+):
+    rng = np.random.default_rng(n_atoms)
+    steps = rng.normal(size=(200, n_atoms, dim))
+    x = np.cumsum(steps / np.linalg.norm(steps, axis=-1, keepdims=True), axis=1)
+    near, _ = g.bonded_within(n_atoms, g.chain_bonds(n_atoms), exclude)
+    excluded = g.pair_codes(near, n_atoms)
+    every_pair = g.closest_nonbonded(x, excluded, 1.0)  # small: all pairs are measured
+    pairs = g.pairs_not_excluded(n_atoms, excluded)
+    expected = np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1).min(axis=1)
+    np.testing.assert_array_equal(every_pair, expected)
+    monkeypatch.setattr(g, "ALL_PAIRS_LIMIT", 0)  # the k-d tree, structure by structure
+    np.testing.assert_array_equal(g.closest_nonbonded(x, excluded, 1.0), every_pair)

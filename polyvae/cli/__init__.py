@@ -4,8 +4,8 @@ done by the library functions each subcommand calls.
 :mod:`~polyvae.cli.parser` defines the subcommands and their options;
 :mod:`~polyvae.cli.commands` holds one function per subcommand;
 :mod:`~polyvae.cli.messages` words library messages with command-line options;
-:mod:`~polyvae.cli.runner` runs a command in a child process that reports crashes, and
-keeps JAX's compiled code between runs.
+:mod:`~polyvae.cli.runner` runs a command in a child process that reports crashes. JAX's
+compiled code is kept between runs by the package itself (:mod:`polyvae._compile_cache`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from polyvae.cli.commands import _COMMANDS
 from polyvae.cli.messages import cli_message  # noqa: F401  (importable here too)
 from polyvae.cli.parser import _atom_numbers, build_parser  # noqa: F401  (importable here too)
-from polyvae.cli.runner import _execute, _execute_in_child, _keep_compiled_code
+from polyvae.cli.runner import _execute, _execute_in_child
 
 __all__ = ["main", "build_parser"]
 
@@ -33,8 +33,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = _COMMANDS[args.command]
-    if argv is None:
-        _keep_compiled_code()
-        if hasattr(os, "fork"):
-            return _execute_in_child(command, args)
+    if argv is None and hasattr(os, "fork"):
+        return _execute_in_child(command, args)
     return _execute(command, args)

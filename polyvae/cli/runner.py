@@ -1,6 +1,7 @@
-"""How a ``polyvae`` command runs: with its logging and warnings, in a forked child
-that turns a crash of compiled code or a signal into an error line, and with JAX's
-compiled code kept on disk between runs."""
+"""How a ``polyvae`` command runs: with its logging and warnings, and in a forked child
+that turns a crash of compiled code or a signal into an error line. JAX's compiled code
+is kept on disk between runs as for every caller of the package
+(:mod:`polyvae._compile_cache`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import os
 import signal
 import sys
 import warnings
-from pathlib import Path
 
-import jax
-
+from polyvae._compile_cache import COMPILE_CACHE_ENV
 from polyvae.cli.messages import _error, cli_message
 from polyvae.training.loop import repeated_signal
 
@@ -115,27 +114,3 @@ def _execute_in_child(command, args) -> int:
         )
     why = " (out of memory?)" if name == "SIGKILL" else ""
     return _error(f"the command was stopped by {name}{why}")
-
-
-COMPILE_CACHE_ENV = "POLYVAE_COMPILE_CACHE"
-
-
-def _keep_compiled_code() -> None:
-    """Keep JAX's compiled code on disk between runs of the command.
-
-    A model's training step and structure minimization take seconds to compile; kept
-    in ``$XDG_CACHE_HOME/polyvae/jax`` (default ``~/.cache/polyvae/jax``), the next run
-    on the same molecule and settings loads them instead. ``POLYVAE_COMPILE_CACHE=0``
-    switches this off, another value names the folder; an explicit
-    ``JAX_COMPILATION_CACHE_DIR`` wins.
-    """
-    choice = os.environ.get(COMPILE_CACHE_ENV, "")
-    if choice == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = Path(choice) if choice else base / "polyvae" / "jax"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # a read-only home: compile every run
-    jax.config.update("jax_compilation_cache_dir", str(folder))

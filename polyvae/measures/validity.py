@@ -105,7 +105,7 @@ def held_out_margin(values: Any, floor: Any = 0.0) -> float:
     return float(gaps.max())
 
 
-ALL_PAIRS_LIMIT = 1 << 14
+ALL_PAIRS_LIMIT = geometry.ALL_PAIRS_LIMIT
 """Up to this many pairs to check for contacts, the checks measure every pair (faster for
 small molecules: no per-frame neighbour search); beyond, neighbour lists (memory linear in
 the atom count)."""
@@ -130,12 +130,7 @@ def _excluded_codes(n_atoms: int, bonds: np.ndarray, exclude: int) -> np.ndarray
 
 def _contact_pairs(n_atoms: int, excluded: np.ndarray) -> np.ndarray:
     """All pairs ``i < j`` not ``excluded`` (sorted pair codes), row-major: (P, 2), O(N²)."""
-    pairs = geometry.all_pairs(n_atoms)
-    if len(excluded) == 0:
-        return pairs
-    code = geometry.pair_codes(pairs, n_atoms)
-    at = np.searchsorted(excluded, code).clip(max=len(excluded) - 1)
-    return pairs[excluded[at] != code]
+    return geometry.pairs_not_excluded(n_atoms, excluded)
 
 
 def _frame_blocks(n_frames: int, n_pairs: int):

@@ -18,6 +18,7 @@ distribution. :meth:`polyvae.VAEModel.generate` draws from them by default
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -65,12 +66,12 @@ class LatentCodes:
         w = w[pick]
         return cls(np.asarray(mean, np.float32), np.asarray(std, np.float32), w / w.sum(), n)
 
-    def draw(self, n: int, key: jax.Array) -> jax.Array:
-        """``n`` latent points (n, L) from the mixture."""
-        k_frame, k_noise = jax.random.split(key)
-        t = jax.random.choice(k_frame, len(self.weight), (int(n),), p=jnp.asarray(self.weight))
-        eps = jax.random.normal(k_noise, (int(n), self.mean.shape[1]), jnp.float32)
-        return jnp.asarray(self.mean)[t] + jnp.asarray(self.std)[t] * eps
+    def draw(self, n: int, key: jax.Array) -> np.ndarray:
+        """``n`` latent points (n, L) float32 from the mixture."""
+        t, eps = _frames_and_noise(self.weight, key, int(n), self.mean.shape[1])
+        t = np.asarray(t)
+        # on the host: compiled, XLA may fuse the product and the sum (one rounding, not two)
+        return self.mean[t] + self.std[t] * np.asarray(eps)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -90,3 +91,12 @@ class LatentCodes:
                 "latent codes must hold at least one frame, std > 0, weights summing to 1"
             )
         return cls(mean, std, weight, int(np.asarray(arrays["n_frames"]).ravel()[0]))
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _frames_and_noise(weight, key, n: int, latent_dim: int):
+    """The random draws of :meth:`LatentCodes.draw` in one compiled program (op by op, a
+    dozen): ``n`` frames by ``weight``, and standard-normal noise (n, latent_dim)."""
+    k_frame, k_noise = jax.random.split(key)
+    t = jax.random.choice(k_frame, weight.shape[0], (n,), p=weight)
+    return t, jax.random.normal(k_noise, (n, latent_dim), jnp.float32)

@@ -268,6 +268,7 @@ def loss(
     return recon + (config.beta if beta is None else beta) * kl, (recon, kl)
 
 
+@partial(jax.jit, static_argnames=("n", "config", "mean_only"))
 def sample(
     params: dict,
     n: int,
@@ -278,6 +279,8 @@ def sample(
     z: jax.Array | None = None,
 ):
     """Draw ``n`` samples of the model's p(x) = ∫ p(x|z) p(z) dz.
+
+    Compiled once per ``n``, ``config`` and ``mean_only``.
 
     Parameters
     ----------

@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from polyvae._prefetch import prefetch
+from polyvae.nn.keys import split_key
 from polyvae.nn.model import VAEConfig, loss, loss_terms
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "data_mesh",
     "epoch_plan",
     "evaluate",
+    "initial_state",
     "make_ensemble_steps",
     "make_steps",
     "streamed_epoch",
@@ -122,6 +124,13 @@ def _steps_fn(config: VAEConfig, optimizer, shard_rows=None):
     return steps
 
 
+@partial(jax.jit, static_argnums=0)
+def initial_state(optimizer, params):
+    """``optimizer.init(params)`` as one compiled program: op by op, the zeros of each
+    parameter's shape and the step count compile one program each."""
+    return optimizer.init(params)
+
+
 @lru_cache(maxsize=16)
 def make_steps(config: VAEConfig, learning_rate: float, mesh: Mesh | None = None):
     """Adam and one compiled function that runs a sequence of optimizer steps.
@@ -175,11 +184,11 @@ def evaluate(
     n = data[0].shape[0]
     for start in range(0, n, _EVAL_CHUNK):
         chunk = tuple(a[start : start + _EVAL_CHUNK] for a in data)
-        key, sub = jax.random.split(key)
+        key, sub = split_key(key)
         if weights is None:
             total += np.asarray(fn(params, chunk, sub), dtype=np.float64) * chunk[0].shape[0]
         else:
-            w = jnp.asarray(weights[start : start + _EVAL_CHUNK], jnp.float32)
+            w = np.asarray(weights[start : start + _EVAL_CHUNK], np.float32)
             total += np.asarray(_eval_weighted(config, params, chunk, sub, w), dtype=np.float64)
     recon, kl = total / (n if weights is None else float(np.sum(weights)))
     return float(recon), float(kl)

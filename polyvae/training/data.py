@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import jax
 import numpy as np
 
 from polyvae import geometry
@@ -20,6 +19,7 @@ from polyvae.frames import Frames
 from polyvae.measures.validity import StructureChecks
 from polyvae.measures.weights import check_weights, effective_sample_size
 from polyvae.metadata import TrainingStats
+from polyvae.nn.keys import seed_keys
 from polyvae.nn.model import init_params
 from polyvae.training.resume import data_fingerprint
 
@@ -72,7 +72,7 @@ def prepare_run(n_frames: int, config: VAEConfig, tc: TrainConfig, params=None):
             f"batch_size={tc.batch_size} is larger than the {train_idx.size} training frames left "
             f"after the validation split of {n_frames} frames; use a smaller batch_size or more frames"
         )
-    key, k_init, k_val = jax.random.split(jax.random.PRNGKey(tc.seed), 3)
+    key, k_init, k_val = seed_keys(tc.seed, 3)
     if params is None:
         params = init_params(config, key=k_init)
     return train_idx, val_idx, key, k_val, params

@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from polyvae.config import TrainConfig, VAEConfig
+from polyvae.nn.keys import split_key
 from polyvae.nn.steps import HostRows, epoch_plan, evaluate, streamed_epoch
 from polyvae.nn.train_state import TrainingInterrupted, TrainState
 from polyvae.training.history import record, report_overfitting
@@ -305,7 +306,7 @@ def run_epochs(
             t0 = time.perf_counter()
             previous, epoch_keys = list(keys), []
             for m in range(count):
-                keys[m], k_epoch = jax.random.split(keys[m])
+                keys[m], k_epoch = split_key(keys[m])
                 epoch_keys.append(k_epoch)
             new_params, new_state, metrics, finite = run_epoch(params, opt_state, epoch_keys)
             metrics = np.asarray(metrics, dtype=np.float64)
@@ -422,7 +423,7 @@ def one_model_epochs(
         )
         w_train = None
         if w_all is not None:
-            w_train = jax.device_put(jnp.asarray(w_all[train_idx], jnp.float32), replicated)
+            w_train = jax.device_put(np.asarray(w_all[train_idx], np.float32), replicated)
 
         def run_epoch(params, opt_state, keys):
             plan = jax.device_put(

@@ -38,7 +38,7 @@ from polyvae.config import (
     VAEConfig,
 )
 from polyvae.frames import Frames
-from polyvae.nn.steps import data_mesh, make_steps
+from polyvae.nn.steps import data_mesh, initial_state, make_steps
 from polyvae.nn.train_state import TrainState
 from polyvae.training.data import (
     STREAM_ABOVE_BYTES,
@@ -322,7 +322,8 @@ def fit(
         per_block=per_block if streamed else None,
     )
     params = place(params)
-    opt_state = place(optimizer.init(params) if resume is None else resume.bind(optimizer))
+    opt_state = initial_state(optimizer, params) if resume is None else resume.bind(optimizer)
+    opt_state = place(opt_state)
 
     def on_interrupt(states, histories):
         return on_state(states[0], histories[0], True) if on_state else None

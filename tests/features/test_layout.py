@@ -325,26 +325,6 @@ def test_models_of_one_molecule_share_compiled_code(polymer):
     np.testing.assert_allclose(x_a, a.refine(polymer.positions[:3], *args, steps=5), atol=1e-5)
 
 
-def test_command_keeps_compiled_code_where_asked(tmp_path, monkeypatch):
-    import jax
-
-    from polyvae import cli
-
-    seen = []
-    monkeypatch.setattr(jax.config, "update", lambda name, value: seen.append((name, value)))
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
-    monkeypatch.setenv("POLYVAE_COMPILE_CACHE", str(tmp_path / "cache"))
-    cli._keep_compiled_code()
-    assert seen == [("jax_compilation_cache_dir", str(tmp_path / "cache"))]
-    assert (tmp_path / "cache").is_dir()
-    monkeypatch.setenv("POLYVAE_COMPILE_CACHE", "0")
-    cli._keep_compiled_code()
-    monkeypatch.setenv("POLYVAE_COMPILE_CACHE", "")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "theirs"))
-    cli._keep_compiled_code()
-    assert len(seen) == 1  # switched off, or the user's own setting wins
-
-
 def _mirrored_alanine(x, names, bonds):
     """Frame ``x`` with the Cα's HA and CB (and CB's hydrogens) exchanged: the Cα
     mirrored, the rest of the molecule where it was."""
