@@ -32,8 +32,8 @@ import polyvae
 from polyvae.job import DEFAULT_DATA
 from polyvae.nn.model import init_params
 from polyvae.nn.steps import epoch_plan, make_ensemble_steps, make_steps
-from polyvae.training.ensemble import train_many
 from polyvae.training.data import prepare_training
+from polyvae.training.ensemble import train_many
 
 
 def matmul_rate(repeats: int = 5) -> float:

@@ -164,9 +164,7 @@ def decode(params: dict, z: jax.Array, config: VAEConfig) -> dict:
     if config.decoder == "internal":
         # the Cartesian part shapes the latent space (the CVs); the internal part learns
         # on it without changing it
-        out = _twin_mlp(
-            params["decoder_cartesian"], params["decoder"], z, config.activation
-        )
+        out = _twin_mlp(params["decoder_cartesian"], params["decoder"], z, config.activation)
     else:
         out = _mlp(params["decoder"], z, config.activation)
     if config.likelihood == "categorical":
