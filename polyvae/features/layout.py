@@ -104,6 +104,17 @@ def _wrap(xp, a):
     return xp.arctan2(xp.sin(a), xp.cos(a))
 
 
+def _take(a, idx: np.ndarray, max_runs: int = 8):
+    """``a[..., idx]`` for sorted indices known when tracing: slices of their contiguous
+    runs (a gather costs more than a few slices on CPU)."""
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    runs = np.split(idx, breaks)
+    if len(runs) > max_runs:
+        return a[..., idx]
+    parts = [a[..., int(r[0]) : int(r[-1]) + 1] for r in runs]
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+
+
 def _circular_mean(a: np.ndarray) -> np.ndarray:
     return np.arctan2(np.sin(a).mean(axis=0), np.cos(a).mean(axis=0))
 
@@ -156,12 +167,12 @@ class FeatureKinds:
         log_sigma = jnp.broadcast_to(log_sigma, jnp.shape(mean)[-1:])
         total = 0.0
         if len(linear):
-            ls = log_sigma[..., linear]
-            r = (x[..., linear] - mean[..., linear]) * jnp.exp(-ls)
+            ls = _take(log_sigma, linear)
+            r = (_take(x, linear) - _take(mean, linear)) * jnp.exp(-ls)
             total = -0.5 * jnp.sum(r**2, axis=-1) - jnp.sum(ls, axis=-1)
         if len(circular):
-            ls = log_sigma[..., circular]
-            d = x[..., circular] - mean[..., circular]
+            ls = _take(log_sigma, circular)
+            d = _take(x, circular) - _take(mean, circular)
             d = d - _TWO_PI * jnp.round(d / _TWO_PI)  # in [-pi, pi]: the nearest winding
             inv_var = jnp.exp(-2.0 * ls)
             # log of the three nearest windings' sum, relative to the nearest one
