@@ -69,6 +69,7 @@ from time_to_quality import (  # noqa: E402
     _cli_command,
     _compact,
     _epochs,
+    _finish,
     _load,
     _machine,
     _model_w1,
@@ -573,13 +574,7 @@ def main(argv=None) -> dict:
             if name in a.only:
                 _section(result, name, a.json, *jobs[name])
     result["summary"] = _summary(result)
-    result["machine"]["load_average_at_end"] = _load()
-    result["script_wall_s"] = round(time.perf_counter() - t_start, 1)
-    text = _compact(json.dumps(result, indent=2))
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
-    return result
+    return _finish(result, a.json, t_start)
 
 
 if __name__ == "__main__":

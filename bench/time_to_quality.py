@@ -563,12 +563,18 @@ def main(argv=None) -> dict:
             k: result["machine"][k] for k in ("cpu_count", "cpus_usable", "platform", "jax")
         },
     }
+    return _finish(result, a.json, t_start)
+
+
+def _finish(result: dict, json_path, t_start: float) -> dict:
+    """Close ``result`` (load at the end, the script's wall), print it, and write it to
+    ``json_path`` where given."""
     result["machine"]["load_average_at_end"] = _load()
     result["script_wall_s"] = round(time.perf_counter() - t_start, 1)
     text = _compact(json.dumps(result, indent=2))
     print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    if json_path:
+        Path(json_path).write_text(text + "\n")
     return result
 
 
