@@ -524,7 +524,20 @@ class VAEModel:
             return np.asarray(features)
         f = np.asarray(features, np.float32)
         start = None if start is None else np.asarray(start, np.float32)
-        return np.asarray(self.pipeline.inverse_transform(f, self.decoder_sigma, start=start))
+        x = self.pipeline.inverse_transform(
+            f, self.decoder_sigma, start=start, done=self._refined_enough()
+        )
+        return np.asarray(x)
+
+    def _refined_enough(self):
+        """For the internal decoder's refinement: structures that pass the model's
+        structure checks, with their stiff torsions as planar as in training, need no
+        more iterations (None without checks)."""
+        checks = self.structure_checks
+        if checks is None or self.pipeline is None or self.pipeline.layout is None:
+            return None
+        layout = self.pipeline.layout
+        return lambda x: checks.check(x).valid & layout.stiff_in_range(x)
 
     # ---- outputs ---------------------------------------------------------------------
     def encode(self, frames: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,7 @@ __all__ = [
     "FeatureKinds",
     "REFINE_STEPS",
     "REFINE_ROUND",
+    "REFINE_RESTRAINED",
     "REFINE_MAX_STEP",
     "CONTACT_SKIN",
     "CHIRAL_HANDEDNESS",
@@ -64,8 +65,14 @@ CARTESIAN_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 REFINE_STEPS = 150
 """L-BFGS iterations of :meth:`InternalLayout.refine`."""
 
-REFINE_ROUND = 50
-"""L-BFGS iterations between two searches for the contact pairs to repel."""
+REFINE_ROUND = 5
+"""L-BFGS iterations of :meth:`InternalLayout.refine_jit` between two searches for the
+contact pairs to repel and two questions whether a structure is done."""
+
+REFINE_RESTRAINED = 50
+"""The first L-BFGS iterations of :meth:`InternalLayout.refine`, which hold chiral
+centres on the internal expert's side (a multiple of :data:`REFINE_ROUND`); also the
+length of a round of the JAX :meth:`InternalLayout.refine`."""
 
 REFINE_MAX_STEP = 0.2
 """The longest move of an atom in one L-BFGS iteration of :meth:`InternalLayout.refine`,
@@ -93,6 +100,9 @@ stiff: a redundant coordinate of the decoder where the Z-matrix does not build i
 aromatic rings and double bonds are; rotamers and backbone phi/psi are not."""
 
 _REFINE_BLOCK = 256
+_REACH_BONDS = 1.5
+_CONTACTS_PER_ATOM = 8
+_ALL_PAIRS_CONTACTS = 1 << 16  # up to this many atom pairs, contacts without neighbour lists
 _REFINE_BLOCK_ATOMS = 1 << 16  # atoms of all structures refined at once (memory)
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -343,6 +353,19 @@ class InternalLayout:
             parts["dihedrals"] = v[..., 2 * n - 3 : 3 * n - 6]
         return to_cartesian(parts, self.zmatrix)
 
+    def stiff_in_range(self, positions) -> np.ndarray:
+        """Per structure of ``positions`` (..., N, D): whether every stiff torsion
+        (:attr:`extra_torsions`) lies within :data:`STIFF_TORSION` of its training mean,
+        bool (...,): the planarity of peptide bonds, aromatic rings and double bonds."""
+        x = np.asarray(positions, np.float64)
+        quads = self.extra_torsions
+        if len(quads) == 0:
+            return np.ones(x.shape[:-2], bool)
+        first = self.n_internal - len(self.extra_bonds) - len(quads)
+        center = self.center[first : first + len(quads)]
+        off = _wrap(np, geometry.dihedrals(x, quads) - center)
+        return np.all(np.abs(off) <= STIFF_TORSION, axis=-1)
+
     @property
     def kinds(self) -> FeatureKinds:
         """What the likelihood needs of the layout (compared by value)."""
@@ -472,7 +495,7 @@ class InternalLayout:
     def n_contacts(self) -> int:
         """K: contact pairs per structure that :meth:`refine` repels (the closest ones)."""
         n = self.n_atoms
-        return int(min(n * (n - 1) // 2 - len(self._exclusions[0]), 8 * n))
+        return int(min(n * (n - 1) // 2 - len(self._exclusions[0]), _CONTACTS_PER_ATOM * n))
 
     def near_pairs(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Per structure, the :attr:`n_contacts` closest pairs more than two bonds apart,
@@ -498,7 +521,7 @@ class InternalLayout:
         contact_min = self.contact_min if contact_min is None else contact_min
         center = self.center if center is None else center
         finite = xp.where(xp.isfinite(contact_min), contact_min, 0.0)
-        return xp.max(finite) + 1.5 * xp.median(center[: self.n_atoms - 1])
+        return xp.max(finite) + _REACH_BONDS * xp.median(center[: self.n_atoms - 1])
 
     @staticmethod
     def _kind_minimum(xp, contact_min, kind):
@@ -507,6 +530,50 @@ class InternalLayout:
             [xp.where(xp.isfinite(contact_min), contact_min, 0.0), xp.zeros(1)]
         ).astype(xp.float32)
         return table[kind]
+
+    @cached_property
+    def _candidate_pairs(self) -> np.ndarray | None:
+        """For a molecule of at most :data:`_ALL_PAIRS_CONTACTS` atom pairs, the kind of
+        every pair (N, N) int8: 0 (1-4), 1 (further), -1 (1-2, 1-3 or not ``i < j``);
+        None for larger molecules."""
+        n = self.n_atoms
+        if n * (n - 1) // 2 > _ALL_PAIRS_CONTACTS:
+            return None
+        excluded, one_four = self._exclusions
+        table = np.full((n, n), -1, np.int8)
+        i, j = np.triu_indices(n, 1)
+        table[i, j] = 1
+        for codes, value in ((excluded, -1), (one_four, 0)):
+            table[codes // n, codes % n] = value
+        return table
+
+    def _near_of_all_pairs(self, flat, reach, pairs, kind) -> None:
+        """:meth:`_near_pair_kinds` of a small molecule, measuring every pair of a block
+        of structures at once (no per-structure neighbour search): fills ``pairs``
+        (T, K, 2) and ``kind`` (T, K)."""
+        table = self._candidate_pairs
+        k, n = pairs.shape[1], self.n_atoms
+        candidate = table >= 0
+        x = np.asarray(flat, np.float32)
+        step = max(1, (1 << 22) // (n * n))
+        for first in range(0, len(x), step):
+            block = x[first : first + step]
+            sq = np.einsum("tnd,tnd->tn", block, block)
+            d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * np.matmul(block, block.transpose(0, 2, 1))
+            near = (d2 < reach * reach) & candidate
+            rows, a, b = np.nonzero(near)
+            counts = np.bincount(rows, minlength=len(block))
+            slot = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+            fits = slot < k
+            at = (first + rows[fits], slot[fits])
+            pairs[at] = np.stack([a[fits], b[fits]], axis=1)
+            kind[at] = table[a[fits], b[fits]]
+            for r in np.flatnonzero(counts > k):  # more than K within reach: the closest K
+                mine = rows == r
+                ra, rb = a[mine], b[mine]
+                keep = np.argsort(d2[r, ra, rb], kind="stable")[:k]
+                pairs[first + r] = np.stack([ra[keep], rb[keep]], axis=1)
+                kind[first + r] = table[ra[keep], rb[keep]]
 
     def _near_pair_kinds(self, positions, reach) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`near_pairs` as atom pairs (..., K, 2) int32 and kinds (..., K) int32."""
@@ -517,6 +584,9 @@ class InternalLayout:
         pairs = np.zeros((len(flat), k, 2), np.int32)
         kind = np.full((len(flat), k), 2, np.int32)
         excluded, one_four = self._exclusions
+        if self._candidate_pairs is not None:
+            self._near_of_all_pairs(flat, float(reach), pairs, kind)
+            return pairs.reshape(lead + (k, 2)), kind.reshape(lead + (k,))
         for t, frame in enumerate(flat):
             found, _ = geometry.close_pairs(frame, float(reach), excluded)
             found = found[:k]
@@ -539,11 +609,11 @@ class InternalLayout:
     ):
         """The structure most probable under both experts (batched, in JAX).
 
-        Two starts, ``start`` (default: the anchor) and the internal coordinates rebuilt
-        and superposed on it, are minimized with L-BFGS (:meth:`_minimize`) for one round of
-        :data:`REFINE_ROUND` iterations; each structure goes on from the one that
-        ended lower. Every round repels the closest contact pairs of its start
-        (:meth:`near_pairs`) below their training distance (widened by
+        Of two starts, ``start`` (default: the anchor) and the internal coordinates
+        rebuilt and superposed on it, the one of lower energy is minimized with L-BFGS
+        (:meth:`_minimize_with`), in rounds of :data:`REFINE_RESTRAINED` iterations that
+        keep each structure's L-BFGS memory. Every round repels the closest contact pairs of
+        its start (:meth:`near_pairs`) below their training distance (widened by
         :data:`CONTACT_SKIN`). The neighbour lists are found with NumPy (a host
         callback inside ``jit``) and are constant within a round. Compiles under
         ``jit`` and is differentiable (a fixed number of steps, no line search).
@@ -586,19 +656,23 @@ class InternalLayout:
             anchor, internal_features, cartesian_sigma, internal_sigma, weight, 1.0 - free_atoms
         )
         n_steps = REFINE_STEPS if steps is None else int(steps)
+        near_start, near_rebuilt = self._near_pairs(start), self._near_pairs(rebuilt)
+        e_start = self._energy(experts, handed, *near_start)(start)
+        e_rebuilt = self._energy(experts, handed, *near_rebuilt)(rebuilt)
+        pick = e_rebuilt < e_start
+        x = jnp.where(pick[..., None, None], rebuilt, start)
         if n_steps == 0:
-            e_start = self._energy(experts, handed, *self._near_pairs(start))(start)
-            e_rebuilt = self._energy(experts, handed, *self._near_pairs(rebuilt))(rebuilt)
-            return jnp.where((e_rebuilt < e_start)[..., None, None], rebuilt, start)
-        first = min(n_steps, REFINE_ROUND)
-        both = jnp.stack([start, rebuilt])
-        both, energy = self._minimize(both, experts, handed, first)
-        x = jnp.where((energy[1] < energy[0])[..., None, None], both[1], both[0])
-        done = first
-        free = jnp.zeros_like(handed)  # later rounds: the experts' energy alone
-        while done < n_steps:
-            x, _ = self._minimize(x, experts, free, min(REFINE_ROUND, n_steps - done))
-            done += REFINE_ROUND
+            return x
+        near = jax.tree.map(lambda r, s: jnp.where(_widen(pick, r), r, s), near_rebuilt, near_start)
+        free = jnp.zeros_like(handed)  # after the first round: the experts' energy alone
+        done, carry = 0, None
+        while done < n_steps:  # rounds as long as the restraint: fewer callbacks in jit
+            length = min(REFINE_RESTRAINED, n_steps - done)
+            restrained = handed if done < REFINE_RESTRAINED else free
+            x, _, carry = self._minimize_with(x, experts, restrained, *near, length, carry)
+            done += length
+            if done < n_steps:
+                near = self._near_pairs(x)
         return x
 
     def _near_pairs(self, x):
@@ -655,33 +729,35 @@ class InternalLayout:
 
         return energy
 
-    def _minimize(self, x0, experts, handed, steps):
+    def _minimize_with(self, x0, experts, handed, pairs, mins, steps, carry=None):
         """``steps`` L-BFGS iterations on each structure of ``x0`` (..., N, D) alone,
-        repelling the contact pairs of ``x0``; returns the structures and their energies
-        (...,).
+        repelling the contact ``pairs`` (..., K, 2) below ``mins`` (..., K)
+        (:meth:`near_pairs` of ``x0``); returns the structures, their energies (...,) and
+        the ``carry`` to go on from: each structure's L-BFGS memory and trust radius
+        (:meth:`_fresh_carry`; None starts afresh).
 
-        Every structure keeps its own L-BFGS memory (optax's ``scale_by_lbfgs``). There is
-        no line search (its loops would make every structure of a batch wait for the
-        slowest): as in molecular geometry optimizers, no atom moves more than
+        Every structure keeps its own L-BFGS memory (optax's ``scale_by_lbfgs``), also
+        from one call to the next, when its contact pairs are renewed. There is no line
+        search (its loops would make every structure of a batch wait for the slowest):
+        as in molecular geometry optimizers, no atom moves more than
         :data:`REFINE_MAX_STEP` bond lengths in one step; a step that would not go
         downhill (curvature that a non-convex energy breaks) follows the gradient
         instead, and a step that raises the energy is not taken: the next one tries the
         same direction half as far (a trust radius, doubled again after each success).
+        No host callback: the compiled code can be kept on disk.
         """
-
-        pairs, mins = self._near_pairs(x0)
-        return self._minimize_with(x0, experts, handed, pairs, mins, steps)
-
-    def _minimize_with(self, x0, experts, handed, pairs, mins, steps):
-        """:meth:`_minimize` repelling the given contact ``pairs`` (..., K, 2) below
-        ``mins`` (..., K) (:meth:`near_pairs` of ``x0``): no host callback, so the
-        compiled code can be kept on disk."""
 
         x0 = jnp.asarray(x0)
         anchor, internal_features, _, _, _, kept = experts
         lead, shape = x0.shape[:-2], x0.shape[-2:]
         pairs, mins = jnp.asarray(pairs), jnp.asarray(mins)
         b = math.prod(lead)  # explicit: a molecule without contact pairs has K = 0
+        if carry is None:
+            carry = self._fresh_carry(x0.reshape((b,) + shape), jnp)
+        else:
+            carry = jax.tree.map(
+                lambda c: jnp.reshape(jnp.asarray(c), (b,) + c.shape[len(lead) :]), carry
+            )
         flat = (
             x0.reshape((b,) + shape),
             jnp.broadcast_to(anchor, x0.shape).reshape((b,) + shape),
@@ -692,12 +768,13 @@ class InternalLayout:
             jnp.broadcast_to(handed, lead + handed.shape[-1:]).reshape(b, handed.shape[-1]),
             pairs.reshape((b,) + pairs.shape[-2:]),
             mins.reshape(b, mins.shape[-1]),
+            carry,
         )
         bond = jnp.median(jnp.asarray(self.center[: self.n_atoms - 1], x0.dtype))
         max_step = REFINE_MAX_STEP * bond
         opt = optax.scale_by_lbfgs()
 
-        def one(x, anchor, features, kept, handed, pairs, mins):
+        def one(x, anchor, features, kept, handed, pairs, mins, carry):
             own = experts._replace(anchor=anchor, internal_features=features, kept=kept)
             energy = self._energy(own, handed, pairs, mins)
             value_and_grad = jax.value_and_grad(energy)
@@ -721,13 +798,26 @@ class InternalLayout:
                     keep(trial_grad, grad),
                 ), None
 
+            state, radius = carry
+            radius = jnp.where(radius > 0, radius, max_step)  # 0: a fresh start
             value, grad = value_and_grad(x)
-            carry = (x, opt.init(x), max_step, value, grad)
-            (x, _, _, value, _), _ = jax.lax.scan(step, carry, None, length=int(steps))
-            return x, value
+            start = (x, state, radius, value, grad)
+            (x, state, radius, value, _), _ = jax.lax.scan(step, start, None, length=int(steps))
+            return x, value, (state, radius)
 
-        x, e = jax.vmap(one)(*flat)
-        return x.reshape(x0.shape), e.reshape(lead)
+        x, e, carry = jax.vmap(one)(*flat)
+        carry = jax.tree.map(lambda c: c.reshape(lead + c.shape[1:]), carry)
+        return x.reshape(x0.shape), e.reshape(lead), carry
+
+    @staticmethod
+    def _fresh_carry(x, xp=np):
+        """A fresh L-BFGS memory and trust radius (0: the largest) for each structure of
+        ``x`` (B, N, D): zeros, as optax's ``scale_by_lbfgs().init`` gives them."""
+        shapes = jax.eval_shape(
+            optax.scale_by_lbfgs().init, jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+        )
+        state = jax.tree.map(lambda s: xp.zeros((len(x),) + s.shape, s.dtype), shapes)
+        return state, xp.zeros(len(x), x.dtype)
 
     def _superposed_rebuild(self, internal_features, anchor):
         """NeRF rebuild of the internal features, superposed on ``anchor`` (Kabsch)."""
@@ -740,51 +830,100 @@ class InternalLayout:
         return geometry.rotate(rebuilt, rot) + centre
 
     def refine_jit(self, steps: int | None = None):
-        """:meth:`refine` for NumPy callers, compiled once per molecule and round length.
+        """:meth:`refine` for NumPy callers, compiled once per molecule and round length,
+        and able to stop early.
 
         The same minimization, driven from the host: the start (the rebuilt structure,
-        the handedness it keeps, the grafts) and each round of L-BFGS iterations are
-        compiled functions without host callbacks, so JAX's persistent cache keeps them
-        between processes; the contact pairs of each round are found in NumPy between
-        rounds. The fitted values and the weight are arguments of the compiled
-        functions, and structures go through them in blocks of up to 256 structures
-        (fewer for large molecules: about 65 000 atoms in a block, 16 structures of
-        all-atom AdK), the last one padded to a power of two, so a few compilations
+        the handedness it keeps, the grafts), the starts' energies and each round of
+        L-BFGS iterations are compiled functions without host callbacks, so JAX's
+        persistent cache keeps them between processes; the contact pairs of each round
+        are found in NumPy between rounds. The fitted values and the weight are
+        arguments of the compiled functions, and structures go through them in blocks of
+        up to 256 structures (fewer for large molecules: about 65 000 atoms in a block,
+        16 structures of all-atom AdK), padded to a power of two, so a few compilations
         serve every model of the molecule and every count, and a few structures do not
         cost a whole block.
+
+        The returned function takes ``done`` besides :meth:`refine`'s arguments: a
+        function of structures (B, N, D) that says which of them need no more
+        iterations (bool (B,)). It is asked after every round of :data:`REFINE_ROUND`
+        iterations; a structure it accepts leaves the minimization as it is, and the
+        rest go on, fewer at a time, until :data:`REFINE_STEPS` iterations. Without it
+        (None) every structure runs every iteration, as :meth:`refine` does.
         """
         n_steps = REFINE_STEPS if steps is None else int(steps)
         key = _StructureKey(self)
         numeric = (self.center, self.scale, self.contact_min)
         reach = self._reach(np)
 
-        def rounds(a, f, s, cartesian_sigma, internal_sigma, w):
-            s, rebuilt, handed, free = _jitted_start(key)(numeric, f, s)
-            kept = 1.0 - np.asarray(free)
+        def contacts(x):
+            pairs, kind = self._near_pair_kinds(x, reach)
+            return pairs, self._kind_minimum(np, self.contact_min, kind)
 
-            def contacts(x):
-                pairs, kind = self._near_pair_kinds(x, reach)
-                return pairs, self._kind_minimum(np, self.contact_min, kind)
-
-            def minimized(x, handed, length, near):
-                fn = _jitted_round(key, length)
-                args = (a, f, cartesian_sigma, internal_sigma, w, kept, handed, *near)
-                x, energy = fn(numeric, x, *args)
-                return np.asarray(x), np.asarray(energy)
-
-            first = min(n_steps, REFINE_ROUND)
-            x_s, e_s = minimized(s, handed, first, contacts(np.asarray(s)))
-            x_r, e_r = minimized(rebuilt, handed, first, contacts(np.asarray(rebuilt)))
-            x = np.where((e_r < e_s)[:, None, None], x_r, x_s)
-            done, free = first, np.zeros_like(handed)  # later rounds: the experts alone
-            while done < n_steps:
+        def rounds(a, f, s, cartesian_sigma, internal_sigma, w, done_fn):
+            s, rebuilt, handed, free = (np.asarray(v) for v in _jitted_start(key)(numeric, f, s))
+            kept = (1.0 - free).astype(np.float32)
+            experts = (a, f, cartesian_sigma, internal_sigma, w, kept)
+            near_s, near_r = contacts(s), contacts(rebuilt)
+            energy = _jitted_energy(key)
+            pick = np.asarray(energy(numeric, rebuilt, *experts, handed, *near_r)) < np.asarray(
+                energy(numeric, s, *experts, handed, *near_s)
+            )
+            x = np.where(pick[:, None, None], rebuilt, s)
+            pairs, mins = (
+                np.where(_widen(pick, r), r, v) for r, v in zip(near_r, near_s, strict=True)
+            )
+            if n_steps == 0:
+                return x
+            state, radius = self._fresh_carry(x)
+            free = np.zeros_like(handed)  # after the first round: the experts' energy alone
+            active, done = np.arange(len(x)), 0
+            while True:
                 length = min(REFINE_ROUND, n_steps - done)
-                x, _ = minimized(x, free, length, contacts(x))
+                # two sizes, each compiled once and traced once per process: the
+                # block, and an eighth of it for the few that need more iterations
+                size = len(x) if len(active) > len(x) // 8 else max(1, len(x) // 8)
+                rows = np.concatenate([active, np.repeat(active[:1], size - len(active))])
+                fn = _jitted_round(key, length)
+                out = fn(
+                    numeric,
+                    x[rows],
+                    a[rows],
+                    f[rows],
+                    cartesian_sigma,
+                    internal_sigma,
+                    w,
+                    kept[rows],
+                    (handed if done < REFINE_RESTRAINED else free)[rows],
+                    pairs[rows],
+                    mins[rows],
+                    jax.tree.map(functools.partial(np.take, indices=rows, axis=0), state),
+                    radius[rows],
+                )
+                kept_rows = slice(0, len(active))
+                x[active] = np.asarray(out[0])[kept_rows]
+                for whole, part in zip(
+                    jax.tree.leaves(state), jax.tree.leaves(out[2]), strict=True
+                ):
+                    whole[active] = np.asarray(part)[kept_rows]
+                radius[active] = np.asarray(out[3])[kept_rows]
                 done += length
-            return x
+                if done >= n_steps:
+                    return x
+                if done_fn is not None:
+                    active = active[~np.asarray(done_fn(x[active]), bool)]
+                    if len(active) == 0:
+                        return x
+                pairs[active], mins[active] = contacts(x[active])
 
         def refine(
-            anchor, internal_features, cartesian_sigma, internal_sigma, weight=None, start=None
+            anchor,
+            internal_features,
+            cartesian_sigma,
+            internal_sigma,
+            weight=None,
+            start=None,
+            done=None,
         ):
             w = np.float32(self.cartesian_weight if weight is None else weight)
             anchor = np.asarray(anchor, np.float32)
@@ -807,7 +946,7 @@ class InternalLayout:
                     a, f, s = (
                         np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for v in (a, f, s)
                     )
-                x = rounds(a, f, s, cartesian_sigma, internal_sigma, w)
+                x = rounds(a, f, s, cartesian_sigma, internal_sigma, w, done)
                 out.append(x[: size - pad])
             if not out:
                 return np.zeros(anchor.shape, np.float32).reshape(lead + anchor.shape[-2:])
@@ -903,6 +1042,11 @@ def _handedness(x, quads):
     return triple / jnp.prod(norm, axis=-1)
 
 
+def _widen(mask, like):
+    """``mask`` (...,) with axes appended to broadcast against ``like`` (..., ...)."""
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
 def _gathered_distances(x, pairs):
     """Distances (..., K) of per-structure atom pairs (..., K, 2) in x (..., N, D)."""
 
@@ -951,14 +1095,49 @@ def _jitted_start(key: _StructureKey):
     return jax.jit(run)
 
 
-@lru_cache(maxsize=16)
-def _jitted_round(key: _StructureKey, steps: int):
-    """Compiled: ``steps`` L-BFGS iterations of :meth:`InternalLayout._minimize_with`."""
+@lru_cache(maxsize=8)
+def _jitted_energy(key: _StructureKey):
+    """Compiled: the energies (B,) of structures (B, N, D) (:meth:`InternalLayout._energy`),
+    which choose the start of :meth:`InternalLayout.refine_jit`."""
 
     def run(numeric, x, anchor, features, c_sigma, i_sigma, weight, kept, handed, pairs, mins):
         layout = _with_numeric(key, numeric)
+
+        def one(x, anchor, features, kept, handed, pairs, mins):
+            experts = _Experts(anchor, features, c_sigma, i_sigma, weight, kept)
+            return layout._energy(experts, handed, pairs, mins)(x)
+
+        return jax.vmap(one)(x, anchor, features, kept, handed, pairs, mins)
+
+    return jax.jit(run)
+
+
+@lru_cache(maxsize=16)
+def _jitted_round(key: _StructureKey, steps: int):
+    """Compiled: ``steps`` L-BFGS iterations of :meth:`InternalLayout._minimize_with`, from
+    and to a carried memory."""
+
+    def run(
+        numeric,
+        x,
+        anchor,
+        features,
+        c_sigma,
+        i_sigma,
+        weight,
+        kept,
+        handed,
+        pairs,
+        mins,
+        state,
+        radius,
+    ):
+        layout = _with_numeric(key, numeric)
         experts = _Experts(anchor, features, c_sigma, i_sigma, weight, kept)
-        return layout._minimize_with(x, experts, handed, pairs, mins, steps)
+        x, energy, (state, radius) = layout._minimize_with(
+            x, experts, handed, pairs, mins, steps, (state, radius)
+        )
+        return x, energy, state, radius
 
     return jax.jit(run)
 

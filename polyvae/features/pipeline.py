@@ -494,6 +494,7 @@ class Pipeline:
         cartesian_only: bool = False,
         cartesian_weight: float | None = None,
         start: Any = None,
+        done: Any = None,
     ):
         """Decoder features (..., F) to aligned positions (..., N, D).
 
@@ -508,7 +509,9 @@ class Pipeline:
         ``cartesian_weight`` overrides the layout's weight of the Cartesian part.
         ``start`` (..., F): for features drawn from the decoder, its mean at the same
         latent points, whose Cartesian part starts the refinement (default: the
-        features' own).
+        features' own). ``done`` (NumPy features only): a function of structures
+        (B, N, D) that says which need no more minimization
+        (:meth:`~polyvae.features.layout.InternalLayout.refine_jit`).
         """
         self._require_fit()
         xp = geometry.array_namespace(features)
@@ -533,15 +536,16 @@ class Pipeline:
                 self.n_atoms,
                 self.dim,
             )
-        refine = self.layout.refine if xp is not np else self.layout.refine_jit()
-        refined = refine(
+        args = (
             positions,
             features[..., nc:],
             sig[:nc] * xp.asarray(self.scale, sig.dtype),
             sig[nc:],
-            weight=cartesian_weight,
-            start=start,
         )
+        if xp is np:
+            refined = self.layout.refine_jit()(*args, cartesian_weight, start, done)
+        else:
+            refined = self.layout.refine(*args, weight=cartesian_weight, start=start)
         if xp is not np:
             return refined
         flat = np.asarray(refined, np.float64).reshape(-1, self.n_atoms, self.dim)

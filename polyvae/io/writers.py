@@ -160,12 +160,66 @@ def _write_mda(path: Path, suffix: str, x: np.ndarray, fields: dict, times: Any)
             logger.warning("DCD stores one time step; the times given are not evenly spaced")
         if steps[0] > 0:
             kwargs["dt"] = float(steps[0])
+    many_models = suffix == ".pdb" and 2 < len(x) <= _PDB_MODELS and _pdb_columns_hold(x)
     with warnings.catch_warnings():
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
-        with atomic_path(path) as tmp, mda.Writer(str(tmp), x.shape[1], **kwargs) as writer:
-            for i, frame in enumerate(x):
-                u.atoms.positions = frame
-                if times is not None:
-                    u.trajectory.ts.time = float(times[i])
-                writer.write(u.atoms)
+        with atomic_path(path) as tmp:
+            with mda.Writer(str(tmp), x.shape[1], **kwargs) as writer:
+                for i, frame in enumerate(x[:1] if many_models else x):
+                    u.atoms.positions = frame
+                    if times is not None:
+                        u.trajectory.ts.time = float(times[i])
+                    writer.write(u.atoms)
+            if many_models and not _pdb_models_like_first(tmp, x):
+                with mda.Writer(str(tmp), x.shape[1], **kwargs) as writer:
+                    for frame in x:
+                        u.atoms.positions = frame
+                        writer.write(u.atoms)
+
+
+_PDB_MODELS = 9999  # MODEL serials MDAnalysis writes in its usual format
+
+
+def _pdb_columns_hold(x: np.ndarray) -> bool:
+    """Whether every coordinate fits PDB's 8-character %8.3f columns."""
+    return bool(np.all(np.isfinite(x)) and x.min() > -999.9995 and x.max() < 9999.9995)
+
+
+def _pdb_models_like_first(path: Path, x: np.ndarray) -> bool:
+    """Rewrite the one-model PDB at ``path`` (MDAnalysis' output for ``x[0]``) with a
+    MODEL for every frame of ``x`` (T, N, 3), each formatted as MDAnalysis formats the
+    first: its atom records with the coordinates of the frame. MDAnalysis formats
+    every atom of every frame in Python (seconds for thousands of models); here one
+    format string per frame does it. False, leaving the file as it is, where the
+    first model is not made of one ATOM or HETATM record per atom, or the template
+    does not give back MDAnalysis' own text."""
+
+    from MDAnalysis.coordinates.PDB import PDBWriter
+
+    x = np.asarray(x, np.float32)  # as MDAnalysis keeps positions
+    lines = path.read_text().splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.startswith("MODEL")), None)
+    if first is None or "ENDMDL\n" not in lines[first:]:
+        return False
+    last = lines.index("ENDMDL\n", first)
+    atoms = lines[first + 1 : last]
+    if len(atoms) != x.shape[1] or not all(
+        line.startswith(("ATOM  ", "HETATM")) and len(line) > 54 for line in atoms
+    ):
+        return False
+    template = "".join(
+        line[:30].replace("%", "%%") + "%8.3f%8.3f%8.3f" + line[54:].replace("%", "%%")
+        for line in atoms
+    )
+    model = PDBWriter.fmt["MODEL"]
+    if lines[first] != model.format(1) or template % tuple(x[0].ravel().tolist()) != "".join(atoms):
+        return False
+    with open(path, "w") as fh:
+        fh.writelines(lines[:first])
+        for k, frame in enumerate(x):
+            fh.write(model.format(k + 1))
+            fh.write(template % tuple(frame.ravel().tolist()))
+            fh.write("ENDMDL\n")
+        fh.writelines(lines[last + 1 :])
+    return True

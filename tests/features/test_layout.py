@@ -267,6 +267,18 @@ def test_stiff_torsions_are_the_planar_ones_the_zmatrix_does_not_build(peptide_m
     # and they survive the model file
     back = InternalLayout.from_arrays(layout.to_arrays(), 3)
     assert back.extra_torsions.tolist() == stiff.tolist()
+    # MD frames keep them within STIFF_TORSION of their mean; a twisted N-H does not
+    assert layout.stiff_in_range(x).mean() > 0.8  # all of them, in most frames
+    quad = next(
+        q if names[q[3]] == "H" else q[::-1] for q in stiff if "H" in (names[q[0]], names[q[3]])
+    )
+    _, c, n, h = quad
+    axis = (x[:, n] - x[:, c]) / np.linalg.norm(x[:, n] - x[:, c], axis=1, keepdims=True)
+    v = x[:, h] - x[:, n]  # the N-H bond turned 90 degrees about C-N (Rodrigues)
+    turned = np.cross(axis, v) + axis * np.sum(axis * v, axis=1, keepdims=True)
+    twisted = x.copy()
+    twisted[:, h] = x[:, n] + turned
+    assert not layout.stiff_in_range(twisted).any()
 
 
 def test_ring_closing_bonds_are_redundant_lengths_of_the_layout():
@@ -325,6 +337,56 @@ def test_models_of_one_molecule_share_compiled_code(polymer):
     d_a, d_b = geometry.pair_distances(x_a, bonds), geometry.pair_distances(x_b, bonds)
     assert not np.allclose(d_a, d_b)
     np.testing.assert_allclose(x_a, a.refine(polymer.positions[:3], *args, steps=5), atol=1e-5)
+
+
+def test_refine_jit_stops_the_structures_done_accepts(rng):
+    """Structures that ``done`` accepts after the first round keep that round's result;
+    the others go on as if nobody had asked."""
+    from polyvae.features.layout import REFINE_ROUND
+
+    x = _floppy_chain(rng, n_frames=40)
+    layout = InternalLayout.fit(x)
+    args = (
+        x[6:12],  # other structures: the experts disagree
+        layout.features(x[:6]),
+        np.full(layout.n_cartesian, 0.3, np.float32),
+        np.full(layout.n_internal, 0.1, np.float32),
+    )
+    every = layout.refine_jit(steps=4 * REFINE_ROUND)(*args)
+    first = layout.refine_jit(steps=REFINE_ROUND)(*args)
+    asked = []
+
+    def done(s):
+        asked.append(len(s))
+        return np.arange(len(s)) % 2 == 0 if len(asked) == 1 else np.zeros(len(s), bool)
+
+    got = layout.refine_jit(steps=4 * REFINE_ROUND)(*args, done=done)
+    assert asked == [8, 4, 4]  # 6 structures padded to 8; then the odd ones (and a pad)
+    np.testing.assert_allclose(got[0::2], first[0::2], atol=1e-5)
+    np.testing.assert_allclose(got[1::2], every[1::2], atol=1e-5)
+    assert not np.allclose(first[1::2], every[1::2], atol=1e-3)  # they did move on
+    everything = layout.refine_jit(steps=4 * REFINE_ROUND)(
+        *args, done=lambda s: np.ones(len(s), bool)
+    )
+    np.testing.assert_allclose(everything, first, atol=1e-5)
+
+
+@pytest.mark.parametrize("spread", [3.0, 0.4])  # an open chain; a collapsed one (> K pairs)
+def test_contact_pairs_of_all_pairs_equal_the_neighbour_lists(rng, spread):
+    x = _floppy_chain(rng, n_frames=20, n_atoms=30)
+    layout = InternalLayout.fit(x)
+    y = (x[:6] - x[:6].mean(axis=1, keepdims=True)) * spread
+    reach = layout._reach(np)
+    dense = layout._near_pair_kinds(y, reach)
+    layout.__dict__["_candidate_pairs"] = None  # the per-structure k-d trees instead
+    tree = layout._near_pair_kinds(y, reach)
+    k = layout.n_contacts
+    for t in range(len(y)):
+        got = {(tuple(p), int(c)) for p, c in zip(dense[0][t], dense[1][t], strict=True) if c < 2}
+        want = {(tuple(p), int(c)) for p, c in zip(tree[0][t], tree[1][t], strict=True) if c < 2}
+        assert got == want and len(got) <= k
+    if spread < 1:
+        assert (tree[1] < 2).sum(axis=1).min() == k  # more within reach than K: the closest K
 
 
 def _mirrored_alanine(x, names, bonds):

@@ -171,6 +171,23 @@ def test_writers_round_trip(tmp_path, adk_ca, ext, atol):
         assert [a.residue.resSeq for a in traj.topology.atoms] == info["resids"]
 
 
+def test_many_models_are_written_as_mdanalysis_writes_them(tmp_path, monkeypatch):
+    """A PDB of many models is formatted from MDAnalysis' first model: the same bytes
+    as MDAnalysis writing every model itself; coordinates too wide for the columns go
+    through MDAnalysis alone."""
+    from polyvae.io import writers
+
+    f = read_universe(DCD, topology=PSF, select="resid 1-3", stop=6)
+    x = f.positions.copy()
+    x[4, 0, 1] = -123.4567  # a negative one, wider than the others
+    fast = write_structures(tmp_path / "fast.pdb", x, atoms=f.metadata["atoms"])
+    monkeypatch.setattr(writers, "_PDB_MODELS", 0)  # every model through MDAnalysis
+    plain = write_structures(tmp_path / "plain.pdb", x, atoms=f.metadata["atoms"])
+    assert fast.read_bytes() == plain.read_bytes()
+    assert fast.read_text().count("MODEL ") == 6
+    assert writers._pdb_columns_hold(x) and not writers._pdb_columns_hold(x + 1e4)
+
+
 def test_writer_defaults_2d_units_and_npz(tmp_path, caplog):
     x = np.random.default_rng(0).normal(size=(3, 6, 2)).astype(np.float32)
     with caplog.at_level("WARNING", logger="polyvae.io.writers"):
