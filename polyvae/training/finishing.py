@@ -88,7 +88,8 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     ``n`` decoder draws (default 128, fewer for large molecules: about
     :data:`SCAN_ATOMS` atoms in all, at least 32, as for all-atom AdK's 3341 atoms)
     are turned into structures with each
-    weight of :data:`polyvae.features.layout.CARTESIAN_WEIGHTS`, and their pair-distance
+    weight of :data:`polyvae.features.layout.CARTESIAN_WEIGHTS` (refined as
+    :meth:`~polyvae.vae.VAEModel.generate` refines them), and their pair-distance
     marginals compared with the frames ``aligned`` (mean W1/σ over all pairs); the
     lowest wins. The figures are kept in ``metadata["cartesian_weight_scan"]``.
 
@@ -105,6 +106,7 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     draws, z = sample(model.params, n, model.config, key=k_x, z=z)
     means, _ = sample(model.params, n, model.config, key=k_x, z=z, mean_only=True)
     draws, sigma = np.asarray(draws), model.decoder_sigma
+    done = model._refined_enough()  # as generate refines them
     scan = {}
     quiet = logging.getLogger("polyvae.measures.marginals")  # its notes are the scan's own
     level = quiet.level
@@ -112,7 +114,7 @@ def choose_cartesian_weight(model, aligned: np.ndarray, *, n: int | None = None,
     try:
         for weight in CARTESIAN_WEIGHTS:
             generated = model.pipeline.inverse_transform(
-                draws, sigma, cartesian_weight=weight, start=np.asarray(means)
+                draws, sigma, cartesian_weight=weight, start=np.asarray(means), done=done
             )
             w1 = distance_marginals(aligned, generated).to_dict()["mean_w1_normalized"]
             scan[str(weight)] = round(float(w1), 4)
