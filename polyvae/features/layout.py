@@ -14,8 +14,10 @@ of two experts on the same frame:
   distribution.
 
 A structure is the most probable one under both experts: :meth:`InternalLayout.refine`
-minimizes the two experts' energies with a fixed number of L-BFGS iterations (optax,
-in JAX, batched and compiled) from the better of two starts. Where the internal
+minimizes the two experts' energies with L-BFGS (optax, in JAX, batched and compiled)
+from the better of two starts; for generated structures
+(:meth:`InternalLayout.refine_jit`) each one stops once it passes the model's structure
+checks, so that minimizing does not pull every draw to its mode and narrow the ensemble. Where the internal
 scales are tight (bonds, angles) the structure takes the internal values; where the
 Cartesian scales are tight relative to what many small internal changes add up to (the
 far ends of a long chain) it keeps the Cartesian shape, so errors do not build up along
