@@ -882,9 +882,11 @@ class InternalLayout:
             active, done = np.arange(len(x)), 0
             while True:
                 length = min(REFINE_ROUND, n_steps - done)
-                # two sizes, each compiled once and traced once per process: the
-                # block, and an eighth of it for the few that need more iterations
-                size = len(x) if len(active) > len(x) // 8 else max(1, len(x) // 8)
+                # a full block goes on with an eighth of it (one more program) once few
+                # structures need more iterations; smaller ones keep their size, so that
+                # which programs run does not depend on how soon structures are done
+                small = len(x) // 8 if len(x) >= _REFINE_BLOCK else len(x)
+                size = len(x) if len(active) > small else small
                 rows = np.concatenate([active, np.repeat(active[:1], size - len(active))])
                 fn = _jitted_round(key, length)
                 out = fn(
