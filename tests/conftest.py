@@ -14,6 +14,12 @@ CHAPTER_DATA = ROOT.parent / "shared" / "data" / "dmol"
 # (they inherit the environment): the same models compile once per run, not per process
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The suite's programs are many (one set per molecule, model size and decoder) and each runs
+# briefly: compiling them is most of its work. Without LLVM's optimizations XLA compiles
+# them in about two thirds of the time (the same operations; the numbers may differ in the
+# last bits from an optimized build, within a run they are as reproducible). The package,
+# the CLI and bench/ keep XLA's defaults.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 
 # Every compiled XLA executable keeps a few memory mappings; one process that trains models of
