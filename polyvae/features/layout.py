@@ -875,15 +875,31 @@ class InternalLayout:
             s, rebuilt, handed, free = (np.asarray(v) for v in _jitted_start(key)(numeric, f, s))
             kept = (1.0 - free).astype(np.float32)
             experts = (a, f, cartesian_sigma, internal_sigma, w, kept)
-            near_s, near_r = contacts(s), contacts(rebuilt)
             energy = _jitted_energy(key)
-            pick = np.asarray(energy(numeric, rebuilt, *experts, handed, *near_r)) < np.asarray(
-                energy(numeric, s, *experts, handed, *near_s)
-            )
+            k = self.n_contacts
+            none = (np.zeros((len(s), k, 2), np.int32), np.zeros((len(s), k), np.float32))
+            # the contact term is never negative: the start whose energy without it is
+            # lower wins outright where its energy with it stays below the other's
+            # without, and only the other structures search both starts' contacts
+            bare_s = np.asarray(energy(numeric, s, *experts, handed, *none))
+            bare_r = np.asarray(energy(numeric, rebuilt, *experts, handed, *none))
+            pick = bare_r < bare_s
             x = np.where(pick[:, None, None], rebuilt, s)
-            pairs, mins = (
-                np.where(_widen(pick, r), r, v) for r, v in zip(near_r, near_s, strict=True)
-            )
+            pairs, mins = contacts(x)
+            e_x = np.asarray(energy(numeric, x, *experts, handed, pairs, mins))
+            open_ = np.flatnonzero(e_x > np.where(pick, bare_s, bare_r))
+            if len(open_):
+                y = np.where(pick[:, None, None], s, rebuilt)  # the other start
+                near_y = contacts(y[open_])
+                rows = np.concatenate([open_, np.repeat(open_[:1], len(s) - len(open_))])
+                full = tuple(
+                    np.concatenate([v, v[:1].repeat(len(s) - len(open_), 0)]) for v in near_y
+                )
+                take = (a[rows], f[rows], cartesian_sigma, internal_sigma, w, kept[rows])
+                e_y = np.asarray(energy(numeric, y[rows], *take, handed[rows], *full))[: len(open_)]
+                other = open_[e_y < e_x[open_]]
+                won = np.isin(open_, other)
+                x[other], pairs[other], mins[other] = y[other], near_y[0][won], near_y[1][won]
             if n_steps == 0:
                 return x
             state, radius = self._fresh_carry(x)
