@@ -142,6 +142,36 @@ def test_internal_model_keeps_bonds_and_beats_cartesian(polymer, internal_model)
     )
 
 
+def test_generate_lets_each_structure_go_once_the_checks_pass(polymer, internal_model):
+    """The refinement's question to the model: structures that pass its checks are done,
+    one with a stretched bond is not; and generated structures come out valid."""
+    from polyvae.features import layout as layout_module
+
+    done = internal_model._refined_enough()
+    train = internal_model.pipeline.align_frames(polymer[:64])
+    assert done(train).all()
+    broken = train.copy()
+    broken[:, -1] += 3.0 * (broken[:, -1] - broken[:, -2])  # the last bond four times as long
+    assert not done(broken).any()
+    asked = []
+    real = layout_module.InternalLayout.refine_jit
+
+    def spying(self, steps=None):
+        refine = real(self, steps)
+
+        def asking(*args):  # the pipeline passes done last, by position
+            *head, done = args
+            return refine(*head, lambda x: asked.append(len(x)) or done(x))
+
+        return asking
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layout_module.InternalLayout, "refine_jit", spying)
+        gen = internal_model.generate(64, seed=1)
+    assert asked and asked[0] == 64
+    assert internal_model.check_structures(gen).fraction_valid >= 0.95
+
+
 def test_internal_model_file_round_trip(internal_model, tmp_path):
     assert internal_model.config.decoder == "internal"
     scan = internal_model.metadata["cartesian_weight_scan"]
