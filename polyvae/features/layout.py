@@ -111,8 +111,6 @@ structures then as planar as MD's (99th percentile of O-C-N-H 26° from planar, 
 26°; within 30°: 30°)."""
 
 _REFINE_BLOCK = 256
-_REACH_BONDS = 1.5
-_CONTACTS_PER_ATOM = 8
 _ALL_PAIRS_CONTACTS = 1 << 16  # up to this many atom pairs, contacts without neighbour lists
 _REFINE_BLOCK_ATOMS = 1 << 16  # atoms of all structures refined at once (memory)
 
@@ -506,7 +504,7 @@ class InternalLayout:
     def n_contacts(self) -> int:
         """K: contact pairs per structure that :meth:`refine` repels (the closest ones)."""
         n = self.n_atoms
-        return int(min(n * (n - 1) // 2 - len(self._exclusions[0]), _CONTACTS_PER_ATOM * n))
+        return int(min(n * (n - 1) // 2 - len(self._exclusions[0]), 8 * n))
 
     def near_pairs(self, positions) -> tuple[np.ndarray, np.ndarray]:
         """Per structure, the :attr:`n_contacts` closest pairs more than two bonds apart,
@@ -532,7 +530,7 @@ class InternalLayout:
         contact_min = self.contact_min if contact_min is None else contact_min
         center = self.center if center is None else center
         finite = xp.where(xp.isfinite(contact_min), contact_min, 0.0)
-        return xp.max(finite) + _REACH_BONDS * xp.median(center[: self.n_atoms - 1])
+        return xp.max(finite) + 1.5 * xp.median(center[: self.n_atoms - 1])
 
     @staticmethod
     def _kind_minimum(xp, contact_min, kind):
