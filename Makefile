@@ -9,16 +9,17 @@ DOCS_STAMP := $(VENV)/.docs-extras-stamp
 
 .PHONY: demo test docs wheel-check lint bench clean
 
+# --no-compile: byte-compiling every file of jax, torch and MDAnalysis at install takes longer
+# than compiling, on first import, the few that are imported
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[test]"
 	touch $(STAMP)
 
 # the optional TorchScript export is tested where the CPU build of torch 2.13.0 installs, the
 # PLUMED export inside the PLUMED that the hillclimber wheel bundles (its own dependencies unneeded)
 $(TEST_STAMP): $(STAMP) Makefile
-	$(BIN)/python -m pip install --quiet torch==2.13.0 \
+	$(BIN)/python -m pip install --quiet --no-compile torch==2.13.0 \
 		|| echo "torch==2.13.0 is not installable here: the TorchScript tests will skip"
 	$(BIN)/python -m pip install --quiet --no-deps hillclimber==0.1.8 \
 		|| echo "hillclimber==0.1.8 (a PLUMED build) is not installable here: the PLUMED tests will skip"
