@@ -430,10 +430,24 @@ def _cmd_export(a) -> int:
     if a.target != "colvar" and a.data:
         raise ValueError(f"export {a.target} takes no trajectories; got {len(a.data)}")
     if a.atoms is not None and a.target == "colvar":
-        raise ValueError("--atoms applies to export colvars, plumed and torchscript, not colvar")
+        raise ValueError(
+            "--atoms applies to export colvars, plumed, torchscript and openmm, not colvar"
+        )
+    if a.target != "openmm" and (a.cv is not None or a.periodic):
+        flag = "--cv" if a.cv is not None else "--periodic"
+        raise ValueError(f"{flag} applies to export openmm only, not {a.target}")
     kind = "dir" if a.target in ("colvars", "plumed") else "file"
-    out = _output(a, kind=kind, suffixes=(".pt", ".ptc") if a.target == "torchscript" else None)
+    suffixes = {"torchscript": (".pt", ".ptc"), "openmm": (".xml",)}.get(a.target)
+    out = _output(a, kind=kind, suffixes=suffixes)
     model = load_model(a.model)
+    if a.target == "openmm":
+        if a.cv is not None and not 0 <= a.cv < model.latent_dim:
+            raise ValueError(
+                f"--cv must be a latent index in 0..{model.latent_dim - 1}; got {a.cv}"
+            )
+        files = export.write_openmm(model, out, cv=a.cv, atoms=a.atoms, periodic=a.periodic)
+        _report("openmm export written to " + ", ".join(map(str, files)))
+        return 0
     if a.target == "colvar":
         chunks = io.iter_frames(a.data, atoms=io.model_atoms(model), **_read_kwargs(a))
         path = export.colvar_for_model(model, chunks, out)

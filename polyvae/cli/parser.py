@@ -516,25 +516,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write the latent CV for an MD engine (Colvars, PLUMED, TorchScript) or a COLVAR file",
+        help="write the latent CV for an MD engine (Colvars, PLUMED, TorchScript, OpenMM) or "
+        "a COLVAR file",
         description="Export the encoder mean as a collective variable: 'colvars' writes a "
         "Colvars configuration with a NeuralNetwork component (distance-feature models), "
         "'plumed' a PLUMED input with an ANN action (tanh models), 'torchscript' a module "
-        "for PLUMED's PYTORCH_MODEL (needs torch), 'colvar' the CVs of a trajectory as a "
-        "PLUMED-style COLVAR file. Lengths are in Å.",
+        "for PLUMED's PYTORCH_MODEL (needs torch), 'openmm' an OpenMM force whose energy is "
+        "the CV (XmlSerializer; distance and torsion models; needs openmm), 'colvar' the CVs "
+        "of a trajectory as a PLUMED-style COLVAR file. Lengths are in Å.",
     )
-    p.add_argument("target", choices=["colvars", "plumed", "torchscript", "colvar"])
+    p.add_argument("target", choices=["colvars", "plumed", "torchscript", "openmm", "colvar"])
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="TRAJ", nargs="*", help="colvar: trajectories to encode")
     p.add_argument(
-        "-o", "--output", required=True, metavar="OUT", help="folder, FILE.pt or COLVAR file"
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="folder, FILE.pt, FILE.xml (openmm: FILE_z0.xml, FILE_z1.xml, ... for several "
+        "CVs) or COLVAR file",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        metavar="I",
+        help="openmm: only latent CV I (0-based; default every CV, a file each)",
+    )
+    p.add_argument(
+        "--periodic",
+        action="store_true",
+        help="openmm: the System is periodic (positions come wrapped into the box)",
     )
     p.add_argument(
         "--atoms",
         type=_atom_numbers,
         default=None,
         metavar="LIST|FILE",
-        help="colvars, plumed, torchscript: the engine's 1-based numbers of the model's atoms, "
+        help="colvars, plumed, torchscript, openmm: the engine's 1-based numbers of the model's atoms, "
         "e.g. 1-12 or 1-5,8,10-12, or a file of numbers (default: those stored with a model "
         "trained through a topology; needed for a model trained on .npz frames)",
     )
