@@ -142,6 +142,12 @@ def transitions(phi: np.ndarray) -> int:
     return int(np.count_nonzero(np.diff(seen)))
 
 
+def reached_positive_phi(phi: np.ndarray) -> bool:
+    """Whether a frame lies in the φ > 0 basin (30° < φ < 120°; β reaches φ = ±180°)."""
+    deg = np.degrees(phi)
+    return bool(np.any((deg > 30) & (deg < 120)))
+
+
 def free_energy(phi: np.ndarray, weights: np.ndarray, bins: int = 36) -> np.ndarray:
     """F(φ) in kT (minimum 0; inf where no weight) on ``bins`` bins over (-π, π]."""
     hist, _ = np.histogram(phi, bins=bins, range=(-np.pi, np.pi), weights=weights)
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         for kind, out in rows.items():
             entry[kind] = {
                 "transitions": transitions(out["angles"][:, 0]),
-                "reached_phi_positive": bool(np.any(np.degrees(out["angles"][:, 0]) > 30)),
+                "reached_phi_positive": reached_positive_phi(out["angles"][:, 0]),
                 "fes_error_kT": fes_error(out["F"], ref),
                 "ess_fraction": effective_sample_size(out["weights"]) / len(out["weights"]),
             }

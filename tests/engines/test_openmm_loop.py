@@ -43,6 +43,8 @@ def test_a_short_loop_runs_biases_and_reweights(loop, tmp_path):
 def test_transitions_count_committed_crossings(loop):
     deg = np.array([-70, -10, 20, 60, 10, -60, -70, 70, 170, -150])
     assert loop.transitions(np.radians(deg)) == 4  # A B A A B A
+    assert loop.reached_positive_phi(np.radians(deg))
+    assert not loop.reached_positive_phi(np.radians([-70, -150, 170, 150, 20]))
 
 
 def test_free_energy_and_its_error(loop):
