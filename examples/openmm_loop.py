@@ -3,7 +3,8 @@
 Alanine dipeptide in vacuum (Amber ff14SB, bonds to hydrogen constrained, Langevin at
 300 K, 2 fs) on OpenMM's CPU platform. Round 0 is a plain run from the C7eq structure of
 ``tools/peptide.py`` (φ < 0). Each later round trains polyvae on the heavy atoms' frames
-of every earlier round (distance features, 2D latent, each frame weighted as below),
+of every earlier round (their distances, or with ``--features torsions`` the sine and
+cosine of φ and ψ; 2D latent; each frame weighted as below),
 exports the latent CVs as OpenMM forces (:func:`polyvae.export.openmm_force`), and runs
 well-tempered metadynamics on them (``openmm.app.metadynamics``) from where the last
 round ended. A biased round's frames are weighted by the bias that round ended with
@@ -166,11 +167,15 @@ def fes_error(f: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(np.abs(diff - diff.mean())))
 
 
-def trained_model(positions, weights, heavy, names, seed: int, epochs: int):
+def trained_model(positions, weights, heavy, names, seed: int, epochs: int, features: str):
+    """polyvae on the heavy atoms: their distances, or the sine and cosine of φ and ψ."""
     frames = polyvae.Frames(positions[:, heavy].astype(np.float32), names=tuple(names))
+    extra = {}
+    if features == "torsions":  # φ, ψ as indices among the heavy atoms
+        extra["dihedrals"] = np.searchsorted(heavy, np.array([PHI, PSI]))
     model = polyvae.train(
-        frames, features="distances", decoder="cartesian", weights=weights,
-        epochs=epochs, seed=seed, progress=False,
+        frames, features=features, decoder="cartesian", weights=weights,
+        epochs=epochs, seed=seed, progress=False, **extra,
     )  # fmt: skip
     z, _ = model.encode(frames)
     span = z.max(axis=0) - z.min(axis=0)
@@ -204,6 +209,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reference", type=Path, default=None, help="NPZ with 'phi' instead")
     parser.add_argument("--epochs", type=int, default=200, help="training epochs per round")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--features",
+        choices=["distances", "torsions"],
+        default="distances",
+        help="the CV's inputs: heavy-atom distances (default) or sin/cos of phi and psi",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     steps = int(round(args.ns * 1000 / DT_PS))
@@ -222,13 +233,14 @@ def main(argv: list[str] | None = None) -> dict:
     first = run("plain", steps, start, args.seed)
     pooled = {"positions": [first["positions"]], "weights": [first["weights"]]}
     state = {k: first for k in ("polyvae", "phipsi", "plain")}
-    summary = {"ns_per_round": args.ns, "seed": args.seed, "rounds": []}
+    summary = {"ns_per_round": args.ns, "seed": args.seed, "features": args.features}
+    summary["rounds"] = []
     for r in range(1, args.rounds + 1):
         positions = np.concatenate(pooled["positions"])
         weights = np.concatenate(pooled["weights"])
         heavy_names = [names[i] for i in heavy]
         model, cv_range = trained_model(
-            positions, weights, heavy, heavy_names, args.seed, args.epochs
+            positions, weights, heavy, heavy_names, args.seed, args.epochs, args.features
         )
         model.save(args.out / f"round{r}.polyvae")
         rows = {}
