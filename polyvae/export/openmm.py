@@ -34,6 +34,23 @@ from polyvae.nn.encoder_numpy import ACTIVATIONS_NUMPY
 __all__ = ["EncoderCV", "openmm_force", "write_openmm"]
 
 _ANGSTROM_PER_NM = 10.0
+_POSITIONS = (
+    "the OpenMM export needs a model of internal inputs; this model reads aligned "
+    "positions, which an engine can only reproduce by superposing every frame on "
+    "the model's reference: retrain with --features distances or --features "
+    "torsions (features='distances' or 'torsions')"
+)
+
+
+def _spec(spec_or_model: Any, atoms: Any) -> EncoderSpec:
+    """The spec for OpenMM; position inputs refused before anything else is checked."""
+    if isinstance(spec_or_model, EncoderSpec):
+        kind = spec_or_model.kind
+    else:
+        kind = getattr(getattr(spec_or_model, "pipeline", None), "features", None)
+    if kind == "positions":
+        raise ExportError(_POSITIONS)
+    return as_spec(spec_or_model, "OpenMM", atoms)
 
 
 def _activation_slope(name: str, pre: np.ndarray, post: np.ndarray) -> np.ndarray:
@@ -111,12 +128,7 @@ class EncoderCV:
 
     def __init__(self, spec: EncoderSpec, cv: int = 0):
         if spec.kind == "positions":
-            raise ExportError(
-                "the OpenMM export needs a model of internal inputs; this model reads aligned "
-                "positions, which an engine can only reproduce by superposing every frame on "
-                "the model's reference: retrain with --features distances or --features "
-                "torsions (features='distances' or 'torsions')"
-            )
+            raise ExportError(_POSITIONS)
         n_latent = spec.latent_dim
         if isinstance(cv, bool) or not isinstance(cv, int | np.integer) or not 0 <= cv < n_latent:
             raise ValueError(f"cv must be a latent index in 0..{n_latent - 1}; got {cv!r}")
@@ -253,7 +265,7 @@ def openmm_force(spec_or_model: Any, cv: int = 0, *, atoms: Any = None, periodic
     >>> system.addForce(force)  # doctest: +SKIP
     """
     openmm = _openmm()
-    spec = as_spec(spec_or_model, "OpenMM", atoms)
+    spec = _spec(spec_or_model, atoms)
     if not isinstance(periodic, bool):
         raise ValueError(f"periodic must be True or False; got {periodic!r}")
     force = openmm.PythonForce(EncoderCV(spec, cv))
@@ -292,7 +304,7 @@ def write_openmm(
         importable there).
     """
     openmm = _openmm()
-    spec = as_spec(spec_or_model, "OpenMM", atoms)
+    spec = _spec(spec_or_model, atoms)
     path = Path(path)
     if cv is not None:
         which = [cv]

@@ -152,6 +152,19 @@ def test_position_inputs_are_refused_with_what_to_retrain_with():
         openmm_force(spec)
 
 
+def test_the_command_line_refuses_a_position_model_whatever_its_alignment(
+    small_model_file, tmp_path, capsys
+):
+    """The demo's kind of model (principal axes): the message names what OpenMM needs,
+    not the Kabsch alignment that PLUMED would take."""
+    path, _ = small_model_file
+    out = tmp_path / "cv.xml"
+    assert main(["export", "openmm", str(path), "--atoms", "1-8", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("polyvae: error: the OpenMM export needs a model of internal inputs")
+    assert err.count("\n") == 1 and "kabsch" not in err and not out.exists()
+
+
 def test_bad_arguments_name_themselves(tmp_path):
     with pytest.raises(ValueError, match=r"^cv must be a latent index in 0\.\.1; got 2$"):
         EncoderCV(_spec(), 2)
