@@ -441,10 +441,6 @@ def _cmd_export(a) -> int:
     out = _output(a, kind=kind, suffixes=suffixes)
     model = load_model(a.model)
     if a.target == "openmm":
-        if a.cv is not None and not 0 <= a.cv < model.latent_dim:
-            raise ValueError(
-                f"--cv must be a latent index in 0..{model.latent_dim - 1}; got {a.cv}"
-            )
         files = export.write_openmm(model, out, cv=a.cv, atoms=a.atoms, periodic=a.periodic)
         _report("openmm export written to " + ", ".join(map(str, files)))
         return 0
